@@ -1,0 +1,95 @@
+"""kdsearch: find the best small student for a teacher, and the best way to distill it.
+
+    python search.py --budget 50
+
+Parses flags, validates them into a frozen ``SearchSpec``, and calls ``tuning.run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every flag has a one-line help."""
+    parser = argparse.ArgumentParser(
+        prog="search.py",
+        description="Ray Tune schedules Optuna-sampled knowledge-distillation trials; the best student is "
+                    "re-checked over seeds, finetuned, compared with the teacher and a no-teacher baseline, "
+                    "exported and reported.")
+    add = parser.add_argument
+    add("--budget", type=int, help="number of trials that end (finished, stopped early or failed); default 50")
+    add("--dataset", help="digits (default, offline), mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn "
+                          "or imagefolder")
+    add("--data-dir", help="folder holding the dataset files (or the class folders for imagefolder)")
+    add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
+    add("--teacher", help="teacher architecture to train once and cache (default resnet-large)")
+    add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
+    add("--epochs", type=int, help="maximum epochs per trial and for the final re-training (default 15)")
+    add("--run-name", help="name of the run folder; rerunning with the same name resumes it (default: dated)")
+    add("--results-dir", help="where run folders and the teacher cache go (default results)")
+    add("--seed", type=int, help="seed for splits, sampling and training (default 0)")
+    add("--sampler", help="Optuna sampler: tpe (default), random, cmaes or nsga2")
+    add("--scheduler", help="asha (default: stop weak trials early on the epoch) or none")
+    add("--objective", help="accuracy (default) or pareto (accuracy vs student parameter count)")
+    add("--space", dest="space_file", help="YAML or JSON file narrowing, widening or fixing search parameters")
+    add("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
+    add("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 0.25 with GPUs, else 0)")
+    add("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    add("--address", help="connect to an existing Ray cluster: auto or HOST:PORT (default: start Ray here)")
+    add("--storage-path", help="shared folder for the Ray Tune experiment (cluster runs); default the run folder")
+    add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
+    add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")
+    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 3)")
+    add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 3)")
+    add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
+    add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
+    return parser.parse_args(argv)
+
+
+def final_table(summary: dict[str, Any]) -> str:
+    """Teacher / baseline / student accuracy and size, and what distillation bought."""
+    rows = [("model", "test accuracy", "params")]
+    teacher, baseline, student = summary.get("teacher") or {}, summary.get("baseline"), summary.get("student")
+    if "test_accuracy" in teacher:
+        rows.append(("teacher " + str(teacher["arch"]), f"{teacher['test_accuracy']:.4f}", f"{teacher['params']:,}"))
+    for label, entry in (("baseline (no teacher)", baseline), ("distilled student", student)):
+        if entry:
+            rows.append((label, f"{entry['test_accuracy_mean']:.4f} ± {entry['test_accuracy_std']:.4f}",
+                         f"{entry['params']:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    if summary.get("kd_gain") is not None:
+        lines.append(f"kd_gain: {summary['kd_gain']:+.2f} ± {summary['kd_gain_std']:.2f} points "
+                     f"(student minus baseline over seeds {student['seeds']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (2 for bad input)."""
+    args = parse_args(argv)
+    # Imported here so that --help answers at once, without loading torch and ray.
+    from tuning import UserError, build_spec, run
+
+    try:
+        spec = build_spec(**vars(args))
+        outcome = run(spec)
+    except UserError as error:
+        print(f"search.py: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    trials = outcome.summary["trials"]
+    print(f"\nrun '{spec.run_name}': {trials['completed']} completed, {trials['stopped_early']} stopped early, "
+          f"{trials['failed']} failed")
+    print(final_table(outcome.summary))
+    print(f"results: {outcome.run_dir}")
+    if outcome.report is not None:
+        print(f"report: {outcome.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``--space FILE``: narrow, widen or fix any parameter of a space from YAML or JSON.
+
+File shape (every key optional)::
+
+    families:                 # a list keeps those families with their default bounds,
+      cnn: {depth: {low: 1, high: 2}, width: {low: 8, high: 32, step: 8}}
+      resnet: {}              # a mapping also sets their depth/width bounds
+    temperature: {low: 1, high: 10, log: true}   # a range
+    alpha: 0.5                                   # a single value fixes the parameter
+    batch_size: [64, 128]                        # a list gives the choices
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spaces._params import ChoiceParam, FloatParam, IntParam, Param
+from spaces._presets import STUDENT_FAMILY_BOUNDS
+from spaces._space import FamilyBounds, SearchSpace
+
+
+class SpaceError(ValueError):
+    """A search-space file or override is invalid; the message names the file and the value."""
+
+
+_SCALAR_NAMES = tuple(f.name for f in fields(SearchSpace) if f.name not in ("families", "metadata"))
+_RANGE_KEYS = {"low", "high", "log", "step"}
+
+
+def load_space_file(path: str | Path, base: SearchSpace) -> SearchSpace:
+    """Read ``path`` (``.json``, ``.yaml`` or ``.yml``) and apply it on top of ``base``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpaceError(f"space file {path}: cannot be read ({error.strerror}); check the path") from None
+    try:
+        overrides = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        reason = str(error).splitlines()[0]
+        raise SpaceError(f"space file {path} is malformed: {reason}; fix the syntax") from None
+    try:
+        return apply_overrides(base, overrides if overrides is not None else {})
+    except SpaceError as error:
+        raise SpaceError(f"space file {path}: {error}") from None
+
+
+def apply_overrides(base: SearchSpace, overrides: Any) -> SearchSpace:
+    """Return ``base`` with each parameter named in ``overrides`` replaced."""
+    if not isinstance(overrides, dict):
+        raise SpaceError(f"expected a mapping of parameter names, got {type(overrides).__name__}")
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name == "families":
+            changes["families"] = _families(value, base.families)
+        elif name in _SCALAR_NAMES:
+            changes[name] = _checked_param(name, value, getattr(base, name))
+        else:
+            raise SpaceError(_unknown("parameter", name, ("families", *_SCALAR_NAMES)))
+    try:
+        return replace(base, **changes, metadata={**base.metadata, "overridden": sorted(changes)})
+    except ValueError as error:
+        raise SpaceError(str(error)) from None
+
+
+def _families(value: Any, current: dict[str, FamilyBounds]) -> dict[str, FamilyBounds]:
+    known = {**STUDENT_FAMILY_BOUNDS, **current}
+    if isinstance(value, list):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict) or not value:
+        raise SpaceError("families: give a non-empty list of family names or a mapping of them")
+    families: dict[str, FamilyBounds] = {}
+    for name, bounds in value.items():
+        if name not in known:
+            raise SpaceError(_unknown("student family", name, tuple(known)))
+        bounds = bounds or {}
+        if not isinstance(bounds, dict):
+            raise SpaceError(f"families.{name}: expected a mapping with depth and/or width")
+        for key in bounds:
+            if key not in ("depth", "width"):
+                raise SpaceError(_unknown(f"key in families.{name}", key, ("depth", "width")))
+        default = known[name]
+        families[name] = FamilyBounds(
+            depth=_checked_param(f"families.{name}.depth", bounds.get("depth"), default.depth),
+            width=_checked_param(f"families.{name}.width", bounds.get("width"), default.width),
+        )
+    return families
+
+
+def _param(value: Any, default: Param) -> Param:
+    """Build the override of one parameter, keeping the kind (float, int, choice) of ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, list):
+        return ChoiceParam(tuple(value))
+    if isinstance(value, dict):
+        return _range(value, default)
+    if isinstance(default, ChoiceParam):
+        return ChoiceParam((value,))
+    if isinstance(default, IntParam):
+        return IntParam(value, value)
+    return FloatParam(value, value)
+
+
+def _range(value: dict[str, Any], default: Param) -> Param:
+    if "choices" in value:
+        extra = set(value) - {"choices"}
+        if extra:
+            raise SpaceError(f"'choices' cannot be combined with {sorted(extra)}")
+        if not isinstance(value["choices"], list):
+            raise SpaceError("'choices' must be a list")
+        return ChoiceParam(tuple(value["choices"]))
+    for key in value:
+        if key not in _RANGE_KEYS:
+            raise SpaceError(_unknown("range key", key, (*sorted(_RANGE_KEYS), "choices")))
+    if isinstance(default, ChoiceParam):
+        raise SpaceError("this parameter is categorical: give a list of choices, not a range")
+    low = value.get("low", default.low)
+    high = value.get("high", default.high)
+    log = value.get("log", default.log)
+    if not isinstance(log, bool):
+        raise SpaceError(f"'log' must be true or false, got {log!r}")
+    if isinstance(default, IntParam):
+        return IntParam(low, high, step=value.get("step", 1 if log else default.step), log=log)
+    if "step" in value:
+        raise SpaceError("'step' applies to integer parameters only")
+    return FloatParam(low, high, log=log)
+
+
+def _checked_param(name: str, value: Any, default: Param) -> Param:
+    """``_param`` with any error prefixed by the parameter's name."""
+    try:
+        return _param(value, default)
+    except ValueError as error:  # SpaceError included
+        raise SpaceError(f"{name}: {error}") from None
+
+
+def _unknown(what: str, name: Any, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; known: {', '.join(known)}"

@@ -1,0 +1,274 @@
+"""The report's own figures: pure data builders on hand-made records, drawers smoke-tested."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+import pytest
+
+from reports.figures import (
+    FAILED_COLOR,
+    accuracy_vs_params_data,
+    comparison_data,
+    concurrency_steps,
+    draw_accuracy_vs_params,
+    draw_comparison,
+    draw_final_candidates,
+    draw_learning_curves,
+    draw_timeline,
+    family_color,
+    final_candidates_data,
+    format_params,
+    learning_curves_data,
+    max_concurrency,
+    pareto_front,
+    timeline_data,
+)
+from reports.run import Trial
+
+
+def trial(i: int, state: str = "COMPLETE", **fields: Any) -> Trial:
+    """A hand-made trials.json record."""
+    record: dict[str, Any] = {"trial_id": f"t{i}", "number": i, "state": state, "config": {"family": "cnn"}}
+    record.update(fields)
+    return Trial.from_record(record)
+
+
+def curve(*accs: float, t0: float = 0.0) -> list[dict[str, Any]]:
+    return [{"epoch": e, "val_accuracy": a, "params": 100, "time": t0 + e} for e, a in enumerate(accs, 1)]
+
+
+# --- Pareto front ------------------------------------------------------------------------------------
+
+
+def test_pareto_front_keeps_only_non_dominated_points_in_size_order() -> None:
+    points = [
+        (0.90, 1000),  # 0: front
+        (0.80, 500),  # 1: front (smaller)
+        (0.85, 1200),  # 2: dominated by 0
+        (0.95, 5000),  # 3: front (most accurate)
+        (0.70, 800),  # 4: dominated by 1
+        (0.90, 3000),  # 5: dominated by 0 (same accuracy, bigger)
+    ]
+    assert pareto_front(points) == [1, 0, 3]
+
+
+def test_pareto_front_collapses_ties_and_handles_edge_cases() -> None:
+    assert pareto_front([]) == []
+    assert pareto_front([(0.5, 10)]) == [0]
+    # Exact duplicates: one representative. Same size, lower accuracy: dominated.
+    assert pareto_front([(0.9, 100), (0.9, 100), (0.8, 100)]) == [0]
+    # Strictly better in both: only the one point.
+    assert pareto_front([(0.7, 200), (0.9, 100)]) == [1]
+
+
+def test_pareto_front_matches_brute_force_definition() -> None:
+    import random
+
+    rng = random.Random(3)
+    points = [(round(rng.random(), 2), rng.randint(1, 30)) for _ in range(60)]
+
+    def dominated(p: tuple[float, int]) -> bool:
+        return any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)
+
+    expected = {p for p in points if not dominated(p)}
+    assert {points[i] for i in pareto_front(points)} == expected
+
+
+def test_accuracy_vs_params_data_uses_trials_with_both_values_and_marks_front_and_winner() -> None:
+    trials = [
+        trial(0, best_val_accuracy=0.9, params=1000),
+        trial(1, "STOPPED", best_val_accuracy=0.8, params=500, config={"family": "resnet"}),
+        trial(2, best_val_accuracy=0.85, params=1200),
+        trial(3, "FAILED", best_val_accuracy=0.99, params=1),  # failed: left out whatever it reported
+        trial(4, curve=curve(0.6, 0.75)),  # accuracy and size from its curve
+    ]
+    data = accuracy_vs_params_data(trials, winner="t0")
+    assert [p.trial_id for p in data.points] == ["t0", "t1", "t2", "t4"]
+    assert [p.trial_id for p in data.front] == ["t4", "t1", "t0"]
+    assert {p.trial_id for p in data.points if p.on_front} == {"t0", "t1", "t4"}
+    assert [p.trial_id for p in data.points if p.winner] == ["t0"]
+    assert data.points[1].family == "resnet" and data.points[1].state == "STOPPED"
+    assert data.points[3].accuracy == 0.75 and data.points[3].params == 100
+
+
+def test_draw_accuracy_vs_params_smoke() -> None:
+    data = accuracy_vs_params_data(
+        [trial(0, best_val_accuracy=0.9, params=10), trial(1, "STOPPED", best_val_accuracy=0.8, params=5)], "t0"
+    )
+    fig = draw_accuracy_vs_params(data)
+    assert isinstance(fig, go.Figure)
+    names = [t.name for t in fig.data]
+    assert "Pareto front" in names and "chosen config" in names
+    (cnn,) = [t for t in fig.data if t.name == "cnn"]
+    assert list(cnn.marker.symbol) == ["circle", "circle-open"]
+
+
+# --- learning curves ---------------------------------------------------------------------------------
+
+
+def test_learning_curves_mark_stopped_and_failed_trials() -> None:
+    trials = [
+        trial(0, curve=curve(0.5, 0.6, 0.7)),
+        trial(1, "STOPPED", curve=curve(0.4, 0.45), config={"family": "resnet"}),
+        trial(2, "FAILED", curve=curve(0.3)),
+        trial(3, "FAILED"),  # never reported an epoch: no line
+    ]
+    series = {s.trial_id: s for s in learning_curves_data(trials)}
+    assert set(series) == {"t0", "t1", "t2"}
+    done, stopped, failed = series["t0"], series["t1"], series["t2"]
+    assert done.dash == "solid" and done.stop_marker is None and done.color == family_color("cnn")
+    assert done.epochs == [1, 2, 3] and done.accuracies == [0.5, 0.6, 0.7]
+    assert stopped.dash == "dash" and stopped.stop_marker == (2, 0.45) and stopped.color == family_color("resnet")
+    assert failed.color == FAILED_COLOR and failed.dash == "dot" and failed.stop_marker is None
+
+
+def test_learning_curves_sort_epochs_and_skip_missing_accuracies() -> None:
+    points = [{"epoch": 2, "val_accuracy": 0.6}, {"epoch": 1, "val_accuracy": 0.5}, {"epoch": 3, "val_accuracy": None}]
+    (s,) = learning_curves_data([trial(0, curve=points)])
+    assert s.epochs == [1, 2] and s.accuracies == [0.5, 0.6]
+
+
+def test_draw_learning_curves_smoke_one_line_per_trial_plus_legend_and_stop_markers() -> None:
+    trials = [
+        trial(0, curve=curve(0.5, 0.6)),
+        trial(1, "STOPPED", curve=curve(0.4)),
+        trial(2, "FAILED", curve=curve(0.2)),
+    ]
+    fig = draw_learning_curves(learning_curves_data(trials))
+    per_trial = [t for t in fig.data if t.showlegend is False]
+    assert len(per_trial) == 3
+    (stops,) = [t for t in fig.data if t.name and t.name.startswith("stopped early")]
+    assert stops.marker.symbol == "x" and list(stops.x) == [1]
+    assert {t.name for t in fig.data if t.showlegend is not False} >= {"cnn", "failed"}
+
+
+# --- teacher / baseline / student --------------------------------------------------------------------
+
+
+def _entry(mean: float, std: float | None, accs: list[float], params: int) -> dict[str, Any]:
+    return {
+        "arch": "cnn-d2",
+        "params": params,
+        "test_accuracy_mean": mean,
+        "test_accuracy_std": std,
+        "test_accuracies": accs,
+        "seeds": list(range(len(accs))),
+    }
+
+
+def test_comparison_data_takes_values_and_error_bars_from_summary() -> None:
+    summary = {
+        "teacher": {"arch": "resnet-large", "params": 2_000_000, "test_accuracy": 0.98},
+        "baseline": _entry(0.94, 0.006, [0.935, 0.947, 0.94], 50_000),
+        "student": _entry(0.953, 0.004, [0.95, 0.958, 0.952], 50_000),
+    }
+    bars = comparison_data(summary)
+    assert [b.role for b in bars] == ["teacher", "baseline", "student"]
+    teacher, baseline, student = bars
+    assert teacher.mean == 0.98 and teacher.std is None and teacher.params == 2_000_000
+    assert baseline.mean == 0.94 and baseline.std == 0.006 and baseline.accuracies == [0.935, 0.947, 0.94]
+    assert student.mean == 0.953 and student.std == 0.004 and student.params == 50_000
+
+
+@pytest.mark.parametrize(
+    "summary, roles",
+    [
+        (None, []),
+        ({}, []),
+        ({"teacher": {"arch": "t", "test_accuracy": 0.9}, "student": None, "baseline": None}, ["teacher"]),
+        ({"teacher": {"arch": "t"}, "student": _entry(0.9, None, [0.9], 10)}, ["student"]),
+    ],
+)
+def test_comparison_data_only_includes_what_the_summary_measured(summary: Any, roles: list[str]) -> None:
+    assert [b.role for b in comparison_data(summary)] == roles
+
+
+def test_draw_comparison_smoke_error_bars_are_std() -> None:
+    summary = {
+        "teacher": {"arch": "t", "params": 10, "test_accuracy": 0.98},
+        "baseline": _entry(0.94, 0.006, [0.935, 0.947, 0.94], 5),
+        "student": _entry(0.95, None, [0.95], 5),
+    }
+    fig = draw_comparison(comparison_data(summary))
+    bar = fig.data[0]
+    assert list(bar.y) == [0.98, 0.94, 0.95]
+    assert list(bar.error_y.array) == [0.0, 0.006, 0.0]
+    assert "5 params" in bar.text[1]
+    (seeds,) = fig.data[1:]
+    assert list(seeds.y) == [0.935, 0.947, 0.94]  # single-seed bars get no dots
+
+
+def test_final_candidates_data_ranks_and_marks_winner() -> None:
+    summary = {
+        "final": {
+            "candidates": [
+                {
+                    "trial_id": "a",
+                    "config": {"alpha": 0.5},
+                    "val_accuracy_mean": 0.90,
+                    "val_accuracy_std": 0.01,
+                    "seeds": [0, 1],
+                },
+                {"trial_id": "b", "config": {}, "val_accuracy_mean": 0.93, "val_accuracy_std": None, "seeds": [0, 1]},
+                {"trial_id": "c", "val_accuracy_mean": None},
+            ],
+            "winner": "b",
+        }
+    }
+    bars = final_candidates_data(summary)
+    assert [(b.trial_id, b.winner, b.seeds) for b in bars] == [("b", True, 2), ("a", False, 2)]
+    assert final_candidates_data({"final": None}) == [] and final_candidates_data(None) == []
+    fig = draw_final_candidates(bars)
+    assert list(fig.data[0].y) == [0.93, 0.90] and list(fig.data[0].error_y.array) == [0.0, 0.01]
+
+
+# --- timeline and concurrency ------------------------------------------------------------------------
+
+
+def test_concurrency_counts_overlaps_with_half_open_intervals() -> None:
+    intervals = [(0, 10), (2, 5), (5, 8), (10, 12), (3, 4)]
+    # 0-2:1, 2-3:2, 3-4:3, 4-5:2, 5-8:2 (one ends, one starts at 5), 8-10:1, 10-12:1 (hand-over at 10)
+    assert concurrency_steps(intervals) == [(0, 1), (2, 2), (3, 3), (4, 2), (5, 2), (8, 1), (10, 1), (12, 0)]
+    assert max_concurrency(intervals) == 3
+
+
+def test_concurrency_edge_cases() -> None:
+    assert concurrency_steps([]) == [] and max_concurrency([]) == 0
+    assert max_concurrency([(0, 1), (1, 2), (2, 3)]) == 1  # back to back on one slot
+    assert max_concurrency([(0, 5)] * 4) == 4
+    assert max_concurrency([(0, 0), (0, 0)]) == 0  # zero-length intervals never overlap
+    assert max_concurrency([(5, 1)]) == 0  # end before start: ignored
+
+
+def test_timeline_data_orders_by_start_relative_to_first_and_closes_open_trials() -> None:
+    trials = [
+        trial(0, start_time=110.0, end_time=120.0),
+        trial(1, "STOPPED", start_time=100.0, end_time=105.0),
+        trial(2, "RUNNING", start_time=104.0, curve=curve(0.5, 0.6, t0=104.0)),  # interrupted: last report 106
+        trial(3, "FAILED", start_time=None),  # never started: not drawn
+    ]
+    data = timeline_data(trials)
+    assert data.t0 == 100.0
+    assert [(b.trial_id, b.start, b.end, b.open_ended) for b in data.bars] == [
+        ("t1", 0.0, 5.0, False),
+        ("t2", 4.0, 6.0, True),
+        ("t0", 10.0, 20.0, False),
+    ]
+    assert data.max_concurrent == 2
+    assert timeline_data([trial(0)]).bars == []
+
+
+def test_draw_timeline_smoke() -> None:
+    trials = [trial(0, start_time=0.0, end_time=700.0), trial(1, "FAILED", start_time=1.0, end_time=2.0)]
+    fig = draw_timeline(timeline_data(trials))
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    assert {t.name for t in bars} == {"complete", "failed"}
+    assert "at most 2 trials at once" in fig.layout.title.text
+    assert "(min)" in fig.layout.xaxis2.title.text  # long runs switch to minutes
+    assert list(fig.layout.yaxis.categoryarray) == ["#0 t0", "#1 t1"]
+
+
+def test_format_params() -> None:
+    assert [format_params(n) for n in (None, 950, 12_345, 1_234_567)] == ["n/a", "950", "12.3k", "1.23M"]

@@ -1,0 +1,465 @@
+"""Tests for trainers.data: each dataset is written in its real on-disk format under tmp_path."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+
+from trainers import data
+from trainers.data import (
+    DATASETS,
+    DatasetError,
+    DatasetInfo,
+    TensorSplits,
+    augment_batch,
+    canonical_name,
+    fingerprint,
+    load_dataset,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RNG = np.random.default_rng(0)
+
+# Tiny official splits: 6 train and 2 test images per class, enough for a stratified 20% validation split.
+TRAIN_PER_CLASS = 6
+TEST_PER_CLASS = 2
+
+
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """Labels 0..num_classes-1, each `per_class` times, interleaved like a shuffled real file."""
+    return np.tile(np.arange(num_classes), per_class)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writers for the real file formats
+# ---------------------------------------------------------------------------------------------------------
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An idx file: two zero bytes, 0x08 (unsigned byte), ndim, big-endian uint32 sizes, then the data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dataset(folder: Path, *, compressed: bool = False) -> None:
+    """MNIST-style files (1x28x28 images, 10 classes) in `folder`, plain or as .gz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, per_class in (("train", TRAIN_PER_CLASS), ("t10k", TEST_PER_CLASS)):
+        labels = balanced_labels(10, per_class)
+        images = RNG.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8)
+        for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            if compressed:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(idx_bytes(array)))
+            else:
+                (folder / name).write_bytes(idx_bytes(array))
+
+
+def cifar_batch(num_classes: int, per_class: int, label_key: bytes) -> dict[bytes, object]:
+    labels = balanced_labels(num_classes, per_class)
+    images = RNG.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
+    return {b"data": images, label_key: labels.tolist(), b"batch_label": b"synthetic"}
+
+
+def write_pickle(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj))
+
+
+def write_cifar10(root: Path) -> None:
+    folder = root / "cifar-10-batches-py"
+    # Five batches of two images per class, like the real five batches of 10000 images.
+    for i in range(1, 6):
+        write_pickle(folder / f"data_batch_{i}", cifar_batch(10, 2, b"labels"))
+    write_pickle(folder / "test_batch", cifar_batch(10, TEST_PER_CLASS, b"labels"))
+
+
+def write_cifar100(root: Path) -> None:
+    folder = root / "cifar-100-python"
+    # 5 per class so that a 20% validation split still holds one image of each of the 100 classes.
+    write_pickle(folder / "train", cifar_batch(100, 5, b"fine_labels"))
+    write_pickle(folder / "test", cifar_batch(100, 1, b"fine_labels"))
+
+
+def write_svhn(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for split, per_class in (("train", TRAIN_PER_CLASS), ("test", TEST_PER_CLASS)):
+        digits = balanced_labels(10, per_class)
+        images = RNG.integers(0, 256, size=(32, 32, 3, len(digits)), dtype=np.uint8)
+        # SVHN stores the digit 0 as label 10.
+        labels = np.where(digits == 0, 10, digits).reshape(-1, 1)
+        scipy.io.savemat(root / f"{split}_32x32.mat", {"X": images, "y": labels})
+
+
+def write_image_folder(
+    root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 10
+) -> None:
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = RNG.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# digits: the embedded default
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> TensorSplits:
+    return load_dataset("digits")
+
+
+def test_digits_shapes_and_info(digits: TensorSplits) -> None:
+    assert digits.info == DatasetInfo("digits", (1, 8, 8), 10, crop_padding=0, horizontal_flip=False)
+    assert not digits.info.augmented
+    sizes = digits.sizes()
+    assert sum(sizes.values()) == 1797
+    for split in ("train", "val", "test"):
+        x, y = getattr(digits, f"{split}_x"), getattr(digits, f"{split}_y")
+        assert x.shape == (sizes[split], 1, 8, 8) and x.dtype == torch.float32
+        assert y.shape == (sizes[split],) and y.dtype == torch.int64
+
+
+def test_digits_class_counts_sum_to_sizes(digits: TensorSplits) -> None:
+    counts = digits.class_counts()
+    assert {split: sum(per_class) for split, per_class in counts.items()} == digits.sizes()
+    assert all(len(per_class) == 10 for per_class in counts.values())
+
+
+def test_digits_split_is_stratified(digits: TensorSplits) -> None:
+    counts = digits.class_counts()
+    totals = np.sum([counts[split] for split in counts], axis=0)
+    for split, fraction in (("train", 0.6), ("val", 0.2), ("test", 0.2)):
+        expected = fraction * totals
+        assert np.all(np.abs(np.asarray(counts[split]) - expected) <= 2), (split, counts[split], expected)
+
+
+def test_three_way_split_is_disjoint_and_complete() -> None:
+    labels = balanced_labels(10, 30)
+    train, val, test = data._stratified_three_way(labels, 0.2, 0.2, seed=0, what="test")
+    assert len(set(train) | set(val) | set(test)) == len(labels) == len(train) + len(val) + len(test)
+    assert (len(val), len(test)) == (60, 60)
+
+
+def test_digits_split_depends_only_on_seed(digits: TensorSplits) -> None:
+    again = load_dataset("digits", seed=0)
+    other = load_dataset("digits", seed=1)
+    assert torch.equal(digits.train_x, again.train_x) and torch.equal(digits.test_y, again.test_y)
+    assert not torch.equal(digits.train_x, other.train_x)
+
+
+def test_digits_normalised_with_train_statistics(digits: TensorSplits) -> None:
+    assert abs(digits.train_x.mean().item()) < 1e-4
+    assert digits.train_x.std().item() == pytest.approx(1.0, abs=1e-3)
+    assert len(digits.mean) == len(digits.std) == 1
+    # The other splits use the train statistics, so they are only close to standard.
+    assert abs(digits.test_x.mean().item()) < 0.1
+
+
+def test_max_train_samples_keeps_a_stratified_subset() -> None:
+    small = load_dataset("digits", max_train_samples=100)
+    assert small.sizes()["train"] == 100
+    assert min(small.class_counts()["train"]) >= 9
+    assert small.sizes()["test"] == load_dataset("digits").sizes()["test"]
+
+
+def test_to_returns_a_moved_copy(digits: TensorSplits) -> None:
+    moved = digits.to("cpu")
+    assert moved is not digits and moved.info == digits.info
+    assert torch.equal(moved.val_x, digits.val_x)
+
+
+def test_names_are_case_and_underscore_insensitive() -> None:
+    assert canonical_name("Fashion_MNIST") == "fashion-mnist"
+    assert canonical_name(" CIFAR10 ") == "cifar10"
+    assert set(map(canonical_name, DATASETS)) == set(DATASETS)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# File datasets in their real formats
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "compressed"),
+    [
+        ("mnist", "MNIST/raw", False),
+        ("mnist", "MNIST/raw", True),
+        ("fashion_mnist", "FashionMNIST/raw", False),
+        ("KMNIST", "KMNIST/raw", True),
+    ],
+)
+def test_idx_datasets(tmp_path: Path, name: str, folder: str, compressed: bool) -> None:
+    write_idx_dataset(tmp_path / folder, compressed=compressed)
+    splits = load_dataset(name, str(tmp_path))
+    assert splits.info.input_shape == (1, 28, 28) and splits.info.num_classes == 10
+    assert (splits.info.crop_padding, splits.info.horizontal_flip) == (2, False)
+    # The official test set is the test split; validation is 20% of the official train set.
+    assert splits.sizes() == {"train": 48, "val": 12, "test": 20}
+    assert splits.train_x.shape == (48, 1, 28, 28)
+    assert splits.class_counts()["test"] == [TEST_PER_CLASS] * 10
+
+
+def test_cifar10(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    splits = load_dataset("cifar10", str(tmp_path))
+    assert splits.info == DatasetInfo("cifar10", (3, 32, 32), 10, crop_padding=4, horizontal_flip=True)
+    assert splits.sizes() == {"train": 80, "val": 20, "test": 20}
+    assert splits.train_x.shape == (80, 3, 32, 32) and len(splits.mean) == 3
+    assert sorted(splits.test_y.unique().tolist()) == list(range(10))
+
+
+def test_cifar_pixels_are_read_channel_first(tmp_path: Path) -> None:
+    batch = cifar_batch(10, 2, b"labels")
+    # Red plane all 0, green all 100, blue all 200: channel means must come out in that order.
+    batch[b"data"] = np.repeat(np.array([0, 100, 200], dtype=np.uint8), 1024)[None].repeat(20, axis=0)
+    for i in range(1, 6):
+        write_pickle(tmp_path / "cifar-10-batches-py" / f"data_batch_{i}", batch)
+    write_pickle(tmp_path / "cifar-10-batches-py" / "test_batch", batch)
+    splits = load_dataset("cifar10", str(tmp_path))
+    assert splits.mean == pytest.approx((0.0, 100 / 255, 200 / 255), abs=1e-6)
+
+
+def test_cifar100(tmp_path: Path) -> None:
+    write_cifar100(tmp_path)
+    splits = load_dataset("cifar100", str(tmp_path))
+    assert splits.info.num_classes == 100 and splits.info.input_shape == (3, 32, 32)
+    assert splits.sizes() == {"train": 400, "val": 100, "test": 100}
+    assert splits.class_counts()["val"] == [1] * 100
+
+
+def test_svhn_maps_label_10_to_digit_0(tmp_path: Path) -> None:
+    write_svhn(tmp_path)
+    splits = load_dataset("svhn", str(tmp_path))
+    assert (splits.info.crop_padding, splits.info.horizontal_flip) == (4, False)
+    assert splits.sizes() == {"train": 48, "val": 12, "test": 20}
+    assert sorted(splits.test_y.unique().tolist()) == list(range(10))
+    assert splits.train_x.shape[1:] == (3, 32, 32)
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    write_image_folder(tmp_path)
+    splits = load_dataset("imagefolder", str(tmp_path), image_size=16)
+    assert splits.info.input_shape == (3, 16, 16) and splits.info.num_classes == 3
+    assert splits.info.class_names == ("cat", "dog", "fox")
+    assert (splits.info.crop_padding, splits.info.horizontal_flip) == (2, True)
+    assert splits.sizes() == {"train": 18, "val": 6, "test": 6}
+    assert all(min(counts) >= 1 for counts in splits.class_counts().values())
+
+
+def test_download_is_skipped_when_files_are_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_idx_dataset(tmp_path / "MNIST" / "raw")
+    monkeypatch.setattr(data, "_download", lambda *args: pytest.fail("downloaded although files exist"))
+    assert load_dataset("mnist", str(tmp_path), download=True).sizes()["test"] == 20
+
+
+def test_download_failure_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, **kwargs: object) -> None:
+            raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
+    with pytest.raises(DatasetError) as caught:
+        load_dataset("cifar10", str(tmp_path), download=True)
+    message = str(caught.value)
+    assert "could not download cifar10" in message and "network is unreachable" in message
+    assert str(tmp_path / "cifar-10-batches-py" / "test_batch") in message
+    assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors: one line naming the problem and the fix
+# ---------------------------------------------------------------------------------------------------------
+
+
+def error_of(name: str, data_dir: Path | None = None, **kwargs: object) -> str:
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(name, None if data_dir is None else str(data_dir), **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    message = error_of("cifar")
+    assert "did you mean 'cifar10'" in message and "imagefolder" in message
+
+
+def test_missing_files_name_the_expected_path(tmp_path: Path) -> None:
+    message = error_of("cifar10", tmp_path)
+    assert str(tmp_path / "cifar-10-batches-py" / "data_batch_1") in message and "--download" in message
+
+
+def test_missing_data_dir() -> None:
+    assert "--data-dir" in error_of("mnist")
+    assert "--data-dir" in error_of("imagefolder")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"\x08\x03\x00\x00" + bytes(100), "bad magic"),
+        (idx_bytes(np.zeros((60, 28, 28), dtype=np.uint8))[:-10], "header says"),
+    ],
+    ids=["bad-magic", "truncated"],
+)
+def test_corrupt_idx_file_is_named(tmp_path: Path, content: bytes, why: str) -> None:
+    write_idx_dataset(tmp_path / "MNIST" / "raw")
+    bad = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    bad.write_bytes(content)
+    message = error_of("mnist", tmp_path)
+    assert str(bad) in message and why in message
+
+
+def test_corrupt_gzip_file_is_named(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path / "MNIST" / "raw", compressed=True)
+    bad = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz"
+    bad.write_bytes(b"not gzip at all")
+    assert str(bad) in error_of("mnist", tmp_path)
+
+
+def test_corrupt_cifar_pickle_is_named(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    bad.write_bytes(pickle.dumps(cifar_batch(10, 2, b"labels"))[:50])
+    assert str(bad) in error_of("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [([0, 1], "20 images but 2 labels"), (["a"] * 20, "not integers"), ([10] * 20, "labels outside 0..9")],
+    ids=["too-few", "not-integers", "out-of-range"],
+)
+def test_cifar_batch_with_bad_labels_is_named(tmp_path: Path, labels: list[object], why: str) -> None:
+    write_cifar10(tmp_path)
+    bad = tmp_path / "cifar-10-batches-py" / "test_batch"
+    write_pickle(bad, {**cifar_batch(10, 2, b"labels"), b"labels": labels})
+    message = error_of("cifar10", tmp_path)
+    assert str(bad) in message and why in message
+
+
+def test_image_folder_missing(tmp_path: Path) -> None:
+    assert "does not exist" in error_of("imagefolder", tmp_path / "nowhere")
+
+
+def test_image_folder_without_classes(tmp_path: Path) -> None:
+    (tmp_path / "empty-class").mkdir()
+    (tmp_path / "loose.png").write_bytes(b"")
+    assert "no class sub-folder with images" in error_of("imagefolder", tmp_path)
+
+
+def test_image_folder_with_one_class(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, classes=("only",))
+    assert "only one class (only)" in error_of("imagefolder", tmp_path)
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    write_image_folder(tmp_path)
+    bad = tmp_path / "dog" / "x.PNG"
+    bad.write_bytes(b"this is not a png")
+    assert str(bad) in error_of("imagefolder", tmp_path)
+
+
+def test_too_few_samples_per_class_to_stratify(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, per_class=2)
+    assert "cannot split imagefolder" in error_of("imagefolder", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"val_fraction": 0.0}, {"test_fraction": 1.0}, {"val_fraction": 0.5, "test_fraction": 0.5}],
+)
+def test_bad_fractions(kwargs: dict[str, float]) -> None:
+    assert "fraction" in error_of("digits", **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# augment_batch
+# ---------------------------------------------------------------------------------------------------------
+
+CROP_ONLY = DatasetInfo("t", (1, 6, 6), 2, crop_padding=2, horizontal_flip=False)
+FLIP_ONLY = DatasetInfo("t", (1, 6, 6), 2, crop_padding=0, horizontal_flip=True)
+BOTH = DatasetInfo("t", (1, 6, 6), 2, crop_padding=2, horizontal_flip=True)
+
+
+def distinct_images(batch: int = 64) -> torch.Tensor:
+    """Images whose every pixel differs (1..36), so any shift or flip is visible."""
+    return torch.arange(1, 37, dtype=torch.float32).view(1, 1, 6, 6).repeat(batch, 1, 1, 1)
+
+
+def shifted(image: torch.Tensor, dy: int, dx: int, padding: int) -> torch.Tensor:
+    """The crop at offset (dy, dx) of the zero-padded image, by plain slicing (independent of the module)."""
+    padded = torch.nn.functional.pad(image, (padding,) * 4)
+    return padded[..., dy : dy + image.shape[-2], dx : dx + image.shape[-1]]
+
+
+def test_augment_preserves_shape_and_input() -> None:
+    images = distinct_images()
+    out = augment_batch(images, BOTH, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert torch.equal(images, distinct_images())
+
+
+def test_augment_is_deterministic_with_a_seeded_generator() -> None:
+    images = distinct_images()
+    first = augment_batch(images, BOTH, torch.Generator().manual_seed(3))
+    second = augment_batch(images, BOTH, torch.Generator().manual_seed(3))
+    other = augment_batch(images, BOTH, torch.Generator().manual_seed(4))
+    assert torch.equal(first, second) and not torch.equal(first, other)
+
+
+def test_flip_flips_about_half() -> None:
+    images = distinct_images()
+    out = augment_batch(images, FLIP_ONLY, torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, images, strict=True)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images, strict=True)])
+    assert torch.all(flipped ^ kept)
+    assert 10 < int(flipped.sum()) < 54
+
+
+def test_crop_shifts_content_within_the_padding() -> None:
+    images = distinct_images()
+    out = augment_batch(images, CROP_ONLY, torch.Generator().manual_seed(0))
+    offsets = [(dy, dx) for dy in range(5) for dx in range(5)]
+    used = set()
+    for o, i in zip(out, images, strict=True):
+        matches = [offset for offset in offsets if torch.equal(o, shifted(i, *offset, padding=2))]
+        assert len(matches) == 1
+        used.add(matches[0])
+    # Offset (2, 2) is the unshifted image; 64 draws over 25 offsets hit many of them.
+    assert len(used) > 10 and used != {(2, 2)}
+
+
+def test_augment_is_a_no_op_for_digits(digits: TensorSplits) -> None:
+    batch = digits.train_x[:16]
+    assert augment_batch(batch, digits.info) is batch
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fingerprint and layering
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_and_seed_sensitive(digits: TensorSplits) -> None:
+    key = fingerprint(digits)
+    assert len(key) == 16 and int(key, 16) >= 0
+    assert fingerprint(load_dataset("digits")) == key
+    assert fingerprint(load_dataset("digits", seed=1)) != key
+
+
+def test_data_module_imports_neither_ray_nor_optuna() -> None:
+    code = "import sys, trainers.data; sys.exit(bool({'ray', 'optuna'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,229 @@
+"""Tests of the model registry: every registered model on every dataset shape, parameter distillation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from trainers.models import (
+    STUDENT_FAMILIES,
+    KDModel,
+    UnknownModelError,
+    build_from_arch,
+    build_student,
+    build_teacher,
+    can_init_from_teacher,
+    count_parameters,
+    init_from_teacher,
+    student_families,
+    teacher_family,
+    teacher_names,
+)
+
+# (in_channels, height, width) of sklearn digits, MNIST and CIFAR.
+DATASET_SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+NUM_CLASSES = [10, 100]
+STUDENT_SIZES = [(1, 8), (2, 16)]  # (depth, width)
+
+
+def _model_cases() -> list[object]:
+    cases = []
+    for family in student_families():
+        for depth, width in STUDENT_SIZES:
+            cases.append(pytest.param(("student", family, depth, width), id=f"{family}-d{depth}-w{width}"))
+    for name in teacher_names():
+        cases.append(pytest.param(("teacher", name, None, None), id=name))
+    return cases
+
+
+def _build(case: tuple[str, str, int | None, int | None], in_channels: int, num_classes: int) -> KDModel:
+    kind, name, depth, width = case
+    if kind == "student":
+        assert depth is not None and width is not None
+        return build_student(name, depth, width, in_channels, num_classes)
+    return build_teacher(name, in_channels, num_classes)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def test_student_families_come_from_the_registry() -> None:
+    assert STUDENT_FAMILIES == ("cnn", "resnet", "mobilenet")
+    assert student_families() == list(STUDENT_FAMILIES)
+    assert {"cnn-large", "resnet-large", "mobilenet-large", "resnet18", "mobilenet_v2"} <= set(
+        teacher_names()
+    )
+
+
+@pytest.mark.parametrize("num_classes", NUM_CLASSES)
+@pytest.mark.parametrize("shape", DATASET_SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+@pytest.mark.parametrize("case", _model_cases())
+def test_every_registered_model_runs_on_every_dataset_shape(
+    case: tuple[str, str, int | None, int | None], shape: tuple[int, int, int], num_classes: int
+) -> None:
+    in_channels, height, width = shape
+    model = _build(case, in_channels, num_classes).eval()
+    inputs = torch.randn(2, in_channels, height, width)
+    with torch.no_grad():
+        logits = model(inputs)
+        feature_logits, features = model.forward_features(inputs)
+    assert logits.shape == (2, num_classes)
+    assert torch.allclose(logits, feature_logits)
+    assert isinstance(features, list) and features
+    for feature in features:
+        assert feature.dim() == 4 and feature.shape[0] == 2
+
+
+def test_student_stage_features_follow_the_width_schedule() -> None:
+    model = build_student("resnet", 2, 8, 1, 10)
+    _, features = model.forward_features(torch.randn(2, 1, 28, 28))
+    assert [tuple(f.shape[1:]) for f in features] == [(8, 28, 28), (16, 14, 14), (32, 7, 7)]
+
+
+def test_unknown_student_family_names_the_closest_match() -> None:
+    with pytest.raises(UnknownModelError, match=r"'resnt'.*did you mean 'resnet'.*cnn, mobilenet, resnet"):
+        build_student("resnt", 1, 8, 1, 10)
+
+
+def test_unknown_teacher_names_the_closest_match() -> None:
+    with pytest.raises(UnknownModelError, match="did you mean 'resnet18'") as raised:
+        build_teacher("resnet19", 1, 10)
+    assert isinstance(raised.value, ValueError)
+    assert raised.value.closest == "resnet18"
+    with pytest.raises(UnknownModelError, match="did you mean 'mobilenet_v2'"):
+        teacher_family("mobilenetv2")
+
+
+def test_unknown_name_without_a_close_match_lists_the_known_names() -> None:
+    with pytest.raises(UnknownModelError, match="known: cnn, mobilenet, resnet") as raised:
+        build_student("transformer", 1, 8, 1, 10)
+    assert "did you mean" not in str(raised.value)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_invalid_sizes_are_rejected(bad: object) -> None:
+    with pytest.raises(ValueError, match="depth"):
+        build_student("cnn", bad, 8, 1, 10)  # type: ignore[arg-type]
+
+
+def test_teacher_family() -> None:
+    assert teacher_family("resnet-large") == "resnet"
+    assert teacher_family("cnn-large") == "cnn"
+    assert teacher_family("mobilenet-large") == "mobilenet"
+    assert teacher_family("resnet18") is None
+    assert teacher_family("mobilenet_v2") is None
+
+
+@pytest.mark.parametrize("family", STUDENT_FAMILIES)
+@pytest.mark.parametrize(
+    "teacher_name", ["cnn-large", "resnet-large", "mobilenet-large", "resnet18", "mobilenet_v2"]
+)
+def test_can_init_from_teacher_truth_table(family: str, teacher_name: str) -> None:
+    expected = teacher_name == f"{family}-large"
+    assert can_init_from_teacher(family, teacher_name) is expected
+
+
+def _trained_looking(model: KDModel, in_channels: int) -> KDModel:
+    """Give BN running statistics non-default values, so copying buffers is actually observable."""
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, in_channels, 8, 8) * 3 + 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("family", STUDENT_FAMILIES)
+@pytest.mark.parametrize(("depth", "width"), [(2, 16), (1, 8), (3, 32)])
+def test_init_from_teacher_copies_leading_slices(family: str, depth: int, width: int) -> None:
+    teacher = _trained_looking(build_teacher(f"{family}-large", 1, 10), 1)
+    student = build_student(family, depth, width, 1, 10)
+    copied = init_from_teacher(student, teacher)
+
+    teacher_state = teacher.state_dict()
+    student_state = student.state_dict()
+    expected = 0
+    for name, student_tensor in student_state.items():
+        assert name in teacher_state, f"{name} has no counterpart: family members must share module names"
+        teacher_tensor = teacher_state[name]
+        leading = tuple(slice(0, size) for size in student_tensor.shape)
+        assert torch.equal(student_tensor, teacher_tensor[leading]), name
+        expected += 1
+    assert copied == expected
+    assert any("running_var" in name for name in student_state)
+
+    with torch.no_grad():
+        logits = student(torch.randn(2, 1, 8, 8))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+
+
+def test_init_from_teacher_with_the_same_size_reproduces_the_teacher() -> None:
+    teacher = _trained_looking(build_teacher("resnet-large", 1, 10), 1)
+    student = build_student("resnet", 3, 32, 1, 10).eval()
+    init_from_teacher(student, teacher)
+    inputs = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(student(inputs), teacher(inputs))
+
+
+def test_init_from_teacher_skips_tensors_larger_than_the_teachers() -> None:
+    teacher = build_teacher("resnet-large", 1, 10)  # depth 3, width 32
+    student = build_student("resnet", 4, 64, 1, 10)  # deeper and wider
+    before = {name: tensor.clone() for name, tensor in student.state_dict().items()}
+    copied = init_from_teacher(student, teacher)
+    after = student.state_dict()
+    teacher_state = teacher.state_dict()
+    assert 0 < copied < len(after)
+    # Wider tensors and blocks past the teacher's depth keep their own initialisation.
+    assert torch.equal(after["stem.0.weight"], before["stem.0.weight"])
+    assert "stages.0.3.conv1.weight" not in teacher_state
+    assert torch.equal(after["stages.0.3.conv1.weight"], before["stages.0.3.conv1.weight"])
+    # num_batches_tracked is a 0-dim buffer: copied, not sliced.
+    assert torch.equal(after["stem.1.num_batches_tracked"], teacher_state["stem.1.num_batches_tracked"])
+
+
+def test_init_from_teacher_rejects_other_families() -> None:
+    student = build_student("cnn", 1, 8, 1, 10)
+    with pytest.raises(ValueError, match="family"):
+        init_from_teacher(student, build_teacher("resnet-large", 1, 10))
+    with pytest.raises(ValueError, match="family"):
+        init_from_teacher(student, build_teacher("resnet18", 1, 10))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(lambda: build_student("mobilenet", 2, 8, 3, 100), id="student"),
+        pytest.param(lambda: build_teacher("resnet-large", 1, 10), id="teacher"),
+        pytest.param(lambda: build_teacher("resnet18", 3, 10), id="torchvision-teacher"),
+    ],
+)
+def test_build_from_arch_rebuilds_the_same_architecture(model: Callable[[], KDModel]) -> None:
+    original = model()
+    arch = json.loads(json.dumps(original.arch))  # the exporter stores it as JSON
+    rebuilt = build_from_arch(arch)
+    assert rebuilt.arch == original.arch
+    original_shapes = {name: tuple(t.shape) for name, t in original.state_dict().items()}
+    rebuilt_shapes = {name: tuple(t.shape) for name, t in rebuilt.state_dict().items()}
+    assert rebuilt_shapes == original_shapes
+
+
+def test_build_from_arch_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        build_from_arch({"kind": "oracle"})
+
+
+@pytest.mark.parametrize("family", STUDENT_FAMILIES)
+def test_count_parameters_grows_with_width_and_depth(family: str) -> None:
+    small = count_parameters(build_student(family, 1, 8, 1, 10))
+    wider = count_parameters(build_student(family, 1, 16, 1, 10))
+    deeper = count_parameters(build_student(family, 2, 8, 1, 10))
+    assert small < wider and small < deeper
+
+
+def test_count_parameters_counts_scalars() -> None:
+    assert count_parameters(nn.Linear(3, 2)) == 3 * 2 + 2

@@ -1,0 +1,61 @@
+"""What one trial does, in plain PyTorch: data, models, KD losses, teachers, the distillation loop.
+
+Usable without Ray or Optuna (a benchmark, a notebook or a GPU check imports it alone)::
+
+    from trainers import DistillConfig, distill, evaluate, get_teacher, load_dataset, Teacher
+"""
+
+from trainers.data import DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
+from trainers.distill import DistillConfig, DistillResult, EpochReport, NonFiniteLossError, distill, evaluate, finetune
+from trainers.export import export_model, load_exported, load_torchscript
+from trainers.measure import ModelCost, measure
+from trainers.models import (
+    build_student,
+    build_teacher,
+    can_init_from_teacher,
+    count_parameters,
+    student_families,
+    teacher_family,
+    teacher_names,
+)
+from trainers.teacher import Teacher
+from trainers.teacher_training import (
+    TeacherCheckpointError,
+    TeacherRecipe,
+    TeacherResult,
+    get_teacher,
+    load_teacher_checkpoint,
+)
+
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "DatasetInfo",
+    "DistillConfig",
+    "DistillResult",
+    "EpochReport",
+    "ModelCost",
+    "NonFiniteLossError",
+    "Teacher",
+    "TeacherCheckpointError",
+    "TeacherRecipe",
+    "TeacherResult",
+    "TensorSplits",
+    "build_student",
+    "build_teacher",
+    "can_init_from_teacher",
+    "count_parameters",
+    "distill",
+    "evaluate",
+    "export_model",
+    "finetune",
+    "get_teacher",
+    "load_dataset",
+    "load_exported",
+    "load_teacher_checkpoint",
+    "load_torchscript",
+    "measure",
+    "student_families",
+    "teacher_family",
+    "teacher_names",
+]

@@ -1,0 +1,319 @@
+"""The distillation loop: train one student for one configuration, reporting every epoch.
+
+The loss of a step that runs the KD terms (every ``distill_interval``-th optimizer step) is
+
+    (1 - alpha) * CE(student, labels) + alpha * kd_loss(student, teacher, temperature) + beta * feature
+
+and plain CE on the steps in between, so a larger interval trades teacher signal for speed (with an
+online teacher, the teacher forward runs on KD steps only). Nothing here knows about Ray or Optuna:
+the search layer passes ``on_epoch`` to see progress and to checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainers.data import TensorSplits, augment_batch
+from trainers.losses import HintRegressor, attention_loss, hint_loss, kd_loss
+from trainers.models import build_student, count_parameters, init_from_teacher
+from trainers.teacher import Teacher
+
+FEATURE_LOSSES = ("none", "attention", "hint")
+EVAL_BATCH_SIZE = 1024
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite: this configuration diverged."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Everything one trial varies, plus the fixed recipe. Defaults are a sound KD run on digits."""
+
+    family: str = "cnn"
+    depth: int = 1
+    width: int = 16
+    alpha: float = 0.5
+    temperature: float = 4.0
+    feature_loss: str = "none"
+    beta: float = 0.0
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    distill_interval: int = 1
+    init_from_teacher: bool = False
+    epochs: int = 15
+    seed: int = 0
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.feature_loss not in FEATURE_LOSSES:
+            raise ValueError(f"feature_loss must be one of {FEATURE_LOSSES}, got {self.feature_loss!r}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        for name in ("depth", "width", "batch_size", "distill_interval", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> DistillConfig:
+        """Build from a search configuration; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown DistillConfig keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether any term needs the teacher (a baseline run has none)."""
+        return self.alpha > 0 or self.uses_features or self.init_from_teacher
+
+    @property
+    def uses_features(self) -> bool:
+        return self.feature_loss != "none" and self.beta > 0
+
+    def without_teacher(self) -> DistillConfig:
+        """The same recipe trained from labels alone: the baseline of a distilled student."""
+        return replace(self, alpha=0.0, feature_loss="none", beta=0.0, init_from_teacher=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What ``on_epoch`` receives after each epoch."""
+
+    epoch: int
+    val_accuracy: float
+    val_loss: float
+    train_loss: float
+    params: int
+    epoch_seconds: float
+    kd_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DistillResult:
+    """The trained student and its per-epoch history."""
+
+    model: nn.Module
+    history: list[EpochReport] = field(default_factory=list)
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max(report.val_accuracy for report in self.history)
+
+
+EpochCallback = Callable[[EpochReport, Callable[[], dict[str, Any]]], None]
+
+
+def distill(
+    config: DistillConfig,
+    data: TensorSplits,
+    teacher: Teacher | None = None,
+    *,
+    on_epoch: EpochCallback | None = None,
+    resume_state: dict[str, Any] | None = None,
+    student: nn.Module | None = None,
+) -> DistillResult:
+    """Train a student per ``config`` on ``data``, distilling from ``teacher`` where it asks to.
+
+    ``on_epoch(report, get_state)`` is called after every epoch; ``get_state()`` returns a
+    resumable training state (call it only when checkpointing: it copies the weights).
+    ``resume_state`` continues from such a state. ``student`` continues training an existing
+    model (finetuning) instead of building one from ``config``. Tensors stay on ``data``'s device.
+    Raises ``NonFiniteLossError`` as soon as a loss is NaN or infinite.
+    """
+    if config.uses_teacher and teacher is None:
+        raise ValueError("this configuration distills (alpha > 0, a feature loss or init_from_teacher) "
+                         "but no teacher was given")
+    device = data.train_x.device
+    torch.manual_seed(config.seed)
+    if student is None:
+        student = _build_student(config, data, teacher)
+    student = student.to(device)
+    loop = _TrainingLoop(config, data, teacher if config.uses_teacher else None, student)
+    start_epoch = loop.load_state(resume_state) if resume_state else 0
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        report = loop.run_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(report, loop.state)
+    return DistillResult(model=student, history=list(loop.history))
+
+
+def finetune(
+    student: nn.Module,
+    data: TensorSplits,
+    *,
+    epochs: int = 5,
+    lr: float = 0.005,
+    weight_decay: float = 5e-4,
+    batch_size: int = 64,
+    seed: int = 0,
+    on_epoch: EpochCallback | None = None,
+) -> DistillResult:
+    """Continue training a (distilled) student on hard labels at a low learning rate."""
+    config = DistillConfig(alpha=0.0, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                           epochs=epochs, seed=seed)
+    return distill(config, data, None, on_epoch=on_epoch, student=student)
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Accuracy (a fraction) and mean cross-entropy of ``model`` on a labelled set."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    with torch.inference_mode():
+        for start in range(0, len(labels), EVAL_BATCH_SIZE):
+            logits = model(images[start:start + EVAL_BATCH_SIZE])
+            batch_labels = labels[start:start + EVAL_BATCH_SIZE]
+            loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").item()
+            correct += (logits.argmax(dim=1) == batch_labels).sum().item()
+    model.train(was_training)
+    return correct / len(labels), loss_sum / len(labels)
+
+
+def _build_student(config: DistillConfig, data: TensorSplits, teacher: Teacher | None) -> nn.Module:
+    channels = data.info.input_shape[0]
+    student = build_student(config.family, config.depth, config.width, channels, data.info.num_classes)
+    if config.init_from_teacher:
+        assert teacher is not None
+        init_from_teacher(student, teacher.model)
+    return student
+
+
+class _TrainingLoop:
+    """The state of one training run; one method per epoch keeps ``distill`` short."""
+
+    def __init__(self, config: DistillConfig, data: TensorSplits, teacher: Teacher | None,
+                 student: nn.Module) -> None:
+        self.config, self.data, self.teacher, self.student = config, data, teacher, student
+        self.device = data.train_x.device
+        self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.regressor = self._hint_regressor() if config.uses_features and config.feature_loss == "hint" else None
+        parameters = list(student.parameters())
+        if self.regressor is not None:
+            parameters += list(self.regressor.parameters())
+        self.optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=True,
+                                         weight_decay=config.weight_decay)
+        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
+        total_steps = self.steps_per_epoch * config.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+        self.params = count_parameters(student)
+        self.step = 0
+        self.history: list[EpochReport] = []
+
+    def run_epoch(self, epoch: int) -> EpochReport:
+        started = time.perf_counter()
+        self.student.train()
+        order = torch.randperm(len(self.data.train_y), generator=self.generator).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        kd_steps = 0
+        for start in range(0, len(order), self.config.batch_size):
+            indices = order[start:start + self.config.batch_size]
+            kd_step = self.teacher is not None and self.step % self.config.distill_interval == 0
+            loss = self._loss(indices, kd_step)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at epoch {epoch}, step {self.step} (lr={self.config.lr:g}): "
+                    "this configuration diverged")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            kd_steps += int(kd_step)
+            loss_sum += loss.detach()
+        val_accuracy, val_loss = evaluate(self.student, self.data.val_x, self.data.val_y)
+        report = EpochReport(epoch=epoch, val_accuracy=val_accuracy, val_loss=val_loss,
+                             train_loss=loss_sum.item() / self.steps_per_epoch, params=self.params,
+                             epoch_seconds=time.perf_counter() - started, kd_steps=kd_steps)
+        self.history.append(report)
+        return report
+
+    def _loss(self, indices: torch.Tensor, kd_step: bool) -> torch.Tensor:
+        images, labels = self.data.train_x[indices], self.data.train_y[indices]
+        augmented = self.data.info.augmented
+        if augmented:
+            images = augment_batch(images, self.data.info, self.augment_generator)
+        if not kd_step:
+            return F.cross_entropy(self.student(images), labels)
+        assert self.teacher is not None
+        wants_features = self.config.uses_features
+        if wants_features:
+            logits, student_features = self.student.forward_features(images)
+        else:
+            logits, student_features = self.student(images), []
+        signal = self.teacher.signal(images, None if augmented else indices, self.config.feature_loss
+                                     if wants_features else "none")
+        config = self.config
+        loss = (1 - config.alpha) * F.cross_entropy(logits, labels)
+        if config.alpha > 0:
+            loss = loss + config.alpha * kd_loss(logits, signal.logits, config.temperature)
+        if wants_features and config.feature_loss == "attention":
+            loss = loss + config.beta * attention_loss(student_features, signal.attention_maps)
+        elif wants_features and config.feature_loss == "hint":
+            assert self.regressor is not None
+            loss = loss + config.beta * hint_loss(student_features[-1], signal.hint_feature, self.regressor)
+        return loss
+
+    def _hint_regressor(self) -> HintRegressor:
+        assert self.teacher is not None
+        probe = self.data.train_x[:2]
+        with torch.no_grad():
+            _, student_features = self.student.forward_features(probe)
+        teacher_channels = self.teacher.hint_channels(probe)
+        return HintRegressor(student_features[-1].shape[1], teacher_channels).to(self.device)
+
+    def state(self) -> dict[str, Any]:
+        """A resumable snapshot (weights, optimizer, schedule, RNG, history) as plain tensors and dicts."""
+        return {
+            "epoch": len(self.history),
+            "step": self.step,
+            "student": _cpu_copy(self.student.state_dict()),
+            "regressor": _cpu_copy(self.regressor.state_dict()) if self.regressor is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "augment_generator": self.augment_generator.get_state(),
+            "history": [report.to_dict() for report in self.history],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> int:
+        """Restore a snapshot from ``state()``; returns the last finished epoch."""
+        self.student.load_state_dict(state["student"])
+        if self.regressor is not None and state.get("regressor") is not None:
+            self.regressor.load_state_dict(state["regressor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.augment_generator.set_state(state["augment_generator"])
+        self.step = state["step"]
+        self.history = [EpochReport(**report) for report in state["history"]]
+        return int(state["epoch"])
+
+
+def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()}
+

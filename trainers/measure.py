@@ -1,0 +1,73 @@
+"""Cost of a model: parameters, FLOPs of one forward pass, CPU latency at batch 1."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainers.models import count_parameters
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """What one model costs to keep and to run."""
+
+    params: int
+    flops: int
+    latency_ms: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass at batch 1 (multiply-adds count as two), from torch's counter."""
+    example = torch.zeros(1, *input_shape, device=_device_of(model))
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:
+    """Median wall time of one batch-1 forward pass on one CPU thread, in milliseconds."""
+    cpu_model = _cpu_copy(model).eval()
+    example = torch.zeros(1, *input_shape)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per-sample serving latency, comparable across machines' core counts
+    try:
+        timings = []
+        with torch.inference_mode():
+            for index in range(warmup + repeats):
+                started = time.perf_counter()
+                cpu_model(example)
+                if index >= warmup:
+                    timings.append(time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
+    return 1000 * statistics.median(timings)
+
+
+def measure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
+    """Parameters, FLOPs and CPU latency of ``model`` for inputs of ``input_shape`` (C, H, W)."""
+    return ModelCost(params=count_parameters(model), flops=count_flops(model, input_shape),
+                     latency_ms=cpu_latency_ms(model, input_shape))
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    if _device_of(model).type == "cpu":
+        return model
+    import copy
+
+    return copy.deepcopy(model).to("cpu")

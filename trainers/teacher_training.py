@@ -1,0 +1,182 @@
+"""Getting a teacher: train it once per (data, architecture, recipe, seed) and cache it, or load a user's.
+
+Cache files live at ``<cache_dir>/<fingerprint>.pt`` and hold plain tensors and dicts only
+(``{"arch", "state_dict", "fingerprint", "val_accuracy", "train_seconds"}``), written atomically and
+loaded with ``weights_only=True``. A cache file that does not load or does not match is reported
+through ``log`` and retrained, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainers.data import TensorSplits, fingerprint
+from trainers.distill import DistillConfig, EpochReport, distill, evaluate
+from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
+from trainers.models import build_from_arch, build_teacher
+
+CACHE_FORMAT = 1
+Log = Callable[[str], None]
+
+
+class TeacherCheckpointError(ValueError):
+    """A user's ``--teacher-checkpoint`` is missing, corrupt or does not fit the dataset."""
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """How a teacher is trained from scratch (hard labels, SGD + cosine)."""
+
+    epochs: int = 30
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class TeacherResult:
+    """A ready teacher model and where it came from."""
+
+    model: nn.Module
+    name: str
+    source: str  # "trained", "cache" or "checkpoint"
+    path: Path | None
+    val_accuracy: float
+    seconds: float
+
+
+def teacher_fingerprint(name: str, data: TensorSplits, recipe: TeacherRecipe) -> str:
+    """A stable key for the (dataset and split, architecture, recipe, seed) a teacher was trained on."""
+    key = {"format": CACHE_FORMAT, "teacher": name, "data": fingerprint(data), "recipe": asdict(recipe)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def get_teacher(
+    name: str,
+    data: TensorSplits,
+    cache_dir: str | Path,
+    recipe: TeacherRecipe = TeacherRecipe(),
+    log: Log = print,
+) -> TeacherResult:
+    """Load the cached teacher for this fingerprint, or train it and cache it."""
+    started = time.perf_counter()
+    key = teacher_fingerprint(name, data, recipe)
+    path = Path(cache_dir) / f"{key}.pt"
+    if path.exists():
+        model = _load_cached(path, key, log)
+        if model is not None:
+            model = model.to(data.train_x.device)
+            val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+            log(f"teacher {name}: loaded from cache {path} (val accuracy {val_accuracy:.4f})")
+            return TeacherResult(model, name, "cache", path, val_accuracy, time.perf_counter() - started)
+    model, val_accuracy = train_teacher(name, data, recipe, log)
+    atomic_torch_save({"format": CACHE_FORMAT, "arch": model.arch, "state_dict": model.state_dict(),
+                       "fingerprint": key, "val_accuracy": val_accuracy}, path)
+    log(f"teacher {name}: cached at {path}")
+    return TeacherResult(model, name, "trained", path, val_accuracy, time.perf_counter() - started)
+
+
+def train_teacher(name: str, data: TensorSplits, recipe: TeacherRecipe, log: Log = print) -> tuple[nn.Module, float]:
+    """Train teacher ``name`` from scratch on hard labels; returns it and its best val accuracy."""
+    torch.manual_seed(recipe.seed)
+    model = build_teacher(name, data.info.input_shape[0], data.info.num_classes).to(data.train_x.device)
+    config = DistillConfig(alpha=0.0, lr=recipe.lr, weight_decay=recipe.weight_decay,
+                           batch_size=recipe.batch_size, epochs=recipe.epochs, seed=recipe.seed)
+
+    def progress(report: EpochReport, _: Any) -> None:
+        log(f"teacher {name}: epoch {report.epoch}/{recipe.epochs} val accuracy {report.val_accuracy:.4f} "
+            f"({report.epoch_seconds:.1f}s)")
+
+    result = distill(config, data, None, student=model, on_epoch=progress)
+    return result.model, result.history[-1].val_accuracy
+
+
+def load_teacher_checkpoint(path: str | Path, data: TensorSplits) -> TeacherResult:
+    """Load a user's teacher file: ``{"arch": NAME or arch dict, "state_dict": ...}``.
+
+    The model is checked with one forward pass on a real training batch; any problem raises
+    ``TeacherCheckpointError`` naming the file and the fix.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    if not path.is_file():
+        raise TeacherCheckpointError(f"teacher checkpoint {path} does not exist; check --teacher-checkpoint")
+    try:
+        payload = safe_torch_load(path)
+    except CorruptFileError:
+        raise TeacherCheckpointError(
+            f"teacher checkpoint {path} is corrupt or not a torch file; save it with "
+            "torch.save({'arch': NAME, 'state_dict': model.state_dict()}, PATH)") from None
+    if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
+        raise TeacherCheckpointError(
+            f"teacher checkpoint {path} must be a dict with 'arch' and 'state_dict' keys; save it with "
+            "torch.save({'arch': NAME, 'state_dict': model.state_dict()}, PATH)")
+    model = _model_from_checkpoint(path, payload["arch"], data)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TeacherCheckpointError(
+            f"teacher checkpoint {path} does not match architecture {_arch_name(payload['arch'])} with "
+            f"{data.info.num_classes} classes and {data.info.input_shape[0]} input channels ({first_line})"
+        ) from None
+    model = model.to(data.train_x.device).eval()
+    _check_forward(path, model, data)
+    val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+    return TeacherResult(model, _arch_name(payload["arch"]), "checkpoint", path, val_accuracy,
+                         time.perf_counter() - started)
+
+
+def _model_from_checkpoint(path: Path, arch: Any, data: TensorSplits) -> nn.Module:
+    channels, num_classes = data.info.input_shape[0], data.info.num_classes
+    try:
+        if isinstance(arch, str):
+            return build_teacher(arch, channels, num_classes)
+        if isinstance(arch, dict):
+            return build_from_arch({**arch, "in_channels": channels, "num_classes": num_classes})
+    except ValueError as error:
+        raise TeacherCheckpointError(f"teacher checkpoint {path}: {error}") from None
+    raise TeacherCheckpointError(f"teacher checkpoint {path}: 'arch' must be a teacher name or an arch dict")
+
+
+def _check_forward(path: Path, model: nn.Module, data: TensorSplits) -> None:
+    try:
+        with torch.no_grad():
+            logits = model(data.train_x[:8])
+    except RuntimeError as error:
+        raise TeacherCheckpointError(
+            f"teacher checkpoint {path} fails on {data.info.name} inputs of shape "
+            f"{tuple(data.info.input_shape)}: {str(error).splitlines()[0]}") from None
+    if tuple(logits.shape) != (min(8, len(data.train_x)), data.info.num_classes):
+        raise TeacherCheckpointError(
+            f"teacher checkpoint {path} outputs shape {tuple(logits.shape)}, expected "
+            f"{data.info.num_classes} classes for {data.info.name}")
+
+
+def _load_cached(path: Path, key: str, log: Log) -> nn.Module | None:
+    try:
+        payload = safe_torch_load(path)
+        if payload.get("format") != CACHE_FORMAT or payload.get("fingerprint") != key:
+            raise CorruptFileError(f"{path} belongs to another teacher or cache format")
+        model = build_from_arch(payload["arch"])
+        model.load_state_dict(payload["state_dict"])
+        return model
+    except (CorruptFileError, KeyError, TypeError, AttributeError, RuntimeError, ValueError) as error:
+        log(f"teacher cache {path} is unusable ({error}); retraining the teacher")
+        return None
+
+
+def _arch_name(arch: Any) -> str:
+    if isinstance(arch, dict):
+        return str(arch.get("name") or arch.get("family") or arch)
+    return str(arch)

@@ -1,0 +1,192 @@
+"""The final stage (DESIGN.md step 4): re-check the best configurations, finetune, compare, export.
+
+1. The top-k configurations by validation accuracy are re-trained for the full epoch budget over
+   several seeds, as Ray tasks; the winner is the best validation mean (never a test number).
+2. The winner is finetuned on hard labels at a low lr, kept per seed only if validation does not drop.
+3. The baseline is the same student and recipe without the teacher, over the same seeds, with the
+   same finetuning rule.
+4. Teacher, baseline and student are evaluated once on the held-out test split and measured.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from trainers import DistillConfig, Teacher, TensorSplits, distill, evaluate, export_model, finetune, measure
+from trainers.models import build_from_arch
+from tuning.records import COMPLETE, FAILED
+from tuning.spec import SearchSpec
+
+Log = Callable[[str], None]
+FINETUNE_LR_FACTOR = 0.1
+
+
+@dataclass
+class SeedRun:
+    """One re-training of one configuration with one seed (weights on CPU)."""
+
+    config: dict[str, Any]
+    seed: int
+    val_accuracy: float
+    state_dict: dict[str, torch.Tensor]
+    arch: dict[str, Any]
+    finetuned: bool = False
+
+
+def top_configs(records: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
+    """The ``top_k`` finished trials by validation accuracy, full-length trials first, distinct configs."""
+    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None]
+    scored.sort(key=lambda r: (r["state"] == COMPLETE, r["val_accuracy"]), reverse=True)
+    chosen, seen = [], set()
+    for record in scored:
+        key = repr(sorted(record["config"].items()))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(record)
+    return chosen[:top_k]
+
+
+def pareto_front(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trials no other trial beats on both validation accuracy (higher) and parameters (fewer)."""
+    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r["params"]]
+    front = [r for r in scored if not any(_dominates(o, r) for o in scored)]
+    return sorted(front, key=lambda r: r["params"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def train_seed(config: dict[str, Any], seed: int, epochs: int, finetune_epochs: int, data: TensorSplits,
+               teacher: Teacher | None, threads: int) -> SeedRun:
+    """Train ``config`` with ``seed``, then finetune it, keeping the finetuned weights only if val holds."""
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
+    data = data.to(device)
+    distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
+    teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
+    model = distill(distill_config, data, teacher).model
+    val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+    before = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+    finetuned = False
+    if finetune_epochs > 0:
+        finetune(model, data, epochs=finetune_epochs, lr=distill_config.lr * FINETUNE_LR_FACTOR,
+                 weight_decay=distill_config.weight_decay, batch_size=distill_config.batch_size, seed=seed)
+        tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+        finetuned = tuned_accuracy >= val_accuracy
+        if finetuned:
+            val_accuracy = tuned_accuracy
+    state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+    return SeedRun(config, seed, val_accuracy, state if finetuned else before, model.arch, finetuned)
+
+
+def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
+                    gpus_per_task: float, log: Log) -> dict[str, Any]:
+    """Everything ``summary.json`` says about the final stage, plus the exported ``best/`` folder."""
+    started = time.perf_counter()
+    candidates = top_configs(records, spec.top_k)
+    if not candidates:
+        log("final stage: no successful trial to re-check")
+        return {"student": None, "baseline": None, "kd_gain": None, "kd_gain_std": None, "final": None}
+    seeds = [spec.seed + index for index in range(spec.final_seeds)]
+    remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_seed)
+    data_ref, teacher_ref = ray.put(data), ray.put(teacher)
+    threads = max(1, int(spec.cpus_per_trial))
+
+    def launch(config: dict[str, Any]) -> list[Any]:
+        return [remote.remote(config, seed, spec.epochs, spec.finetune_epochs, data_ref, teacher_ref, threads)
+                for seed in seeds]
+
+    log(f"final stage: re-training the top {len(candidates)} configurations over seeds {seeds}")
+    pending = {record["trial_id"]: launch(record["config"]) for record in candidates}
+    runs: dict[str, list[SeedRun]] = {}
+    for trial_id, futures in pending.items():
+        runs[trial_id] = ray.get(futures)
+        accuracies = [run.val_accuracy for run in runs[trial_id]]
+        log(f"final stage: trial {trial_id} val accuracy {mean_std(accuracies)[0]:.4f} "
+            f"± {mean_std(accuracies)[1]:.4f} over {len(seeds)} seeds")
+    winner_id = max(runs, key=lambda trial_id: mean_std([r.val_accuracy for r in runs[trial_id]])[0])
+    winner = runs[winner_id]
+    log("final stage: training the baseline (same student and recipe, no teacher)")
+    baseline_config = DistillConfig.from_mapping({**winner[0].config}).without_teacher()
+    baseline_values = {k: v for k, v in baseline_config.to_dict().items() if k not in ("epochs", "seed")}
+    baseline = ray.get(launch(baseline_values))
+    result = _compare(spec, data, teacher, winner, baseline)
+    result["final"] = {
+        "candidates": [{"trial_id": trial_id, "config": runs[trial_id][0].config,
+                        **_named_mean_std("val_accuracy", [r.val_accuracy for r in runs[trial_id]]),
+                        "seeds": seeds} for trial_id in runs],
+        "winner": winner_id,
+        "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
+        "seconds": time.perf_counter() - started,
+    }
+    return result
+
+
+def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
+             baseline: list[SeedRun]) -> dict[str, Any]:
+    shape = data.info.input_shape
+    student_tests = [_test_accuracy(run, data) for run in winner]
+    baseline_tests = [_test_accuracy(run, data) for run in baseline]
+    best_run = max(winner, key=lambda run: run.val_accuracy)
+    best_model = _model(best_run)
+    student_cost = measure(best_model, shape).to_dict()
+    teacher_accuracy, _ = evaluate(teacher.model, data.test_x, data.test_y)
+    gains = [100 * (s - b) for s, b in zip(student_tests, baseline_tests, strict=True)]
+    export_dir = spec.run_dir / "best"
+    export_model(best_model, export_dir, shape, metadata={
+        "config": best_run.config, "seed": best_run.seed, "dataset": data.info.name,
+        "normalization": {"mean": list(data.mean), "std": list(data.std)},
+        "class_names": list(data.info.class_names), "val_accuracy": best_run.val_accuracy,
+    })
+    return {
+        "teacher": {"arch": teacher.name, "test_accuracy": teacher_accuracy,
+                    **measure(teacher.model, shape).to_dict()},
+        "student": {"arch": best_run.arch, **student_cost, "seeds": [run.seed for run in winner],
+                    "test_accuracies": student_tests, **_named_mean_std("test_accuracy", student_tests),
+                    "export": str(export_dir)},
+        "baseline": {"arch": baseline[0].arch, **student_cost, "seeds": [run.seed for run in baseline],
+                     "test_accuracies": baseline_tests, **_named_mean_std("test_accuracy", baseline_tests)},
+        "kd_gain": statistics.fmean(gains),
+        "kd_gain_std": mean_std(gains)[1],
+    }
+
+
+def _model(run: SeedRun) -> torch.nn.Module:
+    model = build_from_arch(run.arch)
+    model.load_state_dict(run.state_dict)
+    return model.eval()
+
+
+def _test_accuracy(run: SeedRun, data: TensorSplits) -> float:
+    return evaluate(_model(run), data.test_x.cpu(), data.test_y.cpu())[0]
+
+
+def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:
+    mean, std = mean_std(values)
+    return {f"{name}_mean": mean, f"{name}_std": std}
+
+
+def _dominates(other: dict[str, Any], record: dict[str, Any]) -> bool:
+    at_least = other["val_accuracy"] >= record["val_accuracy"] and other["params"] <= record["params"]
+    better = other["val_accuracy"] > record["val_accuracy"] or other["params"] < record["params"]
+    return at_least and better
+
+
+def pareto_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Pareto set as ``summary.json`` lists it."""
+    return [{"trial_id": r["trial_id"], "val_accuracy": r["val_accuracy"], "params": r["params"],
+             "config": r["config"]} for r in pareto_front(records)]
+
+
+def export_path(spec: SearchSpec) -> Path:
+    return spec.run_dir / "best"

@@ -1,0 +1,143 @@
+"""Everything a search needs before the first trial: data, Ray, the teacher and its outputs.
+
+Every user error is raised here as ``UserError`` before a run folder exists, so bad input leaves
+nothing half-written (DESIGN.md, data flow step 2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ray
+import torch
+
+from trainers import (
+    DatasetError,
+    Teacher,
+    TeacherCheckpointError,
+    TeacherRecipe,
+    TeacherResult,
+    TensorSplits,
+    get_teacher,
+    load_dataset,
+    load_teacher_checkpoint,
+)
+from trainers.models import UnknownModelError, build_teacher, teacher_family
+from tuning.spec import SearchSpec, UserError
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """Loaded data and a ready teacher, shared by every trial through the object store."""
+
+    data: TensorSplits
+    teacher: Teacher
+    teacher_result: TeacherResult
+    teacher_family: str | None
+    gpus_per_trial: float
+    slots: int
+    teacher_seconds: float
+
+
+def load_data(spec: SearchSpec) -> TensorSplits:
+    """The dataset as tensors, or ``UserError`` naming what is missing."""
+    try:
+        return load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
+                            max_train_samples=spec.max_train_samples)
+    except DatasetError as error:
+        raise UserError(str(error)) from None
+
+
+def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> None:
+    """Fail early on an unknown ``--teacher`` (a checkpoint names its own architecture)."""
+    if spec.teacher_checkpoint:
+        return
+    try:
+        build_teacher(spec.teacher, data.info.input_shape[0], data.info.num_classes)
+    except UnknownModelError as error:
+        raise UserError(f"--teacher: {error}") from None
+
+
+def start_ray(spec: SearchSpec, log: Log) -> None:
+    """Connect to ``--address`` or start a local Ray instance; a bad address is a ``UserError``."""
+    if ray.is_initialized():
+        return
+    try:
+        if spec.address:
+            ray.init(address=spec.address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot connect to the Ray cluster at --address {spec.address}: {first_line}; "
+                        "start it with 'ray start --head' or fix the address") from None
+    resources = ray.cluster_resources()
+    log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
+
+
+def resources_per_trial(spec: SearchSpec) -> tuple[float, int]:
+    """GPUs per trial (auto: 4 small trials share a GPU) and how many trials can run at once."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    gpus_per_trial = spec.gpus_per_trial if spec.gpus_per_trial is not None else (0.25 if gpus >= 1 else 0.0)
+    if gpus_per_trial > gpus:
+        raise UserError(f"--gpus-per-trial {gpus_per_trial:g} is more than the {gpus:g} GPUs the Ray cluster "
+                        "has; lower it (fractions share a GPU) or add GPU nodes")
+    if spec.cpus_per_trial > cpus:
+        raise UserError(f"--cpus-per-trial {spec.cpus_per_trial:g} is more than the {cpus:g} CPUs the Ray "
+                        "cluster has; lower it")
+    slots = int(cpus // spec.cpus_per_trial)
+    if gpus_per_trial > 0:
+        slots = min(slots, int(gpus // gpus_per_trial))
+    if spec.max_concurrent:
+        slots = min(slots, spec.max_concurrent)
+    return gpus_per_trial, max(1, slots)
+
+
+def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
+    """Load ``--teacher-checkpoint`` or get the cached / freshly trained ``--teacher``."""
+    if spec.teacher_checkpoint:
+        try:
+            result = load_teacher_checkpoint(spec.teacher_checkpoint, data)
+        except TeacherCheckpointError as error:
+            raise UserError(str(error)) from None
+        log(f"teacher: {result.name} from {result.path} (val accuracy {result.val_accuracy:.4f})")
+        return result
+    return get_teacher(spec.teacher, data, spec.teacher_cache_dir, TeacherRecipe(seed=spec.seed), log=log)
+
+
+def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
+    """Load data, start Ray, check resources, then get the teacher and cache its outputs once."""
+    data = load_data(spec)
+    check_teacher_name(spec, data)
+    start_ray(spec, log)
+    gpus_per_trial, slots = resources_per_trial(spec)
+    started = time.perf_counter()
+    # The teacher trains on the driver; with a GPU there, use it.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    teacher_result = obtain_teacher(spec, data.to(device), log)
+    model = teacher_result.model.to("cpu")
+    if data.info.augmented:  # inputs change every step: the teacher runs online
+        teacher = Teacher(model, teacher_result.name)
+    else:
+        teacher = Teacher.with_cached_outputs(model, teacher_result.name, data.train_x)
+    return Prepared(
+        data=data,
+        teacher=teacher,
+        teacher_result=teacher_result,
+        teacher_family=_family_of(teacher_result),
+        gpus_per_trial=gpus_per_trial,
+        slots=slots,
+        teacher_seconds=time.perf_counter() - started,
+    )
+
+
+def _family_of(result: TeacherResult) -> str | None:
+    arch = getattr(result.model, "arch", {}) or {}
+    if arch.get("kind") == "teacher" and arch.get("name"):
+        return teacher_family(arch["name"])
+    return arch.get("family")

@@ -1,0 +1,173 @@
+"""Per-trial records of a run: ``trials.json`` (with curves), ``trials.csv``, and live progress lines.
+
+``RunRecorder`` is a Ray Tune callback on the driver. It keeps one record per trial (config,
+per-epoch curve, state, timing, error), rewrites both files atomically whenever a trial ends, and
+hands each finished trial to the Optuna journal mirror. On resume it starts from the existing
+``trials.json``, so trials finished before an interruption keep their records.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from trainers.files import atomic_write_json, atomic_write_text
+
+COMPLETE, STOPPED, FAILED, RUNNING = "COMPLETE", "STOPPED", "FAILED", "RUNNING"
+CURVE_KEYS = ("epoch", "val_accuracy", "val_loss", "train_loss", "params", "epoch_seconds", "busy_s")
+CSV_COLUMNS = ("trial_id", "number", "state", "epochs", "val_accuracy", "best_val_accuracy", "params",
+               "busy_s", "start_time", "end_time", "error")
+
+
+def load_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Records from ``trials.json`` keyed by trial id (empty for a new run)."""
+    path = run_dir / "trials.json"
+    if not path.exists():
+        return {}
+    return {record["trial_id"]: record for record in json.loads(path.read_text())}
+
+
+def finished(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of trials that ended (completed, stopped early or failed), in trial order."""
+    return sorted((r for r in records.values() if r["state"] != RUNNING), key=lambda r: r["number"])
+
+
+def count_states(records: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """``{"completed", "stopped_early", "failed"}`` counts, as ``summary.json`` reports them."""
+    states = [r["state"] for r in records.values()]
+    return {"completed": states.count(COMPLETE), "stopped_early": states.count(STOPPED),
+            "failed": states.count(FAILED)}
+
+
+def trials_csv(records: list[dict[str, Any]]) -> str:
+    """One row per trial: its outcome columns, then one ``param_<name>`` column per parameter."""
+    param_names = sorted({name for record in records for name in record["config"]})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*CSV_COLUMNS, *(f"param_{name}" for name in param_names)])
+    for record in records:
+        writer.writerow([_cell(record.get(column)) for column in CSV_COLUMNS]
+                        + [_cell(record["config"].get(name)) for name in param_names])
+    return buffer.getvalue()
+
+
+class RunRecorder(tune.Callback):
+    """Keeps and writes the records of every trial as Ray Tune reports them.
+
+    ``make_mirror()`` builds the object whose ``add(record)`` receives each finished trial (the
+    Optuna journal mirror). Ray pickles callbacks into its experiment state, so everything opened
+    at run time (records, the mirror) is rebuilt from disk in ``setup`` instead of being pickled.
+    """
+
+    def __init__(self, run_dir: Path, epochs: int, budget: int, make_mirror: Callable[[], Any],
+                 log: Callable[[str], None] = print) -> None:
+        self.run_dir, self.epochs, self.budget = run_dir, epochs, budget
+        self.make_mirror, self.log = make_mirror, log
+        self._open()
+
+    def _open(self) -> None:
+        self.records = load_records(self.run_dir)
+        self.mirror: Any = None
+        self.started = time.time()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The log function stays behind: Ray replaces print in its workers, so it may not pickle.
+        return {key: getattr(self, key) for key in ("run_dir", "epochs", "budget", "make_mirror")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.log = print
+        self._open()
+
+    def setup(self, **info: Any) -> None:
+        self.mirror = self.make_mirror()
+        for record in finished(self.records):  # trials that ended while the mirror was not running
+            self.mirror.add(record)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            self.records[trial.trial_id] = {
+                "trial_id": trial.trial_id, "number": len(self.records), "state": RUNNING,
+                "config": dict(trial.config), "curve": [], "start_time": time.time(), "end_time": None,
+                "error": None, "epochs": 0, "val_accuracy": None, "best_val_accuracy": None,
+                "params": None, "busy_s": 0.0,
+            }
+        else:  # resumed or retried: keep the curve, the epochs it repeats overwrite their rows
+            record["state"] = RUNNING
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        record = self.records[trial.trial_id]
+        point = {key: result[key] for key in CURVE_KEYS if key in result}
+        point["time"] = time.time()
+        record["curve"] = [p for p in record["curve"] if p["epoch"] < point["epoch"]] + [point]
+        accuracies = [p["val_accuracy"] for p in record["curve"]]
+        record.update(epochs=point["epoch"], val_accuracy=point["val_accuracy"],
+                      best_val_accuracy=max(accuracies), params=point.get("params"),
+                      busy_s=point.get("busy_s", record["busy_s"]))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self.records[trial.trial_id]
+        self._finish(record, COMPLETE if record["epochs"] >= self.epochs else STOPPED, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(self.records[trial.trial_id], FAILED, _error_line(trial))
+
+    def _finish(self, record: dict[str, Any], state: str, error: str | None) -> None:
+        record.update(state=state, error=error, end_time=time.time())
+        self.write()
+        if self.mirror is None:
+            self.setup()
+        self.mirror.add(record)
+        self.log(self._progress_line(record))
+
+    def write(self) -> None:
+        """Rewrite ``trials.json`` and ``trials.csv`` from the current records."""
+        ordered = sorted(self.records.values(), key=lambda r: r["number"])
+        atomic_write_json(self.run_dir / "trials.json", ordered)
+        atomic_write_text(self.run_dir / "trials.csv", trials_csv(ordered))
+
+    def _progress_line(self, record: dict[str, Any]) -> str:
+        done = finished(self.records)
+        scored = [r for r in done if r["val_accuracy"] is not None and r["state"] != FAILED]
+        best = max(scored, key=lambda r: r["val_accuracy"], default=None)
+        outcome = record["error"] if record["state"] == FAILED else f"val {record['val_accuracy']:.4f}"
+        best_text = (f"best val {best['val_accuracy']:.4f} ({describe_config(best['config'])})"
+                     if best else "no successful trial yet")
+        failed = sum(r["state"] == FAILED for r in done)
+        return (f"[{len(done)}/{self.budget}] trial {record['number']} {record['state'].lower()} after "
+                f"{record['epochs']} epochs: {outcome} | {best_text} | {failed} failed | "
+                f"{time.time() - self.started:.0f}s")
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """A short human description of a trial configuration."""
+    parts = [f"{config.get('family')} d{config.get('depth')} w{config.get('width')}",
+             f"alpha {config.get('alpha', 0):.2f}", f"T {config.get('temperature', 1):.1f}"]
+    if config.get("feature_loss", "none") != "none":
+        parts.append(f"{config['feature_loss']} beta {config.get('beta', 0):.2g}")
+    parts.append(f"k {config.get('distill_interval', 1)}")
+    return ", ".join(parts)
+
+
+def _error_line(trial: Any) -> str:
+    """The last line of the trial's traceback (exception type and message)."""
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).exists():
+        text = Path(path).read_text()
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed (no error message recorded)"
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value

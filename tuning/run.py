@@ -1,0 +1,114 @@
+"""One search from spec to report: prepare, search (new or resumed), final stage, summary, report."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from trainers.files import atomic_write_json
+from tuning import final, tuner
+from tuning.journal import JournalMirror
+from tuning.prepare import Prepared, prepare
+from tuning.records import RunRecorder, count_states, finished, load_records
+from tuning.spec import SearchSpec, check_resumable, load_saved_spec
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """Where a finished run left its results, and its summary."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    report: Path | None
+
+
+def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
+    """Run (or resume) the search described by ``spec`` and write everything under ``spec.run_dir``."""
+    started = time.perf_counter()
+    saved = load_saved_spec(spec.run_dir)
+    if saved is not None:
+        check_resumable(spec, saved, done_trials=len(finished(load_records(spec.run_dir))))
+    owns_ray = not ray.is_initialized()
+    try:
+        prepared = prepare(spec, log)
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(spec.run_dir / "spec.json", spec.to_dict())
+        search_started = time.perf_counter()
+        records = search(spec, prepared, resuming=saved is not None, log=log)
+        search_seconds = time.perf_counter() - search_started
+        summary = base_summary(spec, prepared, records)
+        summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
+                              "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
+        atomic_write_json(spec.run_dir / "summary.json", summary)
+        final_started = time.perf_counter()
+        summary.update(final.run_final_stage(spec, records, prepared.data, prepared.teacher,
+                                             prepared.gpus_per_trial, log))
+        summary["timings"]["final_s"] = time.perf_counter() - final_started
+        summary["timings"]["total_s"] = time.perf_counter() - started
+        atomic_write_json(spec.run_dir / "summary.json", summary)
+    finally:
+        if owns_ray and ray.is_initialized():
+            ray.shutdown()
+    return RunOutcome(spec.run_dir, summary, build_report(spec.run_dir, log))
+
+
+def search(spec: SearchSpec, prepared: Prepared, resuming: bool, log: Log) -> list[dict[str, Any]]:
+    """Run the Ray Tune search (restored when this run already has an experiment); return the records."""
+    make_mirror = functools.partial(JournalMirror, spec.run_dir / "optuna.journal", spec.objective, spec.space,
+                                    prepared.teacher_family)
+    recorder = RunRecorder(spec.run_dir, spec.epochs, spec.budget, make_mirror, log)
+    if resuming and tuner.can_restore(spec):
+        log(f"resuming run '{spec.run_name}': {len(finished(recorder.records))} of {spec.budget} trials done")
+        search_tuner = tuner.restore_tuner(spec, prepared, recorder)
+    else:
+        log(f"search: {spec.budget} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
+        search_tuner = tuner.build_tuner(spec, prepared, recorder)
+    tuner.fit(search_tuner, log)
+    return finished(load_records(spec.run_dir))
+
+
+def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary.json`` as the search alone can fill it (the final stage adds student and baseline)."""
+    data = prepared.data
+    by_id = {record["trial_id"]: record for record in records}
+    best = final.top_configs(records, 1)
+    return {
+        "run": spec.run_name,
+        "budget": spec.budget,
+        "objective": spec.objective,
+        "trials": count_states(by_id),
+        "dataset": {"name": data.info.name, **data.sizes(), "classes": data.info.num_classes,
+                    "input_shape": list(data.info.input_shape)},
+        "teacher": {"arch": prepared.teacher.name, "source": prepared.teacher_result.source,
+                    "val_accuracy": prepared.teacher_result.val_accuracy},
+        "best_config": best[0]["config"] if best else None,
+        "best_trial": {key: best[0][key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
+        if best else None,
+        "student": None,
+        "baseline": None,
+        "kd_gain": None,
+        "kd_gain_std": None,
+        "final": None,
+        "pareto": final.pareto_summary(records),
+    }
+
+
+def build_report(run_dir: Path, log: Log) -> Path | None:
+    """Draw ``report.html`` and ``summary.md``; a report failure never loses the run's results."""
+    try:
+        import reports
+
+        path = reports.build(run_dir)
+    except Exception as error:  # the results are on disk; the report can be rebuilt with python -m reports
+        log(f"report: could not be built ({type(error).__name__}: {error}); "
+            f"rebuild it with: python -m reports {run_dir}")
+        return None
+    return path

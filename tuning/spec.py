@@ -1,0 +1,211 @@
+"""The validated, frozen description of one search: every flag of ``search.py`` after checking."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spaces import PRESETS, SearchSpace, SpaceError, load_space_file
+
+SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
+SCHEDULERS = ("asha", "none")
+OBJECTIVES = ("accuracy", "pareto")
+DEFAULT_TEACHER = "resnet-large"
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# What defines a run: the same run name with a different value here is another search, not a resume.
+IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "epochs", "seed", "sampler",
+                   "scheduler", "objective", "space", "max_train_samples")
+
+
+class UserError(Exception):
+    """Bad input: ``search.py`` prints the message on one line and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """One search, fully specified. Build it with ``build_spec``, which validates every field."""
+
+    budget: int = 50
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    teacher: str = DEFAULT_TEACHER
+    teacher_checkpoint: str | None = None
+    epochs: int = 15
+    run_name: str = ""
+    results_dir: str = "results"
+    seed: int = 0
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    objective: str = "accuracy"
+    space_file: str | None = None
+    space: SearchSpace = field(default_factory=PRESETS["default"])
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    address: str | None = None
+    storage_path: str | None = None
+    time_budget: float | None = None
+    smoke: bool = False
+    top_k: int = 3
+    final_seeds: int = 3
+    finetune_epochs: int = 5
+    max_train_samples: int | None = None
+    checkpoint_every: int = 5
+
+    @property
+    def run_dir(self) -> Path:
+        """``<results-dir>/<run-name>``, absolute (Ray needs absolute storage paths)."""
+        return Path(self.results_dir).absolute() / self.run_name
+
+    @property
+    def tune_storage(self) -> Path:
+        """Where Ray Tune keeps the experiment: ``--storage-path`` (shared storage) or the run folder."""
+        if self.storage_path:
+            return Path(self.storage_path).absolute() / self.run_name
+        return self.run_dir
+
+    @property
+    def teacher_cache_dir(self) -> Path:
+        return Path(self.results_dir).absolute() / "teachers"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must match for a rerun with this run name to resume it."""
+        values = self.to_dict()
+        return {name: values[name] for name in IDENTITY_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (``spec.json``)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["space"] = self.space.to_dict()
+        return values
+
+
+def build_spec(**flags: Any) -> SearchSpec:
+    """Validate raw flag values into a ``SearchSpec``; raises ``UserError`` with a one-line message."""
+    flags = {name: value for name, value in flags.items() if value is not None}
+    smoke = bool(flags.get("smoke", False))
+    if smoke:
+        flags.setdefault("budget", 4)
+        flags.setdefault("epochs", 3)
+        flags.setdefault("top_k", 1)
+        flags.setdefault("final_seeds", 1)
+        flags.setdefault("finetune_epochs", 1)
+        flags.setdefault("scheduler", "none")
+    _check_int("budget", flags.get("budget", 50), "--budget", minimum=1)
+    _check_int("epochs", flags.get("epochs", 15), "--epochs", minimum=1)
+    _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
+    for name, flag in (("top_k", "--top-k"), ("final_seeds", "--final-seeds"),
+                       ("max_concurrent", "--max-concurrent"), ("max_train_samples", "--max-train-samples"),
+                       ("checkpoint_every", "--checkpoint-every")):
+        if name in flags:
+            _check_int(name, flags[name], flag, minimum=1)
+    if "finetune_epochs" in flags:
+        _check_int("finetune_epochs", flags["finetune_epochs"], "--finetune-epochs", minimum=0)
+    _check_choice(flags.get("sampler", "tpe"), SAMPLERS, "--sampler")
+    _check_choice(flags.get("scheduler", "asha"), SCHEDULERS, "--scheduler")
+    _check_choice(flags.get("objective", "accuracy"), OBJECTIVES, "--objective")
+    if flags.get("objective") == "pareto" and flags.get("sampler") == "cmaes":
+        raise UserError("--sampler cmaes optimises one objective only; use --sampler nsga2 or tpe with "
+                        "--objective pareto")
+    _check_resources(flags)
+    if "time_budget" in flags and not (flags["time_budget"] > 0 and math.isfinite(flags["time_budget"])):
+        raise UserError(f"--time-budget must be a positive number of seconds, got {flags['time_budget']}")
+    flags["dataset"] = str(flags.get("dataset", "digits")).lower().replace("_", "-")
+    flags["run_name"] = _run_name(flags.get("run_name"), flags["dataset"])
+    flags["space"] = _space(flags.get("space_file"), smoke)
+    _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")
+    if "storage_path" in flags:
+        _check_writable(Path(flags["storage_path"]), "--storage-path")
+    for path_flag in ("data_dir", "teacher_checkpoint", "space_file", "results_dir", "storage_path"):
+        if path_flag in flags:
+            flags[path_flag] = str(Path(flags[path_flag]).expanduser())
+    return SearchSpec(**flags)
+
+
+def load_saved_spec(run_dir: Path) -> dict[str, Any] | None:
+    """The ``spec.json`` of an existing run, or ``None`` when the folder holds no run yet."""
+    path = run_dir / "spec.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is corrupt; move the run folder away or choose another --run-name") from None
+
+
+def check_resumable(spec: SearchSpec, saved: dict[str, Any], done_trials: int) -> None:
+    """Refuse to mix two different searches under one run name."""
+    saved_identity = {name: saved.get(name) for name in IDENTITY_FIELDS}
+    current = json.loads(json.dumps(spec.identity()))
+    differing = [name for name in IDENTITY_FIELDS if saved_identity[name] != current[name]]
+    if differing:
+        name = differing[0]
+        raise UserError(
+            f"run '{spec.run_name}' exists with a different {name} ({saved_identity[name]!r} there, "
+            f"{current[name]!r} now); rerun with the original flags to resume, or pick a new --run-name")
+    if spec.budget < done_trials:
+        raise UserError(f"run '{spec.run_name}' already has {done_trials} finished trials, more than "
+                        f"--budget {spec.budget}; pass --budget {done_trials} or more to continue it")
+
+
+def _check_int(name: str, value: Any, flag: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{flag} must be an integer, got {value!r}")
+    if value < minimum:
+        raise UserError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(f"unknown {flag} '{value}'{hint}; choose from {', '.join(choices)}")
+
+
+def _check_resources(flags: dict[str, Any]) -> None:
+    cpus = flags.get("cpus_per_trial", 1.0)
+    if not (cpus > 0 and math.isfinite(cpus)):
+        raise UserError(f"--cpus-per-trial must be a positive number, got {cpus}")
+    gpus = flags.get("gpus_per_trial")
+    if gpus is not None and not (gpus >= 0 and math.isfinite(gpus)):
+        raise UserError(f"--gpus-per-trial must be 0 or more (fractions share a GPU), got {gpus}")
+    if gpus is not None and gpus > 1 and gpus != int(gpus):
+        raise UserError(f"--gpus-per-trial above 1 must be a whole number, got {gpus}")
+
+
+def _run_name(name: str | None, dataset: str) -> str:
+    if name is None:
+        return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not _RUN_NAME.match(name):
+        raise UserError(f"--run-name '{name}' is not a plain folder name; use letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _space(space_file: str | None, smoke: bool) -> SearchSpace:
+    base = PRESETS["smoke" if smoke else "default"]()
+    if space_file is None:
+        return base
+    try:
+        return load_space_file(space_file, base)
+    except SpaceError as error:
+        raise UserError(str(error)) from None
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """The nearest existing ancestor must be a writable folder: we create the rest ourselves."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{flag} {folder}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder} cannot be written ({existing} is read-only); choose a writable path")

@@ -1,0 +1,98 @@
+"""The Ray Tune function trainable: one trial = one call of ``trainers.distill``, reporting every epoch."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from trainers import DistillConfig, EpochReport, NonFiniteLossError, Teacher, TensorSplits, distill
+from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
+
+STATE_FILE = "trial_state.pt"
+DIVERGED_FILE = "diverged.txt"
+# Fault injection for tests and drills: "KIND:PARAM=VALUE" makes every trial whose config has
+# PARAM == VALUE fail with KIND (raise, nan or oom) in its first epoch.
+FAULT_ENV = "KDSEARCH_INJECT_FAULT"
+
+
+class InjectedFault(RuntimeError):
+    """A failure requested through ``KDSEARCH_INJECT_FAULT``."""
+
+
+def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, recipe: dict[str, Any]) -> None:
+    """Distill one student for ``config`` and report each epoch to Ray Tune (with a checkpoint)."""
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(recipe["cpus_per_trial"])))
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    _raise_if_diverged_before(trial_dir)
+    device = _trial_device()
+    distill_config = DistillConfig.from_mapping({**config, "epochs": recipe["epochs"], "seed": recipe["seed"]})
+    resume_state = _load_checkpoint_state()
+    checkpoint_every = recipe["checkpoint_every"]
+
+    def on_epoch(report: EpochReport, get_state: Any) -> None:
+        _maybe_inject_fault(config, report.epoch)
+        metrics = {**report.to_dict(), "busy_s": time.perf_counter() - started}
+        # A finished trial needs no checkpoint: only epochs a resume could continue from get one.
+        if report.epoch % checkpoint_every or report.epoch == distill_config.epochs:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            atomic_torch_save(get_state(), Path(folder) / STATE_FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    teacher_on_device = teacher.to(device) if distill_config.uses_teacher else None
+    try:
+        distill(distill_config, data.to(device), teacher_on_device, on_epoch=on_epoch, resume_state=resume_state)
+    except NonFiniteLossError as error:
+        # Divergence is deterministic: leave a note so Ray's retry (meant for transient failures)
+        # fails at once instead of training the same diverging configuration again.
+        (trial_dir / DIVERGED_FILE).write_text(str(error))
+        raise
+
+
+def _trial_device() -> torch.device:
+    # Ray sets CUDA_VISIBLE_DEVICES to the GPUs this trial was given; none -> CPU.
+    if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "") != "":
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _load_checkpoint_state() -> dict[str, Any] | None:
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        path = Path(folder) / STATE_FILE
+        try:
+            return safe_torch_load(path)
+        except (CorruptFileError, FileNotFoundError) as error:
+            print(f"checkpoint {path} is unusable ({error}); restarting this trial from epoch 0")
+            return None
+
+
+def _raise_if_diverged_before(trial_dir: Path) -> None:
+    note = trial_dir / DIVERGED_FILE
+    if note.exists():
+        raise NonFiniteLossError(f"{note.read_text()} (not retried: divergence is deterministic)")
+
+
+def _maybe_inject_fault(config: dict[str, Any], epoch: int) -> None:
+    fault = os.environ.get(FAULT_ENV)
+    if not fault or epoch != 1:
+        return
+    kind, _, condition = fault.partition(":")
+    name, _, value = condition.partition("=")
+    if str(config.get(name)) != value:
+        return
+    if kind == "nan":
+        raise NonFiniteLossError(f"injected: loss became nan ({name}={value})")
+    if kind == "oom":
+        raise torch.OutOfMemoryError(f"injected: CUDA out of memory ({name}={value})")
+    raise InjectedFault(f"injected failure ({name}={value})")

@@ -1,0 +1,110 @@
+"""The Ray Tune search: ``Tuner`` + ``OptunaSearch`` (define-by-run) + ASHA, started or restored."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from spaces import suggest_config
+from tuning.prepare import Prepared
+from tuning.records import RunRecorder
+from tuning.spec import SearchSpec
+from tuning.trainable import run_trial
+
+METRIC = "val_accuracy"
+# Transient failures (a lost node, a preempted worker) are retried from the last checkpoint.
+MAX_FAILURES = 2
+
+
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler named by ``--sampler``, seeded by ``--seed``."""
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.sampler == "cmaes":
+        # CMA-ES handles the numeric parameters; the categorical ones fall back to random sampling.
+        return optuna.samplers.CmaEsSampler(seed=spec.seed, warn_independent_sampling=False)
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=min(50, max(4, spec.budget // 4)))
+    with warnings.catch_warnings():  # multivariate/group are marked experimental, and are what conditional spaces need
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True,
+                                          n_startup_trials=min(10, max(2, spec.budget // 5)))
+
+
+def make_searcher(spec: SearchSpec, teacher_family: str | None) -> OptunaSearch:
+    """Optuna sampling the define-by-run space; two objectives for ``--objective pareto``."""
+    space = functools.partial(suggest_config, space=spec.space, teacher_family=teacher_family)
+    if spec.objective == "pareto":
+        metric, mode = [METRIC, "params"], ["max", "min"]
+    else:
+        metric, mode = METRIC, "max"
+    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=make_sampler(spec), seed=spec.seed)
+
+
+def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
+    """ASHA on the epoch (always on accuracy, also for pareto), or plain FIFO."""
+    if spec.scheduler == "none" or spec.epochs < 3:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", metric=METRIC, mode="max", max_t=spec.epochs,
+                         grace_period=max(1, spec.epochs // 5), reduction_factor=3)
+
+
+def trainable(spec: SearchSpec, prepared: Prepared) -> Any:
+    """``run_trial`` with data and teacher put in the object store once, and per-trial resources."""
+    recipe = {"epochs": spec.epochs, "seed": spec.seed, "cpus_per_trial": spec.cpus_per_trial,
+              "checkpoint_every": spec.checkpoint_every}
+    with_data = tune.with_parameters(run_trial, data=prepared.data, teacher=prepared.teacher, recipe=recipe)
+    return tune.with_resources(with_data, {"cpu": spec.cpus_per_trial, "gpu": prepared.gpus_per_trial})
+
+
+def run_config(spec: SearchSpec, recorder: RunRecorder) -> tune.RunConfig:
+    return tune.RunConfig(
+        name="tune",
+        storage_path=str(spec.tune_storage),
+        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        callbacks=[recorder, JsonLoggerCallback()],
+        verbose=0,
+    )
+
+
+def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder) -> tune.Tuner:
+    """A new ``Tuner`` for ``spec``."""
+    tune_config = tune.TuneConfig(
+        search_alg=make_searcher(spec, prepared.teacher_family),
+        scheduler=make_scheduler(spec),
+        num_samples=spec.budget,
+        max_concurrent_trials=spec.max_concurrent or prepared.slots,
+        time_budget_s=spec.time_budget,
+        reuse_actors=True,
+    )
+    return tune.Tuner(trainable(spec, prepared), tune_config=tune_config, run_config=run_config(spec, recorder))
+
+
+def experiment_path(spec: SearchSpec) -> str:
+    return str(spec.tune_storage / "tune")
+
+
+def can_restore(spec: SearchSpec) -> bool:
+    """Whether a Ray Tune experiment for this run exists (a rerun of the same command resumes it)."""
+    return tune.Tuner.can_restore(experiment_path(spec))
+
+
+def restore_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder) -> tune.Tuner:
+    """Ray Tune's own restore: finished trials kept, unfinished ones resumed from their checkpoints."""
+    return tune.Tuner.restore(experiment_path(spec), trainable=trainable(spec, prepared),
+                              resume_unfinished=True, resume_errored=False, restart_errored=False)
+
+
+def fit(tuner: tune.Tuner, log: Callable[[str], None]) -> tune.ResultGrid:
+    """Run the search to the end of the budget."""
+    results = tuner.fit()
+    log(f"search: {len(results)} trials, {results.num_errors} failed")
+    return results
