@@ -14,9 +14,16 @@ from typing import Any
 EXIT_BAD_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (no usage block), with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; every flag has a one-line help."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="search.py",
         description="Ray Tune schedules Optuna-sampled knowledge-distillation trials; the best student is "
                     "re-checked over seeds, finetuned, compared with the teacher and a no-teacher baseline, "

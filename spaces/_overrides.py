@@ -37,14 +37,15 @@ def load_space_file(path: str | Path, base: SearchSpace) -> SearchSpace:
     """Read ``path`` (``.json``, ``.yaml`` or ``.yml``) and apply it on top of ``base``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpaceError(f"space file {path}: cannot be read ({error.strerror}); check the path") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"space file {path} is not UTF-8 text; give a YAML or JSON file") from None
     try:
         overrides = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        reason = str(error).splitlines()[0]
-        raise SpaceError(f"space file {path} is malformed: {reason}; fix the syntax") from None
+        raise SpaceError(f"space file {path} is malformed: {_syntax_error(error)}; fix the syntax") from None
     try:
         return apply_overrides(base, overrides if overrides is not None else {})
     except SpaceError as error:
@@ -72,9 +73,15 @@ def apply_overrides(base: SearchSpace, overrides: Any) -> SearchSpace:
 def _families(value: Any, current: dict[str, FamilyBounds]) -> dict[str, FamilyBounds]:
     known = {**STUDENT_FAMILY_BOUNDS, **current}
     if isinstance(value, list):
-        value = {name: {} for name in value}
-    if not isinstance(value, dict) or not value:
+        names = value
+    elif isinstance(value, dict):
+        names = list(value)
+    else:
+        names = []
+    if not names or not all(isinstance(name, str) for name in names):
         raise SpaceError("families: give a non-empty list of family names or a mapping of them")
+    if isinstance(value, list):
+        value = {name: {} for name in names}
     families: dict[str, FamilyBounds] = {}
     for name, bounds in value.items():
         if name not in known:
@@ -139,6 +146,15 @@ def _checked_param(name: str, value: Any, default: Param) -> Param:
         return _param(value, default)
     except ValueError as error:  # SpaceError included
         raise SpaceError(f"{name}: {error}") from None
+
+
+def _syntax_error(error: json.JSONDecodeError | yaml.YAMLError) -> str:
+    """One line saying what is wrong and where (JSON messages carry the place; YAML's are multi-line)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        problem = error.problem or error.context or "invalid YAML"
+        mark = error.problem_mark
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(error).splitlines()[0]
 
 
 def _unknown(what: str, name: Any, known: tuple[str, ...]) -> str:

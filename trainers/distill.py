@@ -84,6 +84,11 @@ class DistillConfig:
         return self.alpha > 0 or self.uses_features or self.init_from_teacher
 
     @property
+    def uses_kd_terms(self) -> bool:
+        """Whether a training step has any term computed from the teacher's outputs."""
+        return self.alpha > 0 or self.uses_features
+
+    @property
     def uses_features(self) -> bool:
         return self.feature_loss != "none" and self.beta > 0
 
@@ -138,10 +143,11 @@ def distill(
     """Train a student per ``config`` on ``data``, distilling from ``teacher`` where it asks to.
 
     ``on_epoch(report, get_state)`` is called after every epoch; ``get_state()`` returns a
-    resumable training state (call it only when checkpointing: it copies the weights).
+    resumable training state (call it only when checkpointing: it copies the weights and optimizer state).
     ``resume_state`` continues from such a state. ``student`` continues training an existing
     model (finetuning) instead of building one from ``config``. Tensors stay on ``data``'s device.
-    Raises ``NonFiniteLossError`` as soon as a loss is NaN or infinite.
+    Raises ``NonFiniteLossError`` as soon as a loss is NaN or infinite (a training step's, or the
+    validation loss at the end of an epoch, before ``on_epoch`` sees it).
     """
     if config.uses_teacher and teacher is None:
         raise ValueError("this configuration distills (alpha > 0, a feature loss or init_from_teacher) "
@@ -151,7 +157,8 @@ def distill(
     if student is None:
         student = _build_student(config, data, teacher)
     student = student.to(device)
-    loop = _TrainingLoop(config, data, teacher if config.uses_teacher else None, student)
+    # init_from_teacher alone needs the teacher only to build the student: no KD step may run it.
+    loop = _TrainingLoop(config, data, teacher if config.uses_kd_terms else None, student)
     start_epoch = loop.load_state(resume_state) if resume_state else 0
     for epoch in range(start_epoch + 1, config.epochs + 1):
         report = loop.run_epoch(epoch)
@@ -246,8 +253,14 @@ class _TrainingLoop:
             kd_steps += int(kd_step)
             loss_sum += loss.detach()
         val_accuracy, val_loss = evaluate(self.student, self.data.val_x, self.data.val_y)
+        train_loss = loss_sum.item() / self.steps_per_epoch
+        if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+            # The last step of the epoch can leave non-finite weights behind a finite loss: never report that.
+            raise NonFiniteLossError(
+                f"validation loss {val_loss}, training loss {train_loss} after epoch {epoch} "
+                f"(lr={self.config.lr:g}): this configuration diverged")
         report = EpochReport(epoch=epoch, val_accuracy=val_accuracy, val_loss=val_loss,
-                             train_loss=loss_sum.item() / self.steps_per_epoch, params=self.params,
+                             train_loss=train_loss, params=self.params,
                              epoch_seconds=time.perf_counter() - started, kd_steps=kd_steps)
         self.history.append(report)
         return report
@@ -293,7 +306,8 @@ class _TrainingLoop:
             "step": self.step,
             "student": _cpu_copy(self.student.state_dict()),
             "regressor": _cpu_copy(self.regressor.state_dict()) if self.regressor is not None else None,
-            "optimizer": self.optimizer.state_dict(),
+            # A copy: the optimizer's state_dict holds its live momentum buffers, which later steps change.
+            "optimizer": _cpu_copy_nested(self.optimizer.state_dict()),
             "scheduler": self.scheduler.state_dict(),
             "generator": self.generator.get_state(),
             "augment_generator": self.augment_generator.get_state(),
@@ -316,4 +330,15 @@ class _TrainingLoop:
 
 def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()}
+
+
+def _cpu_copy_nested(value: Any) -> Any:
+    """A copy of nested dicts, lists and tuples in which every tensor is a detached CPU copy."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _cpu_copy_nested(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_copy_nested(item) for item in value)
+    return value
 

@@ -1,9 +1,11 @@
 """Getting a teacher: train it once per (data, architecture, recipe, seed) and cache it, or load a user's.
 
 Cache files live at ``<cache_dir>/<fingerprint>.pt`` and hold plain tensors and dicts only
-(``{"arch", "state_dict", "fingerprint", "val_accuracy", "train_seconds"}``), written atomically and
-loaded with ``weights_only=True``. A cache file that does not load or does not match is reported
-through ``log`` and retrained, never used.
+(``{"format", "arch", "state_dict", "fingerprint", "digest", "val_accuracy"}``), written atomically and
+loaded with ``weights_only=True``. ``digest`` is a SHA-256 of the state_dict's tensors: torch does not
+check its own CRCs on load, so without it flipped bytes inside a tensor would load as wrong weights.
+A cache file that does not load, does not match or fails its digest is reported through ``log`` and
+retrained, never used.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from trainers.distill import DistillConfig, EpochReport, distill, evaluate
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 from trainers.models import build_from_arch, build_teacher
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the payload carries a digest of its state_dict
 Log = Callable[[str], None]
 
 
@@ -80,8 +82,9 @@ def get_teacher(
             log(f"teacher {name}: loaded from cache {path} (val accuracy {val_accuracy:.4f})")
             return TeacherResult(model, name, "cache", path, val_accuracy, time.perf_counter() - started)
     model, val_accuracy = train_teacher(name, data, recipe, log)
-    atomic_torch_save({"format": CACHE_FORMAT, "arch": model.arch, "state_dict": model.state_dict(),
-                       "fingerprint": key, "val_accuracy": val_accuracy}, path)
+    state_dict = model.state_dict()
+    atomic_torch_save({"format": CACHE_FORMAT, "arch": model.arch, "state_dict": state_dict,
+                       "fingerprint": key, "digest": state_digest(state_dict), "val_accuracy": val_accuracy}, path)
     log(f"teacher {name}: cached at {path}")
     return TeacherResult(model, name, "trained", path, val_accuracy, time.perf_counter() - started)
 
@@ -168,12 +171,24 @@ def _load_cached(path: Path, key: str, log: Log) -> nn.Module | None:
         payload = safe_torch_load(path)
         if payload.get("format") != CACHE_FORMAT or payload.get("fingerprint") != key:
             raise CorruptFileError(f"{path} belongs to another teacher or cache format")
+        if payload.get("digest") != state_digest(payload["state_dict"]):
+            raise CorruptFileError(f"{path} has weights that do not match their digest")
         model = build_from_arch(payload["arch"])
         model.load_state_dict(payload["state_dict"])
         return model
     except (CorruptFileError, KeyError, TypeError, AttributeError, RuntimeError, ValueError) as error:
         log(f"teacher cache {path} is unusable ({error}); retraining the teacher")
         return None
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of a state_dict's tensors, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _arch_name(arch: Any) -> str:

@@ -151,14 +151,17 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
     return {
         "teacher": {"arch": teacher.name, "test_accuracy": teacher_accuracy,
                     **measure(teacher.model, shape).to_dict()},
-        "student": {"arch": best_run.arch, **student_cost, "seeds": [run.seed for run in winner],
-                    "test_accuracies": student_tests, **_named_mean_std("test_accuracy", student_tests),
-                    "export": str(export_dir)},
-        "baseline": {"arch": baseline[0].arch, **student_cost, "seeds": [run.seed for run in baseline],
-                     "test_accuracies": baseline_tests, **_named_mean_std("test_accuracy", baseline_tests)},
+        "student": {**_model_entry(best_run.arch, student_cost, winner, student_tests), "export": str(export_dir)},
+        "baseline": _model_entry(baseline[0].arch, student_cost, baseline, baseline_tests),
         "kd_gain": statistics.fmean(gains),
         "kd_gain_std": mean_std(gains)[1],
     }
+
+
+def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun], tests: list[float]) -> dict[str, Any]:
+    """One model's line of ``summary.json``: architecture, cost, per-seed test accuracies and their spread."""
+    return {"arch": f"{arch['family']} depth {arch['depth']} width {arch['width']}", "arch_config": arch, **cost,
+            "seeds": [run.seed for run in runs], "test_accuracies": tests, **_named_mean_std("test_accuracy", tests)}
 
 
 def _model(run: SeedRun) -> torch.nn.Module:

@@ -6,6 +6,7 @@ nothing half-written (DESIGN.md, data flow step 2).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from trainers.models import UnknownModelError, build_teacher, teacher_family
 from tuning.spec import SearchSpec, UserError
 
 Log = Callable[[str], None]
+ADDRESS_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -66,6 +68,8 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
     """Connect to ``--address`` or start a local Ray instance; a bad address is a ``UserError``."""
     if ray.is_initialized():
         return
+    if spec.address and spec.address != "auto":
+        _check_reachable(spec.address)
     try:
         if spec.address:
             ray.init(address=spec.address, log_to_driver=False)
@@ -77,6 +81,18 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
                         "start it with 'ray start --head' or fix the address") from None
     resources = ray.cluster_resources()
     log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
+
+
+def _check_reachable(address: str) -> None:
+    """A quick TCP probe, so an unreachable HOST:PORT fails in seconds rather than after Ray's retries."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address '{address}' is not HOST:PORT or auto; e.g. --address 10.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as error:
+        raise UserError(f"cannot reach the Ray cluster at --address {address} ({error.strerror or error}); "
+                        "check that 'ray start --head' runs there and the port is open") from None
 
 
 def resources_per_trial(spec: SearchSpec) -> tuple[float, int]:

@@ -74,6 +74,7 @@ class RunRecorder(tune.Callback):
 
     def _open(self) -> None:
         self.records = load_records(self.run_dir)
+        self.reconciled = False
         self.mirror: Any = None
         self.started = time.time()
 
@@ -91,17 +92,33 @@ class RunRecorder(tune.Callback):
         for record in finished(self.records):  # trials that ended while the mirror was not running
             self.mirror.add(record)
 
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.reconciled:
+            return
+        # A trial started after Ray's last experiment snapshot is unknown to the restored experiment
+        # (Ray samples a new one in its place): forget its partial record.
+        known = {trial.trial_id for trial in trials}
+        stale = [tid for tid, r in self.records.items() if r["state"] == RUNNING and tid not in known]
+        for trial_id in stale:
+            del self.records[trial_id]
+        for number, record in enumerate(sorted(self.records.values(), key=lambda r: r["number"])):
+            record["number"] = number
+        self.reconciled = True
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.records.get(trial.trial_id)
         if record is None:
             self.records[trial.trial_id] = {
-                "trial_id": trial.trial_id, "number": len(self.records), "state": RUNNING,
+                "trial_id": trial.trial_id, "number": self._next_number(), "state": RUNNING,
                 "config": dict(trial.config), "curve": [], "start_time": time.time(), "end_time": None,
                 "error": None, "epochs": 0, "val_accuracy": None, "best_val_accuracy": None,
                 "params": None, "busy_s": 0.0,
             }
         else:  # resumed or retried: keep the curve, the epochs it repeats overwrite their rows
             record["state"] = RUNNING
+
+    def _next_number(self) -> int:
+        return max((r["number"] for r in self.records.values()), default=-1) + 1
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = self.records[trial.trial_id]

@@ -14,6 +14,7 @@ import ray
 from trainers.files import atomic_write_json
 from tuning import final, tuner
 from tuning.journal import JournalMirror
+from tuning.plan import next_experiment_name, planned_trials, read_plan, write_plan
 from tuning.prepare import Prepared, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
 from tuning.spec import SearchSpec, check_resumable, load_saved_spec
@@ -35,14 +36,14 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
     started = time.perf_counter()
     saved = load_saved_spec(spec.run_dir)
     if saved is not None:
-        check_resumable(spec, saved, done_trials=len(finished(load_records(spec.run_dir))))
+        check_resumable(spec, saved, planned=planned_trials(read_plan(spec.run_dir)))
     owns_ray = not ray.is_initialized()
     try:
         prepared = prepare(spec, log)
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(spec.run_dir / "spec.json", spec.to_dict())
         search_started = time.perf_counter()
-        records = search(spec, prepared, resuming=saved is not None, log=log)
+        records = search(spec, prepared, log)
         search_seconds = time.perf_counter() - search_started
         summary = base_summary(spec, prepared, records)
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
@@ -60,18 +61,24 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
     return RunOutcome(spec.run_dir, summary, build_report(spec.run_dir, log))
 
 
-def search(spec: SearchSpec, prepared: Prepared, resuming: bool, log: Log) -> list[dict[str, Any]]:
-    """Run the Ray Tune search (restored when this run already has an experiment); return the records."""
+def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any]]:
+    """Run the Ray Tune search, resuming this run's experiments (``tuning.plan``); return the records."""
     make_mirror = functools.partial(JournalMirror, spec.run_dir / "optuna.journal", spec.objective, spec.space,
                                     prepared.teacher_family)
-    recorder = RunRecorder(spec.run_dir, spec.epochs, spec.budget, make_mirror, log)
-    if resuming and tuner.can_restore(spec):
-        log(f"resuming run '{spec.run_name}': {len(finished(recorder.records))} of {spec.budget} trials done")
-        search_tuner = tuner.restore_tuner(spec, prepared, recorder)
-    else:
-        log(f"search: {spec.budget} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
-        search_tuner = tuner.build_tuner(spec, prepared, recorder)
-    tuner.fit(search_tuner, log)
+    plan = read_plan(spec.run_dir)
+    if plan and not tuner.can_restore(spec, plan[-1]["name"]):
+        plan = plan[:-1]  # killed before Ray saved anything: that experiment never ran a trial
+    if plan:
+        done = len(finished(load_records(spec.run_dir)))
+        log(f"resuming run '{spec.run_name}': {done} of {planned_trials(plan)} trials done")
+        tuner.fit(tuner.restore_tuner(spec, prepared, plan[-1]["name"]), log)
+    remaining = spec.budget - planned_trials(plan)
+    if remaining > 0:
+        name, previous = next_experiment_name(plan), plan[-1]["name"] if plan else None
+        write_plan(spec.run_dir, [*plan, {"name": name, "trials": remaining}])
+        log(f"search: {remaining} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
+        recorder = RunRecorder(spec.run_dir, spec.epochs, spec.budget, make_mirror, log)
+        tuner.fit(tuner.build_tuner(spec, prepared, recorder, name, remaining, continue_from=previous), log)
     return finished(load_records(spec.run_dir))
 
 

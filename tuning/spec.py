@@ -6,8 +6,8 @@ import dataclasses
 import difflib
 import json
 import math
-import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +142,7 @@ def load_saved_spec(run_dir: Path) -> dict[str, Any] | None:
         raise UserError(f"{path} is corrupt; move the run folder away or choose another --run-name") from None
 
 
-def check_resumable(spec: SearchSpec, saved: dict[str, Any], done_trials: int) -> None:
+def check_resumable(spec: SearchSpec, saved: dict[str, Any], planned: int) -> None:
     """Refuse to mix two different searches under one run name."""
     saved_identity = {name: saved.get(name) for name in IDENTITY_FIELDS}
     current = json.loads(json.dumps(spec.identity()))
@@ -152,9 +152,9 @@ def check_resumable(spec: SearchSpec, saved: dict[str, Any], done_trials: int) -
         raise UserError(
             f"run '{spec.run_name}' exists with a different {name} ({saved_identity[name]!r} there, "
             f"{current[name]!r} now); rerun with the original flags to resume, or pick a new --run-name")
-    if spec.budget < done_trials:
-        raise UserError(f"run '{spec.run_name}' already has {done_trials} finished trials, more than "
-                        f"--budget {spec.budget}; pass --budget {done_trials} or more to continue it")
+    if spec.budget < planned:
+        raise UserError(f"run '{spec.run_name}' was started with --budget {planned}, and a budget can only be "
+                        f"raised; pass --budget {planned} or more to continue it")
 
 
 def _check_int(name: str, value: Any, flag: str, minimum: int) -> None:
@@ -207,5 +207,9 @@ def _check_writable(folder: Path, flag: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{flag} {folder}: {existing} is a file, not a folder; choose another path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {folder} cannot be written ({existing} is read-only); choose a writable path")
+    try:  # a real probe: permission bits alone say nothing for root or read-only mounts
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UserError(f"{flag} {folder} cannot be written ({existing}: {error.strerror}); "
+                        "choose a writable path") from None

@@ -16,8 +16,8 @@ from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 
 STATE_FILE = "trial_state.pt"
 DIVERGED_FILE = "diverged.txt"
-# Fault injection for tests and drills: "KIND:PARAM=VALUE" makes every trial whose config has
-# PARAM == VALUE fail with KIND (raise, nan or oom) in its first epoch.
+# Fault injection for tests and drills: comma-separated "KIND:PARAM=VALUE" rules; every trial whose
+# config has PARAM == VALUE fails with KIND (raise, nan or oom) in its first epoch.
 FAULT_ENV = "KDSEARCH_INJECT_FAULT"
 
 
@@ -84,15 +84,16 @@ def _raise_if_diverged_before(trial_dir: Path) -> None:
 
 
 def _maybe_inject_fault(config: dict[str, Any], epoch: int) -> None:
-    fault = os.environ.get(FAULT_ENV)
-    if not fault or epoch != 1:
+    rules = os.environ.get(FAULT_ENV, "")
+    if not rules or epoch != 1:
         return
-    kind, _, condition = fault.partition(":")
-    name, _, value = condition.partition("=")
-    if str(config.get(name)) != value:
-        return
-    if kind == "nan":
-        raise NonFiniteLossError(f"injected: loss became nan ({name}={value})")
-    if kind == "oom":
-        raise torch.OutOfMemoryError(f"injected: CUDA out of memory ({name}={value})")
-    raise InjectedFault(f"injected failure ({name}={value})")
+    for rule in rules.split(","):
+        kind, _, condition = rule.strip().partition(":")
+        name, _, value = condition.partition("=")
+        if str(config.get(name)) != value:
+            continue
+        if kind == "nan":
+            raise NonFiniteLossError(f"injected: loss became nan ({name}={value})")
+        if kind == "oom":
+            raise torch.OutOfMemoryError(f"injected: CUDA out of memory ({name}={value})")
+        raise InjectedFault(f"injected failure ({name}={value})")

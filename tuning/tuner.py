@@ -65,9 +65,9 @@ def trainable(spec: SearchSpec, prepared: Prepared) -> Any:
     return tune.with_resources(with_data, {"cpu": spec.cpus_per_trial, "gpu": prepared.gpus_per_trial})
 
 
-def run_config(spec: SearchSpec, recorder: RunRecorder) -> tune.RunConfig:
+def run_config(spec: SearchSpec, recorder: RunRecorder, name: str) -> tune.RunConfig:
     return tune.RunConfig(
-        name="tune",
+        name=name,
         storage_path=str(spec.tune_storage),
         failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
         callbacks=[recorder, JsonLoggerCallback()],
@@ -75,31 +75,43 @@ def run_config(spec: SearchSpec, recorder: RunRecorder) -> tune.RunConfig:
     )
 
 
-def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder) -> tune.Tuner:
-    """A new ``Tuner`` for ``spec``."""
+def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder, name: str, num_samples: int,
+                continue_from: str | None = None) -> tune.Tuner:
+    """A new ``Tuner`` running ``num_samples`` trials as experiment ``name``.
+
+    ``continue_from`` names an earlier experiment of this run whose searcher state (every trial
+    Optuna has seen) the new searcher starts from: that is how a raised budget continues a run.
+    """
+    searcher = make_searcher(spec, prepared.teacher_family)
+    if continue_from is not None:
+        searcher.restore_from_dir(experiment_path(spec, continue_from))
     tune_config = tune.TuneConfig(
-        search_alg=make_searcher(spec, prepared.teacher_family),
+        search_alg=searcher,
         scheduler=make_scheduler(spec),
-        num_samples=spec.budget,
+        num_samples=num_samples,
         max_concurrent_trials=spec.max_concurrent or prepared.slots,
         time_budget_s=spec.time_budget,
         reuse_actors=True,
     )
-    return tune.Tuner(trainable(spec, prepared), tune_config=tune_config, run_config=run_config(spec, recorder))
+    return tune.Tuner(trainable(spec, prepared), tune_config=tune_config,
+                      run_config=run_config(spec, recorder, name))
 
 
-def experiment_path(spec: SearchSpec) -> str:
-    return str(spec.tune_storage / "tune")
+def experiment_path(spec: SearchSpec, name: str) -> str:
+    return str(spec.tune_storage / name)
 
 
-def can_restore(spec: SearchSpec) -> bool:
-    """Whether a Ray Tune experiment for this run exists (a rerun of the same command resumes it)."""
-    return tune.Tuner.can_restore(experiment_path(spec))
+def can_restore(spec: SearchSpec, name: str) -> bool:
+    """Whether Ray Tune left a restorable experiment ``name`` for this run."""
+    return tune.Tuner.can_restore(experiment_path(spec, name))
 
 
-def restore_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder) -> tune.Tuner:
-    """Ray Tune's own restore: finished trials kept, unfinished ones resumed from their checkpoints."""
-    return tune.Tuner.restore(experiment_path(spec), trainable=trainable(spec, prepared),
+def restore_tuner(spec: SearchSpec, prepared: Prepared, name: str) -> tune.Tuner:
+    """Ray Tune's own restore: finished trials kept, unfinished ones resumed from their checkpoints.
+
+    Ray restores the run's callbacks (the ``RunRecorder``) from its experiment state.
+    """
+    return tune.Tuner.restore(experiment_path(spec, name), trainable=trainable(spec, prepared),
                               resume_unfinished=True, resume_errored=False, restart_errored=False)
 
 

@@ -1,0 +1,290 @@
+"""Tests of getting a teacher: train once and cache, reload, detect corrupt caches, load a user's checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from trainers import (
+    TeacherCheckpointError,
+    TeacherRecipe,
+    TeacherResult,
+    TensorSplits,
+    build_teacher,
+    get_teacher,
+    load_dataset,
+    load_teacher_checkpoint,
+)
+from trainers.files import safe_torch_load
+from trainers.teacher_training import CACHE_FORMAT, state_digest, teacher_fingerprint
+
+NAME = "resnet-large"
+RECIPE = TeacherRecipe(epochs=1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data() -> TensorSplits:
+    return load_dataset("digits", max_train_samples=300)
+
+
+@pytest.fixture(scope="module")
+def trained(data: TensorSplits, tmp_path_factory: pytest.TempPathFactory) -> TeacherResult:
+    """A teacher trained (one epoch) into a module-wide cache folder."""
+    return get_teacher(NAME, data, tmp_path_factory.mktemp("cache") / "results" / "teachers", RECIPE,
+                       log=lambda _: None)
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def _same_weights(first: nn.Module, second: nn.Module) -> bool:
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+def _temp_files(folder: Path) -> list[Path]:
+    return [path for path in folder.iterdir() if path.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# get_teacher: train once, then cache
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_get_teacher_trains_then_caches_then_loads(data: TensorSplits, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "results" / "teachers"
+    log = _Log()
+    first = get_teacher(NAME, data, cache_dir, RECIPE, log=log)
+    expected = cache_dir / f"{teacher_fingerprint(NAME, data, RECIPE)}.pt"
+    assert first.source == "trained" and first.name == NAME
+    assert first.path == expected and expected.is_file()
+    assert sorted(cache_dir.iterdir()) == [expected]  # no temp file left behind
+    assert any("cached at" in line and str(expected) in line for line in log.lines)
+    assert 0.0 <= first.val_accuracy <= 1.0 and first.seconds > 0
+
+    payload = safe_torch_load(expected)  # weights_only: tensors and plain values only
+    assert payload["format"] == CACHE_FORMAT and payload["arch"] == first.model.arch
+    assert payload["fingerprint"] == expected.stem
+    assert payload["digest"] == state_digest(payload["state_dict"])
+    assert payload["val_accuracy"] == first.val_accuracy
+
+    started = time.perf_counter()
+    second = get_teacher(NAME, data, cache_dir, RECIPE, log=log)
+    elapsed = time.perf_counter() - started
+    assert second.source == "cache" and second.path == expected
+    assert elapsed < 1.0 and second.seconds < 1.0
+    assert _same_weights(first.model, second.model)
+    assert second.val_accuracy == first.val_accuracy
+    assert any("loaded from cache" in line for line in log.lines)
+    assert sorted(cache_dir.iterdir()) == [expected]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not a torch file at all\x00\xff" * 100)
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _flip_bytes(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 64] = bytes(b ^ 0xFF for b in raw[middle:middle + 64])
+    path.write_bytes(bytes(raw))
+
+
+def _other_fingerprint(path: Path) -> None:
+    payload = safe_torch_load(path)
+    torch.save({**payload, "fingerprint": "0" * 16}, path)
+
+
+def _wrong_state_dict(path: Path) -> None:
+    payload = safe_torch_load(path)
+    other = build_teacher("cnn-large", 1, 10)
+    torch.save({**payload, "state_dict": other.state_dict()}, path)
+
+
+def _missing_keys(path: Path) -> None:
+    torch.save({"format": CACHE_FORMAT, "fingerprint": path.stem}, path)
+
+
+def _not_a_dict(path: Path) -> None:
+    torch.save([1, 2, 3], path)
+
+
+CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+    "truncated": _truncate,
+    "garbage": _garbage,
+    "empty": _empty,
+    "flipped-bytes": _flip_bytes,
+    "other-fingerprint": _other_fingerprint,
+    "wrong-state-dict": _wrong_state_dict,
+    "missing-keys": _missing_keys,
+    "not-a-dict": _not_a_dict,
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_corrupt_cache_is_reported_and_retrained_never_used(
+    corruption: str, data: TensorSplits, trained: TeacherResult, tmp_path: Path
+) -> None:
+    assert trained.path is not None
+    cache_dir = tmp_path / "teachers"
+    cache_dir.mkdir()
+    path = cache_dir / trained.path.name
+    shutil.copyfile(trained.path, path)
+    CORRUPTIONS[corruption](path)
+    log = _Log()
+    result = get_teacher(NAME, data, cache_dir, RECIPE, log=log)
+    assert result.source == "trained"
+    assert any("unusable" in line and str(path) in line and "retraining" in line for line in log.lines), log.lines
+    # Retrained with the same seed: the same weights as the first training, not whatever was in the file.
+    assert _same_weights(result.model, trained.model)
+    # The cache was rewritten and is good again.
+    again = get_teacher(NAME, data, cache_dir, RECIPE, log=log)
+    assert again.source == "cache" and _same_weights(again.model, trained.model)
+    assert _temp_files(cache_dir) == []
+
+
+def test_fingerprint_changes_with_the_recipe_the_teacher_and_the_data(data: TensorSplits) -> None:
+    base = teacher_fingerprint(NAME, data, RECIPE)
+    assert base == teacher_fingerprint(NAME, data, TeacherRecipe(epochs=1))
+    assert len(base) == 16 and int(base, 16) >= 0
+    variants = {
+        "epochs": teacher_fingerprint(NAME, data, dataclasses.replace(RECIPE, epochs=2)),
+        "lr": teacher_fingerprint(NAME, data, dataclasses.replace(RECIPE, lr=0.1)),
+        "weight_decay": teacher_fingerprint(NAME, data, dataclasses.replace(RECIPE, weight_decay=0.0)),
+        "batch_size": teacher_fingerprint(NAME, data, dataclasses.replace(RECIPE, batch_size=32)),
+        "seed": teacher_fingerprint(NAME, data, dataclasses.replace(RECIPE, seed=1)),
+        "teacher": teacher_fingerprint("cnn-large", data, RECIPE),
+        "data": teacher_fingerprint(NAME, load_dataset("digits", max_train_samples=301), RECIPE),
+        "split seed": teacher_fingerprint(NAME, load_dataset("digits", max_train_samples=300, seed=1), RECIPE),
+    }
+    assert base not in variants.values()
+    assert len(set(variants.values())) == len(variants)
+
+
+def test_another_recipe_gets_its_own_cache_file(data: TensorSplits, trained: TeacherResult, tmp_path: Path) -> None:
+    assert trained.path is not None
+    shutil.copyfile(trained.path, tmp_path / trained.path.name)
+    other = get_teacher(NAME, data, tmp_path, dataclasses.replace(RECIPE, seed=1), log=lambda _: None)
+    assert other.source == "trained" and other.path != tmp_path / trained.path.name
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([trained.path.name, other.path.name])
+    assert not _same_weights(other.model, trained.model)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# load_teacher_checkpoint: a user's file
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch_form", ["name", "arch-dict"])
+def test_a_valid_checkpoint_loads(arch_form: str, data: TensorSplits, trained: TeacherResult,
+                                  tmp_path: Path) -> None:
+    path = tmp_path / "my_teacher.pt"
+    arch = NAME if arch_form == "name" else trained.model.arch
+    torch.save({"arch": arch, "state_dict": trained.model.state_dict()}, path)
+    result = load_teacher_checkpoint(path, data)
+    assert result.source == "checkpoint" and result.path == path and result.name == NAME
+    assert _same_weights(result.model, trained.model)
+    assert not result.model.training
+    assert result.val_accuracy == pytest.approx(trained.val_accuracy)
+
+
+def _bare_state_dict(path: Path, trained: TeacherResult) -> None:
+    torch.save(trained.model.state_dict(), path)
+
+
+def _no_state_dict(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": NAME}, path)
+
+
+def _wrong_num_classes(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": NAME, "state_dict": build_teacher(NAME, 1, 5).state_dict()}, path)
+
+
+def _wrong_channels(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": NAME, "state_dict": build_teacher(NAME, 3, 10).state_dict()}, path)
+
+
+def _another_architecture(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": NAME, "state_dict": build_teacher("mobilenet-large", 1, 10).state_dict()}, path)
+
+
+def _unknown_arch(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": "resnet-huge", "state_dict": trained.model.state_dict()}, path)
+
+
+def _pickled_model(path: Path, trained: TeacherResult) -> None:
+    torch.save(trained.model, path)  # a whole pickled module: refused by weights_only loading
+
+
+def _garbage_checkpoint(path: Path, trained: TeacherResult) -> None:
+    _garbage(path)
+
+
+def _truncated_checkpoint(path: Path, trained: TeacherResult) -> None:
+    torch.save({"arch": NAME, "state_dict": trained.model.state_dict()}, path)
+    _truncate(path)
+
+
+BAD_CHECKPOINTS: dict[str, tuple[Callable[[Path, TeacherResult], None], str]] = {
+    "garbage": (_garbage_checkpoint, "corrupt or not a torch file"),
+    "truncated": (_truncated_checkpoint, "corrupt or not a torch file"),
+    "pickled-model": (_pickled_model, "corrupt or not a torch file"),
+    "bare-state-dict": (_bare_state_dict, "'arch' and 'state_dict' keys"),
+    "no-state-dict": (_no_state_dict, "'arch' and 'state_dict' keys"),
+    "wrong-num-classes": (_wrong_num_classes, "does not match architecture resnet-large with 10 classes"),
+    "wrong-channels": (_wrong_channels, "does not match architecture resnet-large"),
+    "another-architecture": (_another_architecture, "does not match architecture resnet-large"),
+    "unknown-arch": (_unknown_arch, "unknown teacher 'resnet-huge'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_a_bad_checkpoint_raises_naming_the_file(case: str, data: TensorSplits, trained: TeacherResult,
+                                                 tmp_path: Path) -> None:
+    write, message = BAD_CHECKPOINTS[case]
+    path = tmp_path / f"user_{case}.pt"
+    write(path, trained)
+    with pytest.raises(TeacherCheckpointError) as raised:
+        load_teacher_checkpoint(path, data)
+    text = str(raised.value)
+    assert str(path) in text
+    assert message in text
+    assert "\n" not in text  # one line for the command to print
+    assert isinstance(raised.value, ValueError)
+
+
+def test_a_missing_checkpoint_raises_naming_the_file(data: TensorSplits, tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "teacher.pt"
+    with pytest.raises(TeacherCheckpointError, match="does not exist") as raised:
+        load_teacher_checkpoint(path, data)
+    assert str(path) in str(raised.value)
+    with pytest.raises(TeacherCheckpointError, match="does not exist"):
+        load_teacher_checkpoint(tmp_path, data)  # a folder is not a checkpoint file

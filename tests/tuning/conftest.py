@@ -1,0 +1,44 @@
+"""Fixtures for the search layer: a real local Ray with 2 CPUs, and small real searches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from tuning import build_spec, run
+from tuning.run import RunOutcome
+
+# Faults injected into trials by weight decay values no default space contains (tuning/trainable.py).
+FAULT_WEIGHT_DECAYS = {"raise": 0.000123, "nan": 0.000234, "oom": 0.000345}
+FAULT_RULES = ",".join(f"{kind}:weight_decay={value}" for kind, value in FAULT_WEIGHT_DECAYS.items())
+
+# Tiny but real: Ray Tune + OptunaSearch + the distillation loop on digits.
+SMALL = {"epochs": 2, "scheduler": "none", "top_k": 1, "final_seeds": 1, "finetune_epochs": 0,
+         "max_train_samples": 300}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """One Ray instance for the session's search tests (starting Ray costs seconds)."""
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"KDSEARCH_INJECT_FAULT": FAULT_RULES}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder shared by the tests so the teacher is trained once per session."""
+    return tmp_path_factory.mktemp("results")
+
+
+def small_search(results_dir: Path, run_name: str, **flags: Any) -> RunOutcome:
+    """Run a small real search into ``results_dir/run_name``."""
+    spec = build_spec(results_dir=str(results_dir), run_name=run_name, **{**SMALL, **flags})
+    return run(spec, log=lambda message: None)

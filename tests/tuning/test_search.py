@@ -1,0 +1,124 @@
+"""The real search stack on tiny budgets: Ray Tune trials sampled by Optuna, records, journal, summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.tuning.conftest import FAULT_WEIGHT_DECAYS, small_search
+from tuning.journal import open_study
+from tuning.run import RunOutcome
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _records(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "trials.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def basic_run(ray_cluster: None, teacher_cache: Path) -> RunOutcome:
+    """One 5-trial, 3-epoch search shared by the tests that only read its results."""
+    return small_search(teacher_cache, "basic", budget=5, epochs=3)
+
+
+def test_budget_is_honoured_exactly(basic_run: RunOutcome) -> None:
+    outcome = basic_run
+    records = _records(outcome.run_dir)
+    assert len(records) == 5
+    assert len({r["trial_id"] for r in records}) == 5
+    assert all(r["state"] in ("COMPLETE", "STOPPED", "FAILED") for r in records)
+    summary = outcome.summary
+    assert sum(summary["trials"].values()) == 5
+    assert summary["budget"] == 5
+    study = open_study(outcome.run_dir / "optuna.journal", "accuracy")
+    assert len(study.trials) == 5
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    csv_lines = (outcome.run_dir / "trials.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + 5
+    assert csv_lines[0].startswith("trial_id,number,state,epochs,val_accuracy")
+
+
+def test_trials_report_every_epoch(basic_run: RunOutcome) -> None:
+    for record in _records(basic_run.run_dir):
+        assert [point["epoch"] for point in record["curve"]] == [1, 2, 3]
+        assert record["state"] == "COMPLETE"  # the scheduler is off in these small searches
+        assert 0.0 <= record["val_accuracy"] <= 1.0
+        assert record["params"] > 0 and record["busy_s"] > 0
+
+
+def _configs(run_dir: Path) -> list[dict]:
+    return [r["config"] for r in sorted(_records(run_dir), key=lambda r: r["number"])]
+
+
+@pytest.mark.parametrize("sampler, concurrent", [("random", 2), ("tpe", 1)])
+def test_same_seed_samples_same_configs(teacher_cache: Path, sampler: str, concurrent: int) -> None:
+    first = small_search(teacher_cache, f"seed-a-{sampler}", budget=4, sampler=sampler, max_concurrent=concurrent)
+    again = small_search(teacher_cache, f"seed-b-{sampler}", budget=4, sampler=sampler, max_concurrent=concurrent)
+    if concurrent == 1:
+        assert _configs(first.run_dir) == _configs(again.run_dir)
+    else:  # two at a time may finish in either order; the set of sampled configs is the same
+        assert sorted(map(repr, _configs(first.run_dir))) == sorted(map(repr, _configs(again.run_dir)))
+        other = small_search(teacher_cache, f"seed-c-{sampler}", budget=4, sampler=sampler,
+                             max_concurrent=concurrent, seed=1)
+        assert sorted(map(repr, _configs(first.run_dir))) != sorted(map(repr, _configs(other.run_dir)))
+
+
+def test_pareto_objective_keeps_a_pareto_set(teacher_cache: Path) -> None:
+    outcome = small_search(teacher_cache, "pareto", budget=6, objective="pareto", sampler="nsga2")
+    pareto = outcome.summary["pareto"]
+    assert pareto
+    scored = [r for r in _records(outcome.run_dir) if r["state"] != "FAILED"]
+    for member in pareto:
+        assert not any(o["val_accuracy"] >= member["val_accuracy"] and o["params"] <= member["params"]
+                       and (o["val_accuracy"] > member["val_accuracy"] or o["params"] < member["params"])
+                       for o in scored)
+    study = open_study(outcome.run_dir / "optuna.journal", "pareto")
+    assert len(study.directions) == 2
+    assert {t.user_attrs["trial_id"] for t in study.best_trials} == {m["trial_id"] for m in pareto}
+
+
+def test_failing_trials_end_failed_and_the_search_goes_on(teacher_cache: Path, tmp_path: Path) -> None:
+    space = tmp_path / "faults.yaml"
+    decays = [*FAULT_WEIGHT_DECAYS.values(), 0.0005]
+    space.write_text(f"weight_decay: {decays}\nfamilies: [cnn]\n")
+    outcome = small_search(teacher_cache, "faults", budget=8, space_file=str(space), sampler="random")
+    records = _records(outcome.run_dir)
+    assert len(records) == 8
+    faulty = {value: kind for kind, value in FAULT_WEIGHT_DECAYS.items()}
+    expected_failed = [r for r in records if r["config"]["weight_decay"] in faulty]
+    assert expected_failed, "the seeded sampler should hit at least one faulty configuration"
+    assert outcome.summary["trials"]["failed"] == len(expected_failed)
+    for record in records:
+        kind = faulty.get(record["config"]["weight_decay"])
+        if kind is None:
+            assert record["state"] == "COMPLETE"
+            continue
+        assert record["state"] == "FAILED"
+        assert {"raise": "InjectedFault", "nan": "NonFiniteLossError", "oom": "OutOfMemoryError"}[kind] in \
+            record["error"]
+    study = open_study(outcome.run_dir / "optuna.journal", "accuracy")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == len(expected_failed)
+    assert all(t.values is None for t in failed)
+
+
+def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
+    outcome = basic_run
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert {"run", "budget", "trials", "dataset", "teacher", "best_config", "student", "baseline", "kd_gain",
+            "timings"} <= set(summary)
+    assert set(summary["trials"]) == {"completed", "stopped_early", "failed"}
+    assert {"name", "train", "val", "test", "classes"} <= set(summary["dataset"])
+    assert {"arch", "params", "test_accuracy"} <= set(summary["teacher"])
+    assert {"total_s", "teacher_s", "search_s", "final_s", "trial_busy_s", "slots"} <= set(summary["timings"])
+    for entry in (summary["student"], summary["baseline"]):
+        assert 0.0 <= entry["test_accuracy_mean"] <= 1.0
+        assert len(entry["seeds"]) == 1
+    assert summary["kd_gain"] == pytest.approx(
+        100 * (summary["student"]["test_accuracy_mean"] - summary["baseline"]["test_accuracy_mean"]))
+    assert (outcome.run_dir / "best" / "model.ts").exists()
+    assert (outcome.run_dir / "report.html").exists()
