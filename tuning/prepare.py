@@ -6,6 +6,7 @@ nothing half-written (DESIGN.md, data flow step 2).
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from trainers import (
     load_dataset,
     load_teacher_checkpoint,
 )
-from trainers.models import UnknownModelError, build_teacher, teacher_family
+from trainers.models import UnknownModelError, build_teacher
 from tuning.spec import SearchSpec, UserError
 
 Log = Callable[[str], None]
@@ -72,9 +73,9 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
         _check_reachable(spec.address)
     try:
         if spec.address:
-            ray.init(address=spec.address, log_to_driver=False)
+            ray.init(address=spec.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot connect to the Ray cluster at --address {spec.address}: {first_line}; "
@@ -130,30 +131,29 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     """Load data, start Ray, check resources, then get the teacher and cache its outputs once."""
     data = load_data(spec)
     check_teacher_name(spec, data)
+    # The teacher trains on the driver; with a GPU there, use it.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    started = time.perf_counter()
+    # A user's checkpoint is checked before Ray starts; a teacher to train waits for the resource checks.
+    teacher_result = obtain_teacher(spec, data.to(device), log) if spec.teacher_checkpoint else None
+    teacher_seconds = time.perf_counter() - started
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
     started = time.perf_counter()
-    # The teacher trains on the driver; with a GPU there, use it.
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    teacher_result = obtain_teacher(spec, data.to(device), log)
+    teacher_result = teacher_result or obtain_teacher(spec, data.to(device), log)
     model = teacher_result.model.to("cpu")
     if data.info.augmented:  # inputs change every step: the teacher runs online
         teacher = Teacher(model, teacher_result.name)
     else:
         teacher = Teacher.with_cached_outputs(model, teacher_result.name, data.train_x)
+    teacher_seconds += time.perf_counter() - started
     return Prepared(
         data=data,
         teacher=teacher,
         teacher_result=teacher_result,
-        teacher_family=_family_of(teacher_result),
+        teacher_family=teacher_result.model.arch.get("family"),
         gpus_per_trial=gpus_per_trial,
         slots=slots,
-        teacher_seconds=time.perf_counter() - started,
+        teacher_seconds=teacher_seconds,
     )
 
-
-def _family_of(result: TeacherResult) -> str | None:
-    arch = getattr(result.model, "arch", {}) or {}
-    if arch.get("kind") == "teacher" and arch.get("name"):
-        return teacher_family(arch["name"])
-    return arch.get("family")

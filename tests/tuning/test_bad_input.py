@@ -1,0 +1,128 @@
+"""Bad input: one line naming the problem and the fix, exit status 2, and no run folder left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import search
+from trainers.models import build_teacher
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = "bad"
+
+
+def _space(tmp_path: Path, text: str, suffix: str = ".yaml") -> str:
+    path = tmp_path / f"space{suffix}"
+    path.write_text(text)
+    return str(path)
+
+
+def _image_folder(tmp_path: Path, classes: dict[str, int], corrupt: bool = False) -> str:
+    root = tmp_path / "images"
+    root.mkdir()
+    for name, count in classes.items():
+        (root / name).mkdir()
+        for index in range(count):
+            Image.new("RGB", (8, 8), color=(index * 20, 0, 0)).save(root / name / f"{index}.png")
+    if corrupt:
+        (root / next(iter(classes)) / "broken.png").write_bytes(b"not a png")
+    return str(root)
+
+
+def _checkpoint(tmp_path: Path, arch: str, state_arch: str = "resnet-large", classes: int = 10) -> str:
+    path = tmp_path / "teacher.pt"
+    torch.save({"arch": arch, "state_dict": build_teacher(state_arch, 1, classes).state_dict()}, path)
+    return str(path)
+
+
+CASES = {
+    "budget zero": (lambda tmp: ["--budget", "0"], "--budget must be at least 1"),
+    "budget not an integer": (lambda tmp: ["--budget", "ten"], "invalid int value: 'ten'"),
+    "epochs zero": (lambda tmp: ["--epochs", "0"], "--epochs must be at least 1"),
+    "unknown dataset": (lambda tmp: ["--dataset", "mnistt"], "'mnist'"),
+    "unknown teacher": (lambda tmp: ["--teacher", "resnet-larg"], "'resnet-large'"),
+    "unknown sampler": (lambda tmp: ["--sampler", "tp"], "'tpe'"),
+    "unknown student family": (lambda tmp: ["--space", _space(tmp, "families: [resnett]")], "'resnet'"),
+    "data missing offline": (lambda tmp: ["--dataset", "mnist", "--data-dir", str(tmp)], "--download"),
+    "image folder empty": (lambda tmp: ["--dataset", "imagefolder", "--data-dir", _image_folder(tmp, {})],
+                           "images"),
+    "image folder one class": (lambda tmp: ["--dataset", "imagefolder", "--data-dir",
+                                            _image_folder(tmp, {"cat": 4})], "class"),
+    "image folder unreadable image": (lambda tmp: ["--dataset", "imagefolder", "--data-dir",
+                                                   _image_folder(tmp, {"cat": 6, "dog": 6}, corrupt=True)],
+                                      "broken.png"),
+    "teacher checkpoint missing": (lambda tmp: ["--teacher-checkpoint", str(tmp / "nope.pt")], "nope.pt"),
+    "teacher checkpoint corrupt": (lambda tmp: ["--teacher-checkpoint", _garbage(tmp)], "garbage.pt"),
+    "teacher checkpoint of another architecture": (lambda tmp: ["--teacher-checkpoint",
+                                                                _checkpoint(tmp, "cnn-large")], "teacher.pt"),
+    "teacher checkpoint of another class count": (lambda tmp: ["--teacher-checkpoint",
+                                                               _checkpoint(tmp, "resnet-large", classes=5)],
+                                                  "10 classes"),
+    "space file malformed": (lambda tmp: ["--space", _space(tmp, "alpha: [0.1, 0.2")], "malformed"),
+    "space file malformed json": (lambda tmp: ["--space", _space(tmp, "{", ".json")], "malformed"),
+    "space file unknown key": (lambda tmp: ["--space", _space(tmp, "temprature: 2")], "'temperature'"),
+    "space file low above high": (lambda tmp: ["--space", _space(tmp, "lr: {low: 0.5, high: 0.1}")],
+                                  "greater than high"),
+    "space file log with low zero": (lambda tmp: ["--space", _space(tmp, "lr: {low: 0, high: 0.1, log: true}")],
+                                     "low > 0"),
+    "space file empty choices": (lambda tmp: ["--space", _space(tmp, "batch_size: []")], "empty"),
+    "space file missing": (lambda tmp: ["--space", str(tmp / "missing.yaml")], "missing.yaml"),
+    "unreachable address": (lambda tmp: ["--address", "127.0.0.1:9"], "cannot reach the Ray cluster"),
+    "results dir not writable": (lambda tmp: ["--results-dir", _file(tmp) + "/results"], "not a folder"),
+}
+
+
+def _garbage(tmp_path: Path) -> str:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x00garbage" * 10)
+    return str(path)
+
+
+def _file(tmp_path: Path) -> str:
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    return str(path)
+
+
+def _args(tmp_path: Path, extra: list[str]) -> list[str]:
+    results = ["--results-dir", str(tmp_path / "results")] if "--results-dir" not in extra else []
+    return ["--smoke", "--run-name", RUN, *results, *extra]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_in_process(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_args, expected = CASES[case]
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(search.main(_args(tmp_path, make_args(tmp_path))))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    assert error.startswith("search.py: error: ")
+    assert expected in error
+    assert not (tmp_path / "results" / RUN).exists()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_more_gpus_per_trial_than_the_cluster_has(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert search.main(_args(tmp_path, ["--gpus-per-trial", "4"])) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--gpus-per-trial 4 is more than the 0 GPUs" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "results" / RUN).exists()
+
+
+@pytest.mark.parametrize("case", ["budget zero", "unknown dataset", "space file low above high",
+                                  "teacher checkpoint corrupt"])
+def test_bad_input_through_the_command(case: str, tmp_path: Path) -> None:
+    make_args, expected = CASES[case]
+    completed = subprocess.run([sys.executable, str(REPO / "search.py"), *_args(tmp_path, make_args(tmp_path))],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], completed.stderr
+    assert not (tmp_path / "results" / RUN).exists()
