@@ -51,9 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--storage-path", help="shared folder for the Ray Tune experiment (cluster runs); default the run folder")
     add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
     add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")
-    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 3)")
+    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 3, 0 skips it)")
     add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 3)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
+    add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")
     add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
     return parser.parse_args(argv)
 

@@ -1,6 +1,6 @@
 """Benchmark of the distillation loop on digits, on one CPU thread (a benchmark, not a test).
 
-    .venv/bin/python bench/bench_trainers.py [--rounds 5] [--epochs 15] [--online-epochs 4]
+    .venv/bin/python bench/bench_trainers.py [--rounds 5] [--epochs 15] [--online-epochs 5]
 
 Measures, side by side in one run:
 
@@ -11,13 +11,17 @@ Measures, side by side in one run:
     a KD epoch over (a student-alone epoch on the same augmented data + the teacher's forward passes for
     one epoch, timed on their own): the loop should add nothing beyond the teacher forward.
 
-The sides are interleaved (each round rotates their order) so machine noise hits all of them; medians are
-reported. An epoch is timed between two ``on_epoch`` calls (its training steps plus the validation pass),
-the first epoch of each run excluded (warm-up). Every time is taken twice: wall clock (what the targets
-are about) and this process's CPU time, which a busy machine disturbs much less (other processes take
-the core away, which stops the process's CPU clock but not the wall clock). The teacher is
-``get_teacher("resnet-large", ...)``, trained once and cached under ``results/teachers``. Prints a table
-and pass/fail against the targets; always exits 0.
+Interleaving: the runs compared with each other are started together, each in its own thread, and take
+turns epoch by epoch (A1 B1 A2 B2 ...; only one computes at any time, the others wait in ``on_epoch``), so
+noise from the rest of the machine hits both sides of a ratio within a fraction of a second. Each round
+rotates which side goes first. An epoch's time runs from the moment its thread gets its turn to its
+``on_epoch`` call (training steps plus the validation pass); the first epoch of each run (warm-up, model
+construction) is left out of the ratios. Each ratio is the median over all (round, epoch) pairs; times are
+medians. Every time is taken on two clocks: wall (what the targets are about) and the thread's CPU time,
+which does not count time the scheduler gives to other processes.
+
+The teacher is ``get_teacher("resnet-large", ...)``, trained once and cached under ``results/teachers``.
+Prints a table and pass/fail against the targets; always exits 0.
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ import math
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from trainers import DistillConfig, EpochReport, Teacher, TensorSplits, distill, get_teacher, load_dataset
+from trainers import DistillConfig, Teacher, TensorSplits, distill, get_teacher, load_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEACHER = "resnet-large"
@@ -43,35 +47,88 @@ TRIAL_TARGET_S = (1.0, 2.0)
 CACHED_RATIO_TARGET = 1.1
 ONLINE_RATIO_TARGET = 1.1
 
-
-@dataclass
-class Samples:
-    """Wall-clock and CPU seconds of repeated measurements of one thing."""
-
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-
-    def add(self, wall: float, cpu: float) -> None:
-        self.wall.append(wall)
-        self.cpu.append(cpu)
-
-    @property
-    def median_wall(self) -> float:
-        return statistics.median(self.wall)
-
-    @property
-    def median_cpu(self) -> float:
-        return statistics.median(self.cpu)
+# A job runs its epochs and calls the given function after each one.
+Job = Callable[[Callable[[], None]], None]
+Segment = tuple[float, float]  # (wall seconds, CPU seconds)
 
 
 class Clock:
-    """Both clocks at once."""
+    """The wall clock and the calling thread's CPU clock, read together."""
 
     def __init__(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
 
-    def since(self, earlier: Clock) -> tuple[float, float]:
+    def since(self, earlier: Clock) -> Segment:
         return self.wall - earlier.wall, self.cpu - earlier.cpu
+
+
+def run_in_lockstep(jobs: list[Job], first: int) -> list[list[Segment]]:
+    """Run ``jobs`` in threads taking turns epoch by epoch, starting with ``jobs[first]``.
+
+    Returns, per job, the time of each of its turns (turn ``i`` ends with epoch ``i + 1``).
+    """
+    condition = threading.Condition()
+    turn = [first % len(jobs)]
+    finished = [False] * len(jobs)
+    segments: list[list[Segment]] = [[] for _ in jobs]
+    errors: list[BaseException] = []
+
+    def pass_turn(index: int) -> None:  # with the condition held
+        for offset in range(1, len(jobs) + 1):
+            candidate = (index + offset) % len(jobs)
+            if not finished[candidate]:
+                turn[0] = candidate
+                break
+        condition.notify_all()
+
+    def worker(index: int) -> None:
+        torch.set_num_threads(1)  # the intra-op setting is per thread under OpenMP
+        with condition:
+            condition.wait_for(lambda: turn[0] == index)
+        resumed = [Clock()]
+
+        def epoch_done() -> None:
+            segments[index].append(Clock().since(resumed[0]))
+            with condition:
+                pass_turn(index)
+                condition.wait_for(lambda: turn[0] == index)
+            resumed[0] = Clock()
+
+        try:
+            jobs[index](epoch_done)
+        except BaseException as error:  # re-raised in the main thread
+            errors.append(error)
+        finally:
+            with condition:
+                finished[index] = True
+                pass_turn(index)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return segments
+
+
+def distill_job(config: DistillConfig, data: TensorSplits, teacher: Teacher | None) -> Job:
+    """One ``distill`` run as a lockstep job."""
+    return lambda epoch_done: distill(config, data, teacher, on_epoch=lambda report, get_state: epoch_done())
+
+
+def teacher_forwards_job(teacher: Teacher, data: TensorSplits, batch_size: int, epochs: int) -> Job:
+    """The teacher forwards online KD needs, epoch by epoch (one per batch, through ``signal`` like the loop)."""
+
+    def run(epoch_done: Callable[[], None]) -> None:
+        images = data.train_x
+        for _ in range(epochs):
+            for start in range(0, len(images), batch_size):
+                teacher.signal(images[start:start + batch_size], None, "none")
+            epoch_done()
+
+    return run
 
 
 def kd_config(epochs: int) -> DistillConfig:
@@ -79,48 +136,20 @@ def kd_config(epochs: int) -> DistillConfig:
     return DistillConfig(family="cnn", depth=1, width=16, batch_size=64, alpha=0.5, temperature=4.0, epochs=epochs)
 
 
-def run_timed(config: DistillConfig, data: TensorSplits, teacher: Teacher | None, trials: Samples | None,
-              epochs: Samples) -> None:
-    """Run ``distill``, adding its whole time to ``trials`` and each epoch after the first to ``epochs``."""
-    marks = [Clock()]
-
-    def mark(report: EpochReport, _: object) -> None:
-        marks.append(Clock())
-
-    distill(config, data, teacher, on_epoch=mark)
-    if trials is not None:
-        trials.add(*marks[-1].since(marks[0]))
-    for earlier, later in zip(marks[1:], marks[2:], strict=False):
-        epochs.add(*later.since(earlier))
-
-
-def time_teacher_forwards(teacher: Teacher, data: TensorSplits, batch_size: int, epochs: int,
-                          samples: Samples) -> None:
-    """The teacher forwards an online KD epoch needs (one per batch, through ``signal`` as the loop calls it)."""
-    images = data.train_x
-    for _ in range(epochs):
-        started = Clock()
-        for start in range(0, len(images), batch_size):
-            teacher.signal(images[start:start + batch_size], None, "none")
-        samples.add(*Clock().since(started))
-
-
-def alternate(round_index: int, sides: list[Callable[[], None]]) -> None:
-    """Run every side once, rotating the order from round to round."""
-    shift = round_index % len(sides)
-    for side in sides[shift:] + sides[:shift]:
-        side()
-
-
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def median_of(segments: list[list[Segment]], clock: int) -> float:
+    """Median over rounds and epochs (first epoch of each run left out) of one clock."""
+    return statistics.median(segment[clock] for run in segments for segment in run[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of each side")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repetitions of each comparison")
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the cached-teacher trials")
-    parser.add_argument("--online-epochs", type=int, default=4, help="epochs of the online-teacher runs")
+    parser.add_argument("--online-epochs", type=int, default=5, help="epochs of the online-teacher runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
@@ -134,67 +163,75 @@ def main() -> None:
     online_teacher = Teacher(teacher_result.model, TEACHER)  # no outputs: every KD step runs the model
     augmented = dataclasses.replace(data, info=dataclasses.replace(data.info, crop_padding=1))
 
-    kd = kd_config(args.epochs)
-    alone = kd.without_teacher()
-    kd_online = kd_config(args.online_epochs)
-    alone_online = kd_online.without_teacher()
-    for config in (kd, alone):  # warm-up: allocator, oneDNN primitives, first-call overheads
-        distill(dataclasses.replace(config, epochs=2), data, cached_teacher)
+    kd, kd_online = kd_config(args.epochs), kd_config(args.online_epochs)
+    cached_jobs = [distill_job(kd, data, cached_teacher), distill_job(kd.without_teacher(), data, None)]
+    online_jobs = [
+        distill_job(kd_online, augmented, online_teacher),
+        distill_job(kd_online.without_teacher(), augmented, None),
+        teacher_forwards_job(online_teacher, augmented, kd_online.batch_size, args.online_epochs),
+    ]
+    run_in_lockstep([distill_job(dataclasses.replace(kd, epochs=2), data, cached_teacher)], 0)  # warm-up
 
-    kd_trials, alone_trials = Samples(), Samples()
-    kd_epochs, alone_epochs = Samples(), Samples()
-    online_epochs, alone_aug_epochs, forward_epochs = Samples(), Samples(), Samples()
-    sides_cached = [
-        lambda: run_timed(kd, data, cached_teacher, kd_trials, kd_epochs),
-        lambda: run_timed(alone, data, None, alone_trials, alone_epochs),
-    ]
-    sides_online = [
-        lambda: run_timed(kd_online, augmented, online_teacher, None, online_epochs),
-        lambda: run_timed(alone_online, augmented, None, None, alone_aug_epochs),
-        lambda: time_teacher_forwards(online_teacher, augmented, kd_online.batch_size, args.online_epochs - 1,
-                                      forward_epochs),
-    ]
+    kd_runs: list[list[Segment]] = []
+    alone_runs: list[list[Segment]] = []
+    online_runs: list[list[Segment]] = []
+    alone_aug_runs: list[list[Segment]] = []
+    forward_runs: list[list[Segment]] = []
     for round_index in range(args.rounds):
-        alternate(round_index, sides_cached)
-        alternate(round_index, sides_online)
+        kd_run, alone_run = run_in_lockstep(cached_jobs, round_index)
+        kd_runs.append(kd_run)
+        alone_runs.append(alone_run)
+        online_run, alone_aug_run, forward_run = run_in_lockstep(online_jobs, round_index)
+        online_runs.append(online_run)
+        alone_aug_runs.append(alone_aug_run)
+        forward_runs.append(forward_run)
 
-    trial = kd_trials.median_wall
-    cached_ratio = kd_epochs.median_wall / alone_epochs.median_wall
-    cached_ratio_cpu = kd_epochs.median_cpu / alone_epochs.median_cpu
-    online_ratio = online_epochs.median_wall / (alone_aug_epochs.median_wall + forward_epochs.median_wall)
-    online_ratio_cpu = online_epochs.median_cpu / (alone_aug_epochs.median_cpu + forward_epochs.median_cpu)
+    def ratios(numerators: list[list[Segment]], parts: list[list[list[Segment]]], clock: int) -> float:
+        values = [numerators[r][e][clock] / sum(part[r][e][clock] for part in parts)
+                  for r in range(args.rounds) for e in range(1, len(numerators[r]))]
+        return statistics.median(values)
+
+    trials = [sum(wall for wall, _ in run) for run in kd_runs]
+    trials_cpu = [sum(cpu for _, cpu in run) for run in kd_runs]
+    alone_trials = [sum(wall for wall, _ in run) for run in alone_runs]
+    alone_trials_cpu = [sum(cpu for _, cpu in run) for run in alone_runs]
+    trial = statistics.median(trials)
+    cached_ratio = {clock: ratios(kd_runs, [alone_runs], clock) for clock in (0, 1)}
+    online_ratio = {clock: ratios(online_runs, [alone_aug_runs, forward_runs], clock) for clock in (0, 1)}
     steps = math.ceil(len(data.train_y) / kd.batch_size)
 
     print()
     print(f"trainers benchmark: digits ({len(data.train_y)} train images, {steps} steps/epoch), torch "
-          f"{torch.__version__}, 1 thread, {platform.machine()}, {args.rounds} interleaved rounds, medians")
+          f"{torch.__version__}, 1 thread, {platform.machine()}, {args.rounds} rounds, epoch-by-epoch interleaving")
     print(f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} cores")
     print(f"teacher {TEACHER}: {teacher_result.source} ({teacher_result.seconds:.1f} s), val accuracy "
           f"{teacher_result.val_accuracy:.4f}; caching its outputs on the train split: {cache_seconds:.3f} s")
     print()
 
-    def seconds(samples: Samples, unit: str = "ms") -> tuple[str, str]:
-        scale = 1000 if unit == "ms" else 1
-        return f"{scale * samples.median_wall:.1f} {unit}", f"{scale * samples.median_cpu:.1f} {unit}"
+    def epoch_ms(runs: list[list[Segment]]) -> tuple[str, str]:
+        return f"{1000 * median_of(runs, 0):.1f} ms", f"{1000 * median_of(runs, 1):.1f} ms"
 
     rows = [
-        (f"(a) KD trial, cached teacher, {args.epochs} epochs", f"{trial:.3f} s", f"{kd_trials.median_cpu:.3f} s",
-         f"{TRIAL_TARGET_S[0]:g}-{TRIAL_TARGET_S[1]:g} s", verdict(trial <= TRIAL_TARGET_S[1])),
-        (f"    student-alone trial, {args.epochs} epochs", *seconds(alone_trials, "s"), "", ""),
-        ("    KD epoch, cached teacher", *seconds(kd_epochs), "", ""),
-        ("    student-alone epoch", *seconds(alone_epochs), "", ""),
-        ("(b) KD epoch (cached) / student-alone epoch", f"{cached_ratio:.3f}", f"{cached_ratio_cpu:.3f}",
-         f"<= {CACHED_RATIO_TARGET}", verdict(cached_ratio <= CACHED_RATIO_TARGET)),
-        ("    KD epoch, online teacher (augmented)", *seconds(online_epochs), "", ""),
-        ("    student-alone epoch (augmented)", *seconds(alone_aug_epochs), "", ""),
-        ("    teacher forwards, one epoch", *seconds(forward_epochs), "", ""),
-        ("(c) KD epoch (online) / (student-alone + teacher fwd)", f"{online_ratio:.3f}", f"{online_ratio_cpu:.3f}",
-         f"<= {ONLINE_RATIO_TARGET}", verdict(online_ratio <= ONLINE_RATIO_TARGET)),
+        (f"(a) KD trial, cached teacher, {args.epochs} epochs", f"{trial:.3f} s",
+         f"{statistics.median(trials_cpu):.3f} s", f"{TRIAL_TARGET_S[0]:g}-{TRIAL_TARGET_S[1]:g} s",
+         verdict(trial <= TRIAL_TARGET_S[1])),
+        (f"    student-alone trial, {args.epochs} epochs", f"{statistics.median(alone_trials):.3f} s",
+         f"{statistics.median(alone_trials_cpu):.3f} s", "", ""),
+        ("    KD epoch, cached teacher", *epoch_ms(kd_runs), "", ""),
+        ("    student-alone epoch", *epoch_ms(alone_runs), "", ""),
+        ("(b) KD epoch (cached) / student-alone epoch", f"{cached_ratio[0]:.3f}", f"{cached_ratio[1]:.3f}",
+         f"<= {CACHED_RATIO_TARGET}", verdict(cached_ratio[0] <= CACHED_RATIO_TARGET)),
+        ("    KD epoch, online teacher (augmented)", *epoch_ms(online_runs), "", ""),
+        ("    student-alone epoch (augmented)", *epoch_ms(alone_aug_runs), "", ""),
+        ("    teacher forwards, one epoch", *epoch_ms(forward_runs), "", ""),
+        ("(c) KD epoch (online) / (student-alone + teacher fwd)", f"{online_ratio[0]:.3f}", f"{online_ratio[1]:.3f}",
+         f"<= {ONLINE_RATIO_TARGET}", verdict(online_ratio[0] <= ONLINE_RATIO_TARGET)),
     ]
     width = max(len(row[0]) for row in rows)
     print(f"{'measurement':{width}s}  {'wall':>10s}  {'cpu':>10s}  {'target':>8s}  (verdict on wall)")
     for name, wall, cpu, target, result in rows:
         print(f"{name:{width}s}  {wall:>10s}  {cpu:>10s}  {target:>8s}  {result}")
+    print(f"(a) per round: {' '.join(f'{seconds:.3f}' for seconds in trials)} s")
 
 
 if __name__ == "__main__":

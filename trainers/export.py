@@ -7,6 +7,7 @@ without this package). No pickled model objects.
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -23,9 +24,12 @@ STATE_FILE, CONFIG_FILE, TORCHSCRIPT_FILE = "model.pt", "config.json", "model.ts
 
 def export_model(model: nn.Module, folder: str | Path, input_shape: tuple[int, int, int],
                  metadata: dict[str, Any] | None = None) -> Path:
-    """Write the three files of an exported model into ``folder`` (each atomically)."""
+    """Write the three files of an exported model into ``folder`` (each atomically).
+
+    ``model`` itself is left as it was (device, training mode): a CPU copy in eval mode is exported.
+    """
     folder = Path(folder)
-    cpu_model = model.to("cpu").eval()
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
     atomic_torch_save(cpu_model.state_dict(), folder / STATE_FILE)
     with warnings.catch_warnings():  # torch marks TorchScript deprecated; it is still what servers load
         warnings.simplefilter("ignore", FutureWarning)

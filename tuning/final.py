@@ -27,6 +27,7 @@ from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
 FINETUNE_LR_FACTOR = 0.1
+MAX_PARETO_RECHECK = 8
 
 
 @dataclass
@@ -95,7 +96,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     started = time.perf_counter()
     candidates = top_configs(records, spec.top_k)
     if not candidates:
-        log("final stage: no successful trial to re-check")
+        log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return {"student": None, "baseline": None, "kd_gain": None, "kd_gain_std": None, "final": None}
     seeds = [spec.seed + index for index in range(spec.final_seeds)]
     remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_seed)
@@ -106,8 +107,12 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         return [remote.remote(config, seed, spec.epochs, spec.finetune_epochs, data_ref, teacher_ref, threads)
                 for seed in seeds]
 
-    log(f"final stage: re-training the top {len(candidates)} configurations over seeds {seeds}")
+    pareto_members = pareto_front(records)[:MAX_PARETO_RECHECK] if spec.objective == "pareto" else []
+    log(f"final stage: re-training the top {len(candidates)} configurations over seeds {seeds}"
+        + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
     pending = {record["trial_id"]: launch(record["config"]) for record in candidates}
+    pareto_pending = [remote.remote(r["config"], spec.seed, spec.epochs, 0, data_ref, teacher_ref, threads)
+                      for r in pareto_members]
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
@@ -121,6 +126,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     baseline_values = {k: v for k, v in baseline_config.to_dict().items() if k not in ("epochs", "seed")}
     baseline = ray.get(launch(baseline_values))
     result = _compare(spec, data, teacher, winner, baseline)
+    if pareto_pending:
+        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
     result["final"] = {
         "candidates": [{"trial_id": trial_id, "config": runs[trial_id][0].config,
                         **_named_mean_std("val_accuracy", [r.val_accuracy for r in runs[trial_id]]),
@@ -162,6 +169,15 @@ def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun]
     """One model's line of ``summary.json``: architecture, cost, per-seed test accuracies and their spread."""
     return {"arch": f"{arch['family']} depth {arch['depth']} width {arch['width']}", "arch_config": arch, **cost,
             "seeds": [run.seed for run in runs], "test_accuracies": tests, **_named_mean_std("test_accuracy", tests)}
+
+
+def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits) -> list[dict[str, Any]]:
+    """The Pareto set with each member re-trained for the full budget and evaluated on test."""
+    checked = pareto_summary(members)
+    for entry, run in zip(checked, runs, strict=True):
+        entry["recheck"] = {"seed": run.seed, "val_accuracy": run.val_accuracy,
+                            "test_accuracy": _test_accuracy(run, data)}
+    return checked
 
 
 def _model(run: SeedRun) -> torch.nn.Module:

@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 
+from trainers import count_parameters, evaluate
 from trainers.files import atomic_write_json
 from tuning import final, tuner
 from tuning.journal import JournalMirror
@@ -50,8 +51,10 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
         atomic_write_json(spec.run_dir / "summary.json", summary)
         final_started = time.perf_counter()
-        summary.update(final.run_final_stage(spec, records, prepared.data, prepared.teacher,
-                                             prepared.gpus_per_trial, log))
+        final_result = final.run_final_stage(spec, records, prepared.data, prepared.teacher,
+                                             prepared.gpus_per_trial, log)
+        summary["teacher"].update(final_result.pop("teacher", {}))
+        summary.update(final_result)
         summary["timings"]["final_s"] = time.perf_counter() - final_started
         summary["timings"]["total_s"] = time.perf_counter() - started
         atomic_write_json(spec.run_dir / "summary.json", summary)
@@ -95,7 +98,9 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
         "dataset": {"name": data.info.name, **data.sizes(), "classes": data.info.num_classes,
                     "input_shape": list(data.info.input_shape)},
         "teacher": {"arch": prepared.teacher.name, "source": prepared.teacher_result.source,
-                    "val_accuracy": prepared.teacher_result.val_accuracy},
+                    "params": count_parameters(prepared.teacher.model),
+                    "val_accuracy": prepared.teacher_result.val_accuracy,
+                    "test_accuracy": evaluate(prepared.teacher.model, data.test_x, data.test_y)[0]},
         "best_config": best[0]["config"] if best else None,
         "best_trial": {key: best[0][key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
         if best else None,

@@ -60,6 +60,7 @@ class SearchSpec:
     finetune_epochs: int = 5
     max_train_samples: int | None = None
     checkpoint_every: int = 5
+    max_failures: int = 2
 
     @property
     def run_dir(self) -> Path:
@@ -103,13 +104,15 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_int("budget", flags.get("budget", 50), "--budget", minimum=1)
     _check_int("epochs", flags.get("epochs", 15), "--epochs", minimum=1)
     _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
-    for name, flag in (("top_k", "--top-k"), ("final_seeds", "--final-seeds"),
+    for name, flag in (("final_seeds", "--final-seeds"),
                        ("max_concurrent", "--max-concurrent"), ("max_train_samples", "--max-train-samples"),
                        ("checkpoint_every", "--checkpoint-every")):
         if name in flags:
             _check_int(name, flags[name], flag, minimum=1)
-    if "finetune_epochs" in flags:
-        _check_int("finetune_epochs", flags["finetune_epochs"], "--finetune-epochs", minimum=0)
+    for name, flag in (("finetune_epochs", "--finetune-epochs"), ("top_k", "--top-k"),
+                       ("max_failures", "--max-failures")):
+        if name in flags:
+            _check_int(name, flags[name], flag, minimum=0)
     _check_choice(flags.get("sampler", "tpe"), SAMPLERS, "--sampler")
     _check_choice(flags.get("scheduler", "asha"), SCHEDULERS, "--scheduler")
     _check_choice(flags.get("objective", "accuracy"), OBJECTIVES, "--objective")

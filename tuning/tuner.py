@@ -20,8 +20,6 @@ from tuning.spec import SearchSpec
 from tuning.trainable import run_trial
 
 METRIC = "val_accuracy"
-# Transient failures (a lost node, a preempted worker) are retried from the last checkpoint.
-MAX_FAILURES = 2
 
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
@@ -69,7 +67,8 @@ def run_config(spec: SearchSpec, recorder: RunRecorder, name: str) -> tune.RunCo
     return tune.RunConfig(
         name=name,
         storage_path=str(spec.tune_storage),
-        failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+        # Transient failures (a lost node, a preempted worker) are retried from the last checkpoint.
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         callbacks=[recorder, JsonLoggerCallback()],
         verbose=0,
     )

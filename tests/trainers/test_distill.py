@@ -52,7 +52,7 @@ def digits() -> TensorSplits:
 
 
 @pytest.fixture(scope="module")
-def small(digits: TensorSplits) -> TensorSplits:
+def small() -> TensorSplits:
     """Digits with a stratified 300-image training split (validation and test as in ``digits``)."""
     return load_dataset("digits", max_train_samples=SMALL_TRAIN)
 
@@ -383,7 +383,7 @@ def test_finetune_keeps_the_architecture_and_trains(small: TensorSplits) -> None
     assert not _same_weights(before, student)
     assert [report.epoch for report in result.history] == [1, 2, 3]
     assert all(report.kd_steps == 0 for report in result.history)
-    assert result.history[-1].val_accuracy > accuracy_before
+    assert result.history[-1].val_accuracy > accuracy_before + 0.05
 
 
 def test_init_from_teacher_copies_the_sliced_teacher_weights(small: TensorSplits) -> None:

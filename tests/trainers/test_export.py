@@ -69,6 +69,15 @@ def test_exported_model_predicts_exactly_what_the_trained_one_does(
         assert torch.equal(scripted(data.test_x[:7]), _logits(trained, data.test_x[:7]))
 
 
+def test_export_leaves_the_callers_model_as_it_was(data: TensorSplits, tmp_path: Path) -> None:
+    model = distill(DistillConfig(width=8, alpha=0.0, epochs=1), data).model.train()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    export_model(model, tmp_path, data.info.input_shape)
+    assert model.training  # a caller that goes on training is not silently switched to eval mode
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert torch.equal(_logits(load_exported(tmp_path), data.test_x), _logits(model, data.test_x))
+
+
 def test_config_json_holds_the_arch_and_metadata(trained: nn.Module, data: TensorSplits, tmp_path: Path) -> None:
     folder = export_model(trained, tmp_path, data.info.input_shape,
                           {"val_accuracy": 0.9, "kd": {"alpha": 0.5}, "tensor": torch.tensor(3), "path": tmp_path})

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import ray
+import torch
 
+from trainers import DistillConfig, build_student, distill, load_dataset
 from tuning import build_spec, run
 from tuning.run import RunOutcome
 
@@ -36,6 +38,21 @@ def ray_cluster() -> Iterator[None]:
 def teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A results folder shared by the tests so the teacher is trained once per session."""
     return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small teacher trained for a few epochs, as a user's ``--teacher-checkpoint`` file.
+
+    Most search tests use it so they do not pay for training the default teacher; the default
+    teacher's train-and-cache path is exercised by ``basic_run`` and the trainers tests.
+    """
+    data = load_dataset("digits", max_train_samples=SMALL["max_train_samples"])
+    model = build_student("cnn", 1, 32, data.info.input_shape[0], data.info.num_classes)
+    distill(DistillConfig(alpha=0.0, epochs=5), data, student=model)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save({"arch": model.arch, "state_dict": model.state_dict()}, path)
+    return str(path)
 
 
 def small_search(results_dir: Path, run_name: str, **flags: Any) -> RunOutcome:

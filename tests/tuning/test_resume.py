@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +25,9 @@ FLAGS = ["--epochs", "4", "--scheduler", "none", "--max-train-samples", "300", "
 
 
 def _command(results: Path, budget: int, *extra: str) -> list[str]:
+    teacher = str(results.parent / "teacher.pt")
     return [sys.executable, str(REPO / "search.py"), "--budget", str(budget), "--results-dir", str(results),
-            *FLAGS, *extra]
+            "--teacher-checkpoint", teacher, *FLAGS, *extra]
 
 
 def _finished(run_dir: Path) -> dict[str, dict]:
@@ -58,7 +60,9 @@ def _run(command: list[str], timeout_s: float = 300) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path) -> None:
+def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_checkpoint: str) -> None:
+    shutil.copy(teacher_checkpoint, tmp_path / "teacher.pt")
+    tmp_path = tmp_path / "results"
     run_dir = tmp_path / "resumed"
     _kill_after(_command(tmp_path, 8), run_dir, trials=3, timeout_s=240)
     before = _finished(run_dir)
