@@ -19,6 +19,7 @@ from typing import Any
 from ray import tune
 
 from trainers.files import atomic_write_json, atomic_write_text
+from tuning.trainable import DIVERGED
 
 COMPLETE, STOPPED, FAILED, RUNNING = "COMPLETE", "STOPPED", "FAILED", "RUNNING"
 CURVE_KEYS = ("epoch", "val_accuracy", "val_loss", "train_loss", "params", "epoch_seconds", "busy_s")
@@ -122,6 +123,9 @@ class RunRecorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = self.records[trial.trial_id]
+        if DIVERGED in result:  # the trial's last word: no epoch to plot, an error to keep
+            record.update(error=result[DIVERGED], params=result.get("params"), busy_s=result["busy_s"])
+            return
         point = {key: result[key] for key in CURVE_KEYS if key in result}
         point["time"] = time.time()
         record["curve"] = [p for p in record["curve"] if p["epoch"] < point["epoch"]] + [point]
@@ -132,7 +136,10 @@ class RunRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.records[trial.trial_id]
-        self._finish(record, COMPLETE if record["epochs"] >= self.epochs else STOPPED, None)
+        if record["error"]:
+            self._finish(record, FAILED, record["error"])
+        else:
+            self._finish(record, COMPLETE if record["epochs"] >= self.epochs else STOPPED, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(self.records[trial.trial_id], FAILED, _error_line(trial))

@@ -11,11 +11,20 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainers import DistillConfig, EpochReport, NonFiniteLossError, Teacher, TensorSplits, distill
+from trainers import (
+    DistillConfig,
+    EpochReport,
+    NonFiniteLossError,
+    Teacher,
+    TensorSplits,
+    build_student,
+    count_parameters,
+    distill,
+)
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 
 STATE_FILE = "trial_state.pt"
-DIVERGED_FILE = "diverged.txt"
+DIVERGED = "diverged"  # the key of the final result of a trial whose loss became NaN or infinite
 # Fault injection for tests and drills: comma-separated "KIND:PARAM=VALUE" rules; every trial whose
 # config has PARAM == VALUE fails with KIND (raise, nan or oom) in its first epoch.
 FAULT_ENV = "KDSEARCH_INJECT_FAULT"
@@ -29,15 +38,16 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
     """Distill one student for ``config`` and report each epoch to Ray Tune (with a checkpoint)."""
     started = time.perf_counter()
     torch.set_num_threads(max(1, int(recipe["cpus_per_trial"])))
-    trial_dir = Path(tune.get_context().get_trial_dir())
-    _raise_if_diverged_before(trial_dir)
     device = _trial_device()
     distill_config = DistillConfig.from_mapping({**config, "epochs": recipe["epochs"], "seed": recipe["seed"]})
     resume_state = _load_checkpoint_state()
     checkpoint_every = recipe["checkpoint_every"]
 
+    last_epoch = [resume_state["epoch"] if resume_state else 0]
+
     def on_epoch(report: EpochReport, get_state: Any) -> None:
         _maybe_inject_fault(config, report.epoch)
+        last_epoch[0] = report.epoch
         metrics = {**report.to_dict(), "busy_s": time.perf_counter() - started}
         # A finished trial needs no checkpoint: only epochs a resume could continue from get one.
         if report.epoch % checkpoint_every or report.epoch == distill_config.epochs:
@@ -51,10 +61,11 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
     try:
         distill(distill_config, data.to(device), teacher_on_device, on_epoch=on_epoch, resume_state=resume_state)
     except NonFiniteLossError as error:
-        # Divergence is deterministic: leave a note so Ray's retry (meant for transient failures)
-        # fails at once instead of training the same diverging configuration again.
-        (trial_dir / DIVERGED_FILE).write_text(str(error))
-        raise
+        # Divergence is deterministic, so it must not reach Ray's retries (meant for transient
+        # failures): the trial ends here with a final result that names the error. The sampler is
+        # told the worst accuracy, never NaN; the run's records mark the trial FAILED.
+        tune.report({"epoch": last_epoch[0] + 1, "val_accuracy": 0.0, "params": _params(distill_config, data),
+                     "busy_s": time.perf_counter() - started, DIVERGED: f"NonFiniteLossError: {error}"})
 
 
 def _trial_device() -> torch.device:
@@ -77,10 +88,9 @@ def _load_checkpoint_state() -> dict[str, Any] | None:
             return None
 
 
-def _raise_if_diverged_before(trial_dir: Path) -> None:
-    note = trial_dir / DIVERGED_FILE
-    if note.exists():
-        raise NonFiniteLossError(f"{note.read_text()} (not retried: divergence is deterministic)")
+def _params(config: DistillConfig, data: TensorSplits) -> int:
+    channels, classes = data.info.input_shape[0], data.info.num_classes
+    return count_parameters(build_student(config.family, config.depth, config.width, channels, classes))
 
 
 def _maybe_inject_fault(config: dict[str, Any], epoch: int) -> None:

@@ -88,7 +88,9 @@ def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder, nam
         search_alg=searcher,
         scheduler=make_scheduler(spec),
         num_samples=num_samples,
-        max_concurrent_trials=spec.max_concurrent or prepared.slots,
+        # One trial more than the slots: the next one is sampled and placed while the others run, so a
+        # freed slot starts work at once (resources still cap what runs). An explicit cap is exact.
+        max_concurrent_trials=spec.max_concurrent or prepared.slots + 1,
         time_budget_s=spec.time_budget,
         reuse_actors=True,
     )

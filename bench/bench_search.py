@@ -1,0 +1,104 @@
+"""Benchmark: is the search dominated by the trials, not by scheduling? (Not a test: prints ratios.)
+
+    python bench/bench_search.py            # --budget 50 on digits, as `python search.py --budget 50`
+    python bench/bench_search.py --budget 20 --skip-reuse
+
+Part 1 runs the real search (Ray Tune + OptunaSearch + ASHA + the final stage) and prints
+``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.25.
+It also prints the end-to-end wall time (target: under 180 s on 2 cores with the teacher cached).
+
+Part 2 measures, side by side in one run, the per-trial scheduling overhead of Ray Tune function
+trainables with and without ``reuse_actors`` on a trainable that does a fixed small amount of work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.logger import JsonLoggerCallback  # noqa: E402
+
+from tuning import build_spec, run  # noqa: E402
+
+TARGET_RATIO, TARGET_TOTAL_S = 1.25, 180.0
+
+
+def bench_search(budget: int, results_dir: str) -> None:
+    spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir)
+    started = time.perf_counter()
+    outcome = run(spec, log=lambda message: None)
+    wall = time.perf_counter() - started
+    timings = outcome.summary["timings"]
+    ideal = timings["trial_busy_s"] / timings["slots"]
+    ratio = timings["search_s"] / ideal
+    trials = outcome.summary["trials"]
+    print(f"search --budget {budget} on digits: {trials}")
+    print(f"  teacher_s {timings['teacher_s']:.1f}  search_s {timings['search_s']:.1f}  "
+          f"trial_busy_s {timings['trial_busy_s']:.1f}  slots {timings['slots']}  final_s {timings['final_s']:.1f}")
+    print(f"  search_s / (trial_busy_s / slots) = {ratio:.3f}  (target <= {TARGET_RATIO}: "
+          f"{'pass' if ratio <= TARGET_RATIO else 'FAIL'})")
+    print(f"  end-to-end wall {wall:.1f} s, summary total_s {timings['total_s']:.1f} s  "
+          f"(target < {TARGET_TOTAL_S:.0f} s: {'pass' if wall < TARGET_TOTAL_S else 'FAIL'})")
+    print(f"  kd_gain {outcome.summary['kd_gain']:+.2f} ± {outcome.summary['kd_gain_std']:.2f} points")
+
+
+def _fixed_work(config: dict) -> None:
+    started = time.perf_counter()
+    for epoch in range(1, 6):
+        total = 0
+        for index in range(40_000):  # about 5 ms of pure Python per epoch
+            total += index
+        tune.report({"epoch": epoch, "score": config["x"], "busy_s": time.perf_counter() - started})
+
+
+def _overhead_per_trial(reuse: bool, trials: int, storage: str) -> float:
+    started = time.perf_counter()
+    results = tune.Tuner(
+        _fixed_work,
+        param_space={"x": tune.uniform(0, 1)},
+        tune_config=tune.TuneConfig(num_samples=trials, reuse_actors=reuse, max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0, callbacks=[JsonLoggerCallback()]),
+    ).fit()
+    wall = time.perf_counter() - started
+    busy = sum(result.metrics["busy_s"] for result in results)
+    return (wall - busy / 2) / trials
+
+
+def bench_reuse(trials: int) -> None:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    with tempfile.TemporaryDirectory() as storage:
+        rounds = {True: [], False: []}
+        for _ in range(2):  # alternate so drifting machine load hits both sides
+            for reuse in (True, False):
+                rounds[reuse].append(_overhead_per_trial(reuse, trials, storage))
+    ray.shutdown()
+    with_reuse, without = statistics.median(rounds[True]), statistics.median(rounds[False])
+    print(f"Ray Tune scheduling overhead per trial ({trials} trials, 2 at a time, median of 2 rounds):")
+    print(f"  reuse_actors=True  {with_reuse:.3f} s")
+    print(f"  reuse_actors=False {without:.3f} s   ratio {without / with_reuse:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=50)
+    parser.add_argument("--results-dir", default="results", help="the teacher cache under it is reused")
+    parser.add_argument("--reuse-trials", type=int, default=12)
+    parser.add_argument("--skip-reuse", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    bench_search(args.budget, args.results_dir)
+    if not args.skip_reuse:
+        bench_reuse(args.reuse_trials)
+
+
+if __name__ == "__main__":
+    main()
