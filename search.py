@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
     add("--teacher", help="teacher architecture to train once and cache (default resnet-large)")
     add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
+    add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 30)")
     add("--epochs", type=int, help="maximum epochs per trial and for the final re-training (default 15)")
     add("--run-name", help="name of the run folder; rerunning with the same name resumes it (default: dated)")
     add("--results-dir", help="where run folders and the teacher cache go (default results)")
@@ -72,7 +73,7 @@ def final_table(summary: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     if summary.get("kd_gain") is not None:
-        lines.append(f"kd_gain: {summary['kd_gain']:+.2f} ± {summary['kd_gain_std']:.2f} points "
+        lines.append(f"kd_gain: {summary['kd_gain'] + 0.0:+.2f} ± {summary['kd_gain_std']:.2f} points "
                      f"(student minus baseline over seeds {student['seeds']})")
     return "\n".join(lines)
 

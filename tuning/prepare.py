@@ -124,7 +124,8 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherRes
             raise UserError(str(error)) from None
         log(f"teacher: {result.name} from {result.path} (val accuracy {result.val_accuracy:.4f})")
         return result
-    return get_teacher(spec.teacher, data, spec.teacher_cache_dir, TeacherRecipe(seed=spec.seed), log=log)
+    recipe = TeacherRecipe(epochs=spec.teacher_epochs, seed=spec.seed)
+    return get_teacher(spec.teacher, data, spec.teacher_cache_dir, recipe, log=log)
 
 
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:

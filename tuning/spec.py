@@ -21,8 +21,8 @@ OBJECTIVES = ("accuracy", "pareto")
 DEFAULT_TEACHER = "resnet-large"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What defines a run: the same run name with a different value here is another search, not a resume.
-IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "epochs", "seed", "sampler",
-                   "scheduler", "objective", "space", "max_train_samples")
+IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_epochs", "epochs", "seed",
+                   "sampler", "scheduler", "objective", "space", "max_train_samples")
 
 
 class UserError(Exception):
@@ -60,6 +60,7 @@ class SearchSpec:
     finetune_epochs: int = 5
     max_train_samples: int | None = None
     checkpoint_every: int = 5
+    teacher_epochs: int = 30
     max_failures: int = 2
 
     @property
@@ -101,10 +102,11 @@ def build_spec(**flags: Any) -> SearchSpec:
         flags.setdefault("final_seeds", 1)
         flags.setdefault("finetune_epochs", 1)
         flags.setdefault("scheduler", "none")
+        flags.setdefault("teacher_epochs", 5)
     _check_int("budget", flags.get("budget", 50), "--budget", minimum=1)
     _check_int("epochs", flags.get("epochs", 15), "--epochs", minimum=1)
     _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
-    for name, flag in (("final_seeds", "--final-seeds"),
+    for name, flag in (("final_seeds", "--final-seeds"), ("teacher_epochs", "--teacher-epochs"),
                        ("max_concurrent", "--max-concurrent"), ("max_train_samples", "--max-train-samples"),
                        ("checkpoint_every", "--checkpoint-every")):
         if name in flags:

@@ -24,6 +24,7 @@ from trainers import (
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 
 STATE_FILE = "trial_state.pt"
+STATE_KEYS = frozenset({"epoch", "step", "student", "optimizer", "scheduler", "generator", "history"})
 DIVERGED = "diverged"  # the key of the final result of a trial whose loss became NaN or infinite
 # Fault injection for tests and drills: comma-separated "KIND:PARAM=VALUE" rules; every trial whose
 # config has PARAM == VALUE fails with KIND (raise, nan or oom) in its first epoch.
@@ -80,12 +81,24 @@ def _load_checkpoint_state() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        path = Path(folder) / STATE_FILE
-        try:
-            return safe_torch_load(path)
-        except (CorruptFileError, FileNotFoundError) as error:
-            print(f"checkpoint {path} is unusable ({error}); restarting this trial from epoch 0")
-            return None
+        return read_trial_state(Path(folder) / STATE_FILE)
+
+
+def read_trial_state(path: Path) -> dict[str, Any] | None:
+    """A trial's saved training state, or ``None`` (and a message naming the file) when it is unusable.
+
+    A truncated, foreign or incomplete file restarts the trial from epoch 0 rather than failing it.
+    """
+    try:
+        state = safe_torch_load(path)
+    except (CorruptFileError, FileNotFoundError) as error:
+        print(f"checkpoint {path} is unusable ({error}); restarting this trial from epoch 0")
+        return None
+    missing = sorted(STATE_KEYS - set(state)) if isinstance(state, dict) else sorted(STATE_KEYS)
+    if missing:
+        print(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); restarting this trial from epoch 0")
+        return None
+    return state
 
 
 def _params(config: DistillConfig, data: TensorSplits) -> int:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from tests.tuning.conftest import FAULT_WEIGHT_DECAYS, small_search
+from trainers import load_dataset, load_exported, load_torchscript
 from tuning.journal import open_study
 from tuning.run import RunOutcome
 
@@ -130,3 +132,28 @@ def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
         100 * (summary["student"]["test_accuracy_mean"] - summary["baseline"]["test_accuracy_mean"]))
     assert (outcome.run_dir / "best" / "model.ts").exists()
     assert (outcome.run_dir / "report.html").exists()
+
+
+def test_exported_student_predicts_like_the_trained_one(basic_run: RunOutcome) -> None:
+    best = basic_run.run_dir / "best"
+    config = json.loads((best / "config.json").read_text())
+    data = load_dataset("digits", max_train_samples=300)
+    eager, scripted = load_exported(best), load_torchscript(best)
+    with torch.no_grad():
+        assert torch.equal(eager(data.test_x), scripted(data.test_x))
+        accuracy = (eager(data.test_x).argmax(1) == data.test_y).float().mean().item()
+    # the test accuracy summary.json reports for the exported seed is the one this model gets
+    seed_index = basic_run.summary["student"]["seeds"].index(config["metadata"]["seed"])
+    assert accuracy == pytest.approx(basic_run.summary["student"]["test_accuracies"][seed_index])
+
+
+def test_same_seed_gives_the_same_final_metrics_on_cpu(teacher_cache: Path, teacher_checkpoint: str) -> None:
+    flags = {"budget": 2, "max_concurrent": 1, "teacher_checkpoint": teacher_checkpoint}
+    first = small_search(teacher_cache, "metrics-a", **flags)
+    again = small_search(teacher_cache, "metrics-b", **flags)
+    curves = [[(r["config"], r["curve"]) for r in _records(run.run_dir)] for run in (first, again)]
+    strip = [[(config, [{k: v for k, v in p.items() if k in ("epoch", "val_accuracy", "val_loss", "train_loss")}
+                        for p in curve]) for config, curve in run] for run in curves]
+    assert strip[0] == strip[1]
+    for key in ("student", "baseline"):
+        assert first.summary[key]["test_accuracies"] == again.summary[key]["test_accuracies"]
