@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (2 for bad input)."""
     args = parse_args(argv)
     # Imported here so that --help answers at once, without loading torch and ray.
-    from tuning import UserError, build_spec, run
+    from tuning import SearchInterrupted, UserError, build_spec, run
 
     try:
         spec = build_spec(**vars(args))
@@ -90,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"search.py: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SearchInterrupted as error:
+        print(f"search.py: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     trials = outcome.summary["trials"]
     print(f"\nrun '{spec.run_name}': {trials['completed']} completed, {trials['stopped_early']} stopped early, "
           f"{trials['failed']} failed")

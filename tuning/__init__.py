@@ -14,7 +14,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # with the trials it had (Ray's default snapshots every 10 s or more and loses what ended since).
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
-from tuning.run import RunOutcome, run  # noqa: E402
+from tuning.run import RunOutcome, SearchInterrupted, run  # noqa: E402
 from tuning.spec import SearchSpec, UserError, build_spec  # noqa: E402
 
-__all__ = ["RunOutcome", "SearchSpec", "UserError", "build_spec", "run"]
+__all__ = ["RunOutcome", "SearchInterrupted", "SearchSpec", "UserError", "build_spec", "run"]

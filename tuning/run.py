@@ -23,6 +23,10 @@ from tuning.spec import SearchSpec, check_resumable, load_saved_spec
 Log = Callable[[str], None]
 
 
+class SearchInterrupted(Exception):
+    """The search stopped before its budget (a signal); the run folder can be resumed."""
+
+
 @dataclass
 class RunOutcome:
     """Where a finished run left its results, and its summary."""
@@ -46,6 +50,11 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
         search_started = time.perf_counter()
         records = search(spec, prepared, log)
         search_seconds = time.perf_counter() - search_started
+        if len(records) < spec.budget and spec.time_budget is None:
+            # Ray Tune returns normally when its driver is interrupted (Ctrl-C, SIGUSR1 from a batch
+            # system): keep the run resumable instead of spending the final stage on a partial search.
+            raise SearchInterrupted(f"search interrupted after {len(records)} of {spec.budget} trials; rerun the "
+                                    f"same command (--run-name {spec.run_name}) to resume it")
         summary = base_summary(spec, prepared, records)
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}

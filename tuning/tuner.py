@@ -20,6 +20,7 @@ from tuning.spec import SearchSpec
 from tuning.trainable import run_trial
 
 METRIC = "val_accuracy"
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdsearch prints its own progress lines
 
 
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,15 +34,6 @@ from trainers.teacher import TeacherSignal
 SMALL = DistillConfig(family="cnn", depth=1, width=8, alpha=0.5, temperature=4.0, epochs=2, batch_size=64)
 SMALL_TRAIN = 300
 STEPS_PER_EPOCH = math.ceil(SMALL_TRAIN / SMALL.batch_size)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and a busy machine cannot stall an OpenMP barrier then."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

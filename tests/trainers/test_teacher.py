@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -17,14 +15,6 @@ from trainers.teacher import OUTPUT_BATCH_SIZE, TeacherOutputs, compute_outputs
 # Rows chosen to span two output batches of compute_outputs (OUTPUT_BATCH_SIZE is 512).
 ROWS = torch.tensor([0, 3, 511, 512, 550, 599])
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}  # batch composition may change the float summation order
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
