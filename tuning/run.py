@@ -105,7 +105,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
         "objective": spec.objective,
         "trials": count_states(by_id),
         "dataset": {"name": data.info.name, **data.sizes(), "classes": data.info.num_classes,
-                    "input_shape": list(data.info.input_shape)},
+                    "input_shape": list(data.info.input_shape), "class_counts": data.class_counts()},
         "teacher": {"arch": prepared.teacher.name, "source": prepared.teacher_result.source,
                     "params": count_parameters(prepared.teacher.model),
                     "val_accuracy": prepared.teacher_result.val_accuracy,
