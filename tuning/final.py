@@ -14,7 +14,6 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -205,7 +204,3 @@ def pareto_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Pareto set as ``summary.json`` lists it."""
     return [{"trial_id": r["trial_id"], "val_accuracy": r["val_accuracy"], "params": r["params"],
              "config": r["config"]} for r in pareto_front(records)]
-
-
-def export_path(spec: SearchSpec) -> Path:
-    return spec.run_dir / "best"

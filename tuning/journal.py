@@ -8,6 +8,7 @@ the report draws Optuna's own figures from it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,19 @@ class JournalMirror:
         if self.objective == "pareto":
             return [record["val_accuracy"], float(record["params"])]
         return [record["val_accuracy"]]
+
+
+def rebuild_if_stale(path: Path, records: list[dict[str, Any]], mirror: JournalMirror) -> None:
+    """Make the journal hold exactly ``records`` (after a resume dropped a trial Ray had not saved).
+
+    A journal is append-only, so a stale one is rewritten whole into a temp file, then replaced.
+    """
+    wanted = {record["trial_id"] for record in records}
+    if mirror.mirrored == wanted:
+        return
+    temp = path.with_name(f".{path.name}.rebuild")
+    temp.unlink(missing_ok=True)
+    fresh = JournalMirror(temp, mirror.objective, mirror.space, mirror.teacher_family)
+    for record in records:
+        fresh.add(record)
+    os.replace(temp, path)

@@ -67,9 +67,9 @@ class RunRecorder(tune.Callback):
     at run time (records, the mirror) is rebuilt from disk in ``setup`` instead of being pickled.
     """
 
-    def __init__(self, run_dir: Path, epochs: int, budget: int, make_mirror: Callable[[], Any],
+    def __init__(self, run_dir: Path, experiment: str, epochs: int, budget: int, make_mirror: Callable[[], Any],
                  log: Callable[[str], None] = print) -> None:
-        self.run_dir, self.epochs, self.budget = run_dir, epochs, budget
+        self.run_dir, self.experiment, self.epochs, self.budget = run_dir, experiment, epochs, budget
         self.make_mirror, self.log = make_mirror, log
         self._open()
 
@@ -81,7 +81,7 @@ class RunRecorder(tune.Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         # The log function stays behind: Ray replaces print in its workers, so it may not pickle.
-        return {key: getattr(self, key) for key in ("run_dir", "epochs", "budget", "make_mirror")}
+        return {key: getattr(self, key) for key in ("run_dir", "experiment", "epochs", "budget", "make_mirror")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -96,12 +96,16 @@ class RunRecorder(tune.Callback):
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         if self.reconciled:
             return
-        # A trial started after Ray's last experiment snapshot is unknown to the restored experiment
-        # (Ray samples a new one in its place): forget its partial record.
+        # After a restore, Ray knows the trials of its last saved experiment state. A trial that
+        # started (or, within the instant before a kill, even ended) after that state was saved is
+        # unknown to it and Ray samples a new trial in its place: drop that record, so the run still
+        # holds exactly the budget.
         known = {trial.trial_id for trial in trials}
-        stale = [tid for tid, r in self.records.items() if r["state"] == RUNNING and tid not in known]
-        for trial_id in stale:
-            del self.records[trial_id]
+        ours = [tid for tid, r in self.records.items() if r.get("experiment") == self.experiment]
+        for trial_id in [tid for tid in ours if tid not in known]:
+            record = self.records.pop(trial_id)
+            if record["state"] != RUNNING:
+                self.log(f"trial {record['number']} ended after Ray's last saved state; a new trial replaces it")
         for number, record in enumerate(sorted(self.records.values(), key=lambda r: r["number"])):
             record["number"] = number
         self.reconciled = True
@@ -110,7 +114,8 @@ class RunRecorder(tune.Callback):
         record = self.records.get(trial.trial_id)
         if record is None:
             self.records[trial.trial_id] = {
-                "trial_id": trial.trial_id, "number": self._next_number(), "state": RUNNING,
+                "trial_id": trial.trial_id, "number": self._next_number(), "experiment": self.experiment,
+                "state": RUNNING,
                 "config": dict(trial.config), "curve": [], "start_time": time.time(), "end_time": None,
                 "error": None, "epochs": 0, "val_accuracy": None, "best_val_accuracy": None,
                 "params": None, "busy_s": 0.0,

@@ -14,7 +14,7 @@ import ray
 from trainers import count_parameters, evaluate
 from trainers.files import atomic_write_json
 from tuning import final, tuner
-from tuning.journal import JournalMirror
+from tuning.journal import JournalMirror, rebuild_if_stale
 from tuning.plan import next_experiment_name, planned_trials, read_plan, write_plan
 from tuning.prepare import Prepared, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
@@ -89,9 +89,11 @@ def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any
         name, previous = next_experiment_name(plan), plan[-1]["name"] if plan else None
         write_plan(spec.run_dir, [*plan, {"name": name, "trials": remaining}])
         log(f"search: {remaining} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
-        recorder = RunRecorder(spec.run_dir, spec.epochs, spec.budget, make_mirror, log)
+        recorder = RunRecorder(spec.run_dir, name, spec.epochs, spec.budget, make_mirror, log)
         tuner.fit(tuner.build_tuner(spec, prepared, recorder, name, remaining, continue_from=previous), log)
-    return finished(load_records(spec.run_dir))
+    records = finished(load_records(spec.run_dir))
+    rebuild_if_stale(spec.run_dir / "optuna.journal", records, make_mirror())
+    return records
 
 
 def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, Any]]) -> dict[str, Any]:
