@@ -79,7 +79,8 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
     except (ConnectionError, RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot connect to the Ray cluster at --address {spec.address}: {first_line}; "
-                        "start it with 'ray start --head' or fix the address") from None
+                        "start it with 'ray start --head' or fix the address (a cluster with token "
+                        "authentication also needs RAY_AUTH_MODE=token here: see cluster/README.md)") from None
     resources = ray.cluster_resources()
     log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
 
