@@ -76,18 +76,19 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, finetune_epochs: 
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
     model = distill(distill_config, data, teacher).model
     val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-    before = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-    finetuned = False
     if finetune_epochs > 0:
+        before = _cpu_state(model)
         finetune(model, data, epochs=finetune_epochs, lr=distill_config.lr * FINETUNE_LR_FACTOR,
                  weight_decay=distill_config.weight_decay, batch_size=distill_config.batch_size, seed=seed)
         tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-        finetuned = tuned_accuracy >= val_accuracy
-        if finetuned:
-            val_accuracy = tuned_accuracy
-    state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-    return SeedRun(config, seed, val_accuracy, state if finetuned else before, model.arch, finetuned)
+        if tuned_accuracy >= val_accuracy:
+            return SeedRun(config, seed, tuned_accuracy, _cpu_state(model), model.arch, finetuned=True)
+        return SeedRun(config, seed, val_accuracy, before, model.arch, finetuned=False)
+    return SeedRun(config, seed, val_accuracy, _cpu_state(model), model.arch, finetuned=False)
 
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
 
 def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
                     gpus_per_task: float, log: Log) -> dict[str, Any]:
@@ -146,7 +147,6 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
     best_run = max(winner, key=lambda run: run.val_accuracy)
     best_model = _model(best_run)
     student_cost = measure(best_model, shape).to_dict()
-    teacher_accuracy, _ = evaluate(teacher.model, data.test_x, data.test_y)
     gains = [100 * (s - b) for s, b in zip(student_tests, baseline_tests, strict=True)]
     export_dir = spec.run_dir / "best"
     export_model(best_model, export_dir, shape, metadata={
@@ -155,8 +155,7 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
         "class_names": list(data.info.class_names), "val_accuracy": best_run.val_accuracy,
     })
     return {
-        "teacher": {"arch": teacher.name, "test_accuracy": teacher_accuracy,
-                    **measure(teacher.model, shape).to_dict()},
+        "teacher": measure(teacher.model, shape).to_dict(),  # its test accuracy is in the search summary
         "student": {**_model_entry(best_run.arch, student_cost, winner, student_tests), "export": str(export_dir)},
         "baseline": _model_entry(baseline[0].arch, student_cost, baseline, baseline_tests),
         "kd_gain": statistics.fmean(gains),

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,9 @@ def finished(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((r for r in records.values() if r["state"] != RUNNING), key=lambda r: r["number"])
 
 
-def count_states(records: dict[str, dict[str, Any]]) -> dict[str, int]:
+def count_states(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     """``{"completed", "stopped_early", "failed"}`` counts, as ``summary.json`` reports them."""
-    states = [r["state"] for r in records.values()]
+    states = [r["state"] for r in records]
     return {"completed": states.count(COMPLETE), "stopped_early": states.count(STOPPED),
             "failed": states.count(FAILED)}
 

@@ -99,13 +99,12 @@ def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any
 def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, Any]]) -> dict[str, Any]:
     """``summary.json`` as the search alone can fill it (the final stage adds student and baseline)."""
     data = prepared.data
-    by_id = {record["trial_id"]: record for record in records}
     best = final.top_configs(records, 1)
     return {
         "run": spec.run_name,
         "budget": spec.budget,
         "objective": spec.objective,
-        "trials": count_states(by_id),
+        "trials": count_states(records),
         "dataset": {"name": data.info.name, **data.sizes(), "classes": data.info.num_classes,
                     "input_shape": list(data.info.input_shape), "class_counts": data.class_counts()},
         "teacher": {"arch": prepared.teacher.name, "source": prepared.teacher_result.source,

@@ -57,7 +57,7 @@ def test_records_states_files_and_mirror(tmp_path: Path) -> None:
     assert [records[t]["state"] for t in "abc"] == ["COMPLETE", "STOPPED", "FAILED"]
     assert records["c"]["error"] == "NonFiniteLossError: nan" and records["c"]["curve"] == []
     assert records["a"]["best_val_accuracy"] == 0.7 and [p["epoch"] for p in records["a"]["curve"]] == [1, 2]
-    assert count_states(records) == {"completed": 1, "stopped_early": 1, "failed": 1}
+    assert count_states(records.values()) == {"completed": 1, "stopped_early": 1, "failed": 1}
     assert mirror.added == ["a", "b", "c"]
     rows = list(csv.DictReader(io.StringIO((tmp_path / "trials.csv").read_text())))
     assert [row["state"] for row in rows] == ["COMPLETE", "STOPPED", "FAILED"]
