@@ -47,6 +47,21 @@ def count_states(records: Iterable[dict[str, Any]]) -> dict[str, int]:
             "failed": states.count(FAILED)}
 
 
+def forget_unfinished(run_dir: Path, experiment: str) -> int:
+    """Drop the unfinished records of ``experiment`` and rewrite the files; returns its finished count."""
+    records = load_records(run_dir)
+    kept = [r for r in records.values() if r["state"] != RUNNING or r.get("experiment") != experiment]
+    write_records(run_dir, kept)
+    return sum(r.get("experiment") == experiment for r in kept)
+
+
+def write_records(run_dir: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write ``trials.json`` and ``trials.csv`` (atomically), in trial order."""
+    ordered = sorted(records, key=lambda r: r["number"])
+    atomic_write_json(run_dir / "trials.json", ordered)
+    atomic_write_text(run_dir / "trials.csv", trials_csv(ordered))
+
+
 def trials_csv(records: list[dict[str, Any]]) -> str:
     """One row per trial: its outcome columns, then one ``param_<name>`` column per parameter."""
     param_names = sorted({name for record in records for name in record["config"]})
@@ -159,9 +174,7 @@ class RunRecorder(tune.Callback):
 
     def write(self) -> None:
         """Rewrite ``trials.json`` and ``trials.csv`` from the current records."""
-        ordered = sorted(self.records.values(), key=lambda r: r["number"])
-        atomic_write_json(self.run_dir / "trials.json", ordered)
-        atomic_write_text(self.run_dir / "trials.csv", trials_csv(ordered))
+        write_records(self.run_dir, self.records.values())
 
     def _progress_line(self, record: dict[str, Any]) -> str:
         done = finished(self.records)

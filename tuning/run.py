@@ -17,7 +17,7 @@ from tuning import final, tuner
 from tuning.journal import JournalMirror, rebuild_if_stale
 from tuning.plan import next_experiment_name, planned_trials, read_plan, write_plan
 from tuning.prepare import Prepared, prepare
-from tuning.records import RunRecorder, count_states, finished, load_records
+from tuning.records import RunRecorder, count_states, finished, forget_unfinished, load_records
 from tuning.spec import SearchSpec, check_resumable, load_saved_spec
 
 Log = Callable[[str], None]
@@ -80,13 +80,22 @@ def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any
     plan = read_plan(spec.run_dir)
     if plan and not tuner.can_restore(spec, plan[-1]["name"]):
         plan = plan[:-1]  # killed before Ray saved anything: that experiment never ran a trial
-    if plan:
+    previous = plan[-1]["name"] if plan else None
+    if plan and not tuner.saved_state_readable(spec, plan[-1]["name"]):
+        # Keep what that experiment finished (our records are written atomically) and run the rest in a
+        # new experiment whose searcher starts afresh: the damaged searcher state cannot be loaded.
+        kept = forget_unfinished(spec.run_dir, plan[-1]["name"])
+        log(f"Ray's saved state of experiment '{plan[-1]['name']}' is damaged (killed while writing it); "
+            f"keeping its {kept} finished trials and running the rest in a new experiment")
+        plan[-1]["trials"], previous = kept, None
+        write_plan(spec.run_dir, plan)
+    elif plan:
         done = len(finished(load_records(spec.run_dir)))
         log(f"resuming run '{spec.run_name}': {done} of {planned_trials(plan)} trials done")
         tuner.fit(tuner.restore_tuner(spec, prepared, plan[-1]["name"]), log)
     remaining = spec.budget - planned_trials(plan)
     if remaining > 0:
-        name, previous = next_experiment_name(plan), plan[-1]["name"] if plan else None
+        name = next_experiment_name(plan)
         write_plan(spec.run_dir, [*plan, {"name": name, "trials": remaining}])
         log(f"search: {remaining} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
         recorder = RunRecorder(spec.run_dir, name, spec.epochs, spec.budget, make_mirror, log)

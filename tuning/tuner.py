@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
-from ray import tune
+from ray import cloudpickle, tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -106,6 +108,25 @@ def experiment_path(spec: SearchSpec, name: str) -> str:
 def can_restore(spec: SearchSpec, name: str) -> bool:
     """Whether Ray Tune left a restorable experiment ``name`` for this run."""
     return tune.Tuner.can_restore(experiment_path(spec, name))
+
+
+def saved_state_readable(spec: SearchSpec, name: str) -> bool:
+    """Whether the newest experiment, searcher and callback state files of ``name`` all load.
+
+    Ray writes them in place, so a kill in the middle of a write leaves a truncated file; Ray's own
+    restore then logs "Failed to restore the run state" and waits forever for trials. Checked first.
+    """
+    folder = Path(experiment_path(spec, name))
+    for pattern, load in (("experiment_state-*.json", json.loads), ("search_gen_state-*.json", json.loads),
+                          ("searcher-state-*.pkl", cloudpickle.loads), ("callback-states-*.pkl", cloudpickle.loads)):
+        newest = max(folder.glob(pattern), default=None, key=lambda path: path.name)
+        if newest is None:
+            continue
+        try:
+            load(newest.read_bytes())
+        except Exception:  # truncated or garbled: any unpickling error means unusable
+            return False
+    return True
 
 
 def restore_tuner(spec: SearchSpec, prepared: Prepared, name: str) -> tune.Tuner:
