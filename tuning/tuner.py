@@ -117,7 +117,7 @@ def saved_state_readable(spec: SearchSpec, name: str) -> bool:
     restore then logs "Failed to restore the run state" and waits forever for trials. Checked first.
     """
     folder = Path(experiment_path(spec, name))
-    for pattern, load in (("experiment_state-*.json", json.loads), ("search_gen_state-*.json", json.loads),
+    for pattern, load in (("experiment_state-*.json", json.loads), ("search_gen_state-*.json", cloudpickle.loads),
                           ("searcher-state-*.pkl", cloudpickle.loads), ("callback-states-*.pkl", cloudpickle.loads)):
         newest = max(folder.glob(pattern), default=None, key=lambda path: path.name)
         if newest is None:
