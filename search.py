@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
     add("--teacher", help="teacher architecture to train once and cache (default resnet-large)")
     add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
-    add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 30)")
+    add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 60; the "
+                                           "best validation epoch is kept)")
     add("--epochs", type=int, help="maximum epochs per trial and for the final re-training (default 15)")
     add("--run-name", help="name of the run folder; rerunning with the same name resumes it (default: dated)")
     add("--results-dir", help="where run folders and the teacher cache go (default results)")
@@ -54,7 +55,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
     add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")
     add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 3, 0 skips it)")
-    add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 3)")
+    add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 5)")
+    add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
+                             "(default 5%%)")
+    add("--augment", help="training augmentation: auto (default: the dataset's recipe), none, crop or crop+flip")
+    add("--image-size", type=int, help="resize imagefolder images to this square size (default: their own size)")
+    add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
+                                            "(default max(8, budget / 5))")
+    add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 4, "
+                                       "0 skips it)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
     add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")
     add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
@@ -74,9 +83,18 @@ def final_table(summary: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     if summary.get("kd_gain") is not None:
-        lines.append(f"kd_gain: {summary['kd_gain'] + 0.0:+.2f} ± {summary['kd_gain_std']:.2f} points "
-                     f"(student minus baseline over seeds {student['seeds']})")
+        lines.append(gain_line(summary))
     return "\n".join(lines)
+
+
+def gain_line(summary: dict[str, Any]) -> str:
+    """The KD verdict on one line: the paired gain, its 95 % interval and the test set's resolution."""
+    interval = summary.get("kd_gain_ci95")
+    seeds = summary["student"]["seeds"]
+    spread = (f"95% CI [{interval[0] + 0.0:+.2f}, {interval[1] + 0.0:+.2f}]" if interval
+              else "no interval from one seed")
+    return (f"kd_gain: {summary['kd_gain'] + 0.0:+.2f} points, {spread} over {len(seeds)} paired seeds: "
+            f"{summary['kd_verdict']} (one test image = {summary['test_resolution_points']:.2f} points)")
 
 
 def main(argv: list[str] | None = None) -> int:

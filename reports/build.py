@@ -83,6 +83,8 @@ def figure_sections(records: RunRecords) -> list[Section]:
         return run
 
     bars = F.comparison_data(records.summary)
+    gain_curve = F.gain_curve_data(records.summary)
+    gain_note = _gain_curve_note(summary, gain_curve)
     candidates = F.final_candidates_data(records.summary)
     scatter = F.accuracy_vs_params_data(records.trials, winner)
     curves = F.learning_curves_data(records.trials)
@@ -99,6 +101,15 @@ def figure_sections(records: RunRecords) -> list[Section]:
                 lambda: F.draw_comparison(bars) if len(bars) >= 2 else None,
                 "No test-set results for the student and baseline yet (the final stage did not run).",
             ),
+        ),
+        (
+            "gain_curve",
+            "Where distillation pays",
+            "The same comparison repeated for students of several sizes, smallest first. Top: the gain of the "
+            "distilled student over the same student trained alone, in percentage points, with its 95 % "
+            "confidence interval over paired seeds (green: helps, grey: no detectable difference, red: "
+            "hurts). Bottom: both students' mean test accuracy, and the teacher's as a dashed line.",
+            own(lambda: F.draw_gain_curve(gain_curve) if gain_curve and gain_curve.points else None, gain_note),
         ),
         (
             "final",
@@ -183,6 +194,15 @@ def figure_sections(records: RunRecords) -> list[Section]:
     return [_draw_section(key, title, caption, draw) for key, title, caption, draw in specs]
 
 
+def _gain_curve_note(summary: Mapping[str, object], data: F.GainCurveData | None) -> str:
+    """Why the gain curve is not drawn."""
+    if not isinstance(summary.get("student"), Mapping):
+        return "The final stage did not run, so there is no gain curve."
+    if data is None:
+        return "The gain curve was not measured in this run (skipped with --gain-curve 0, or the run predates it)."
+    return "The gain curve has no student size with both a parameter count and a gain."
+
+
 def _draw_section(key: str, title: str, caption: str, draw: Callable[[], go.Figure]) -> Section:
     try:
         return Section(key, title, caption, figure=draw())
@@ -225,6 +245,9 @@ def render_html(records: RunRecords, sections: list[Section]) -> str:
     status = T.status_sentence(records)
     if status:
         parts.append(f"<p class='warn'>{e(status)}</p>")
+    check = T.teacher_check(records.summary)
+    if check is not None and check.matches:
+        parts.append(f"<p class='warn teacher-check'><b>Teacher check.</b> {e(check.message)}</p>")
     if records.problems:
         parts.append("<ul class='problems'>" + "".join(f"<li>{e(p)}</li>" for p in records.problems) + "</ul>")
 
@@ -238,9 +261,11 @@ def render_html(records: RunRecords, sections: list[Section]) -> str:
             )
         )
     if records.summary is not None and isinstance(records.summary.get("student"), Mapping):
-        gain, std = T.kd_gain(records.summary)
-        cls = "good" if gain is not None and gain > 0 and not (std is not None and gain <= std) else "warn"
-        parts.append(f"<p class='{cls}'><b>Knowledge distillation gain.</b> {e(T.kd_gain_sentence(gain, std))}</p>")
+        verdict = T.kd_result(records.summary).verdict
+        cls = {T.HELPS: "good", T.HURTS: "warn"}.get(verdict or "", "neutral")
+        parts.append(
+            f"<p class='{cls} verdict'><b>Does distillation help?</b> {e(T.verdict_sentence(records.summary))}</p>"
+        )
     else:
         best = T.best_so_far(records.trials)
         if best is not None:
@@ -263,6 +288,11 @@ def render_html(records: RunRecords, sections: list[Section]) -> str:
                 ],
             )
         )
+
+    facts = T.setup_facts(records.summary)
+    if facts:
+        parts.append("<h2>Teacher and setup</h2>")
+        parts.append(_table(["", "what this run used"], [[f.label, f.text] for f in facts]))
 
     parts.append("<h2>What was searched</h2>")
     spec = records.spec
@@ -359,6 +389,7 @@ th { background: #f4f4f4; }
 .lead { font-size: 1.05em; } .caption { color: #555; margin-top: -.4em; }
 .warn { background: #fff4e5; border-left: 4px solid #f58518; padding: .5em .8em; }
 .good { background: #eaf5ea; border-left: 4px solid #2ca02c; padding: .5em .8em; }
+.neutral { background: #f2f2f2; border-left: 4px solid #7f7f7f; padding: .5em .8em; }
 .note { color: #777; font-style: italic; } .problems { color: #8a5a00; }
 #kdsearch-errors { background: #fde8e8; color: #900; padding: .5em; }
 footer { margin-top: 3em; color: #777; font-size: .9em; }

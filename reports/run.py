@@ -30,6 +30,12 @@ COMPLETE = "COMPLETE"
 STOPPED = "STOPPED"
 FAILED = "FAILED"
 
+# The final stage's verdict on distillation, read off the 95 % interval of the paired per-seed gain.
+HELPS = "helps"
+NO_DIFFERENCE = "no detectable difference"
+HURTS = "hurts"
+VERDICTS = (HELPS, NO_DIFFERENCE, HURTS)
+
 
 class RunFolderError(ValueError):
     """The folder is not a run folder a report can be built from; the message names the fix."""
@@ -266,3 +272,22 @@ def as_int(value: Any) -> int | None:
     """A finite number truncated to int, or None."""
     f = as_float(value)
     return int(f) if f is not None else None
+
+
+def interval(value: Any) -> tuple[float, float] | None:
+    """A ``[low, high]`` pair of finite numbers as a sorted tuple, else ``None``."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = as_float(value[0]), as_float(value[1])
+    if low is None or high is None:
+        return None
+    return (min(low, high), max(low, high))
+
+
+def verdict_from_interval(ci95: tuple[float, float]) -> str:
+    """``helps`` when the whole interval is above 0, ``hurts`` when below, else no detectable difference."""
+    if ci95[0] > 0:
+        return HELPS
+    if ci95[1] < 0:
+        return HURTS
+    return NO_DIFFERENCE

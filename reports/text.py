@@ -6,14 +6,25 @@ Everything here is pure (records in, strings or small dataclasses out), shared b
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reports.figures import format_params
-from reports.run import COMPLETE, FAILED, STOPPED, RunRecords, Trial, as_float
+from reports.figures import format_params, gain_curve_data
+from reports.run import (
+    COMPLETE,
+    FAILED,
+    HELPS,
+    HURTS,
+    STOPPED,
+    VERDICTS,
+    RunRecords,
+    Trial,
+    as_float,
+    interval,
+    verdict_from_interval,
+)
 
 # The search space's parameters in the order a person reads them (architecture, loss, optimiser).
 PARAM_ORDER = (
@@ -108,60 +119,119 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def kd_gain(summary: Mapping[str, Any] | None) -> tuple[float | None, float | None]:
-    """The distillation gain in percentage points (student minus baseline test mean) and its std.
+@dataclass(frozen=True)
+class KdResult:
+    """What the summary says distillation bought, in percentage points.
 
-    Uses the summary's ``kd_gain``/``kd_gain_std``; when those are missing but both means are there,
-    computes them (std of a difference of independent means: root of the summed variances).
+    ``ci95`` is the 95 % t-interval of the mean paired per-seed gain; ``std`` is only set by runs made
+    before the interval was recorded (``kd_gain_std``). ``verdict`` is one of ``VERDICTS`` or ``None``
+    when it cannot be told (no interval).
+    """
+
+    gain: float | None
+    ci95: tuple[float, float] | None = None
+    verdict: str | None = None
+    seeds: int | None = None
+    resolution: float | None = None
+    std: float | None = None
+    own_recipe: bool = False
+
+
+def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
+    """The distillation gain, its interval and verdict from ``summary.json``, whatever its age.
+
+    New runs carry ``kd_gain``, ``kd_gain_ci95`` and ``kd_verdict``; a verdict missing or unknown is
+    read off the interval (above 0: helps, below 0: hurts, else no detectable difference). Old runs
+    carry ``kd_gain_std`` instead and get no verdict. Without ``kd_gain`` the gain is the difference of
+    the student's and baseline's test means, when both are there.
     """
     summary = summary or {}
-    gain, std = as_float(summary.get("kd_gain")), as_float(summary.get("kd_gain_std"))
-    student, baseline = summary.get("student"), summary.get("baseline")
-    if gain is None and isinstance(student, Mapping) and isinstance(baseline, Mapping):
-        s_mean, b_mean = (
-            as_float(student.get("test_accuracy_mean")),
-            as_float(baseline.get("test_accuracy_mean")),
-        )
-        if s_mean is not None and b_mean is not None:
-            gain = 100 * (s_mean - b_mean)
-            s_std, b_std = (
-                as_float(student.get("test_accuracy_std")),
-                as_float(baseline.get("test_accuracy_std")),
-            )
-            if std is None and s_std is not None and b_std is not None:
-                std = 100 * math.hypot(s_std, b_std)
-    return gain, std
+    student, baseline = _mapping(summary.get("student")), _mapping(summary.get("baseline"))
+    gain = as_float(summary.get("kd_gain"))
+    if gain is None and student and baseline:
+        s_mean, b_mean = as_float(student.get("test_accuracy_mean")), as_float(baseline.get("test_accuracy_mean"))
+        gain = 100 * (s_mean - b_mean) if s_mean is not None and b_mean is not None else None
+    ci95 = interval(summary.get("kd_gain_ci95"))
+    verdict = summary.get("kd_verdict") if summary.get("kd_verdict") in VERDICTS else None
+    if verdict is None and ci95 is not None:
+        verdict = verdict_from_interval(ci95)
+    per_seed = summary.get("kd_gain_per_seed")
+    seeds = len(per_seed) if isinstance(per_seed, list) and per_seed else None
+    if seeds is None and student and isinstance(student.get("seeds"), list):
+        seeds = len(student["seeds"]) or None
+    return KdResult(
+        gain=gain,
+        ci95=ci95,
+        verdict=verdict if gain is not None else None,
+        seeds=seeds,
+        resolution=points_per_test_image(summary),
+        std=as_float(summary.get("kd_gain_std")),
+        own_recipe=bool(baseline) and any(isinstance(baseline.get(k), Mapping) for k in ("recipe", "search")),
+    )
 
 
-def kd_gain_sentence(gain: float | None, std: float | None) -> str:
-    """Say plainly whether distillation helped, including when it did not or the gain is noise."""
-    if gain is None:
+def points_per_test_image(summary: Mapping[str, Any] | None) -> float | None:
+    """How many points one test image is worth: the summary's value, else 100 / the test split's size."""
+    summary = summary or {}
+    points = as_float(summary.get("test_resolution_points"))
+    if points is not None:
+        return points
+    test_size = as_float(_mapping(summary.get("dataset")).get("test"))
+    return 100 / test_size if test_size else None
+
+
+def format_points(value: float, signed: bool = True) -> str:
+    """Percentage points with two decimals: ``+0.83`` (signed) or ``0.83``; never ``-0.00``."""
+    value += 0.0  # -0.0 -> 0.0
+    return f"{value:+.2f}" if signed else f"{abs(value):.2f}"
+
+
+def verdict_sentence(summary: Mapping[str, Any] | None) -> str:
+    """The KD verdict as one plain sentence (report.html, summary.md and the console share it)."""
+    return kd_sentence(kd_result(summary))
+
+
+def kd_sentence(result: KdResult) -> str:
+    """One sentence for a ``KdResult``: the verdict, the gain, its 95 % interval, seeds and resolution."""
+    if result.gain is None:
         return (
-            "The gain from distillation is unknown: the same student was not trained without a teacher "
-            "(no baseline) in this run."
+            "The gain from distillation is unknown: the final stage did not train the distilled student and "
+            "the same student without a teacher (no baseline) in this run."
         )
-    spread = f" ± {std:.2f}" if std is not None else ""
-    within_noise = std is not None and abs(gain) <= std
-    if gain > 0:
-        verdict = (
-            "Distillation helped only within the seed-to-seed spread, so it is not clearly better than "
-            "training the student alone"
-            if within_noise
-            else "Distillation helped"
-        )
-        return (
-            f"{verdict}: the distilled student is {gain:+.2f}{spread} percentage points more accurate on "
-            "test than the same student trained without a teacher."
-        )
-    if gain < 0:
-        noise = " (within the seed-to-seed spread)" if within_noise else ""
-        return (
-            f"Distillation did not help: the distilled student is {abs(gain):.2f}{spread} percentage points "
-            f"less accurate on test than the same student trained without a teacher{noise}."
-        )
+    alone = (
+        "the same student trained alone with its own tuned recipe"
+        if result.own_recipe
+        else "the same student trained without a teacher"
+    )
+    gain = result.gain + 0.0
+    direction = "more" if gain >= 0 else "less"
+    diff = f"{format_points(gain, signed=gain >= 0)} points {direction} accurate on test than {alone}"
+    seeds = f" over {result.seeds} paired seeds" if result.seeds else ""
+    resolution = f"one test image = {result.resolution:.2f} points" if result.resolution is not None else None
+    if result.ci95 is None:
+        return _no_interval_sentence(result, diff, resolution)
+    low, high = result.ci95
+    ci = f"95 % CI {format_points(low)} to {format_points(high)}{seeds}"
+    tail = f"{ci}; {resolution}" if resolution else ci
+    if result.verdict == HELPS:
+        return f"Distillation helps: the distilled student is {diff} ({tail})."
+    if result.verdict == HURTS:
+        return f"Distillation hurts: the distilled student is {diff} ({tail}); training it alone is better."
     return (
-        f"Distillation made no difference: the distilled student and the same student trained without a "
-        f"teacher have the same test accuracy (0.00{spread} percentage points)."
+        f"No detectable difference from distillation: the distilled student is {diff}, but the {ci} includes 0, "
+        "so this run cannot tell distillation apart from training the student alone"
+        + (f" ({resolution})." if resolution else ".")
+    )
+
+
+def _no_interval_sentence(result: KdResult, diff: str, resolution: str | None) -> str:
+    """Runs made before the 95 % interval was recorded: the gain and its old spread, and no verdict."""
+    seeds = f" over {result.seeds} seeds" if result.seeds else ""
+    spread = f" (± {result.std:.2f} std{seeds})" if result.std is not None else ""
+    return (
+        f"Distillation gain: the distilled student is {diff}{spread}. The 95 % confidence interval of the gain "
+        "is unknown (this run did not record it), so whether the difference is more than seed-to-seed noise "
+        "cannot be told" + (f"; {resolution}." if resolution else ".")
     )
 
 
@@ -322,9 +392,13 @@ def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
     """Teacher, baseline and distilled student as table rows (only those the summary has)."""
     summary = summary or {}
     rows = []
+    own_recipe = kd_result(summary).own_recipe
     for key, label in (
         ("teacher", "teacher"),
-        ("baseline", "baseline: student without a teacher"),
+        (
+            "baseline",
+            "baseline: same student alone, own tuned recipe" if own_recipe else "baseline: student without a teacher",
+        ),
         ("student", "distilled student (finetuned)"),
     ):
         entry = summary.get(key)
@@ -354,6 +428,160 @@ def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
     return rows
 
 
+TEACHER_SOURCES = {
+    "trained": "trained in this run",
+    "cache": "reused from the teacher cache",
+    "checkpoint": "loaded from a checkpoint",
+}
+STUDENT_AUGMENTATION = {
+    "none": "students trained without augmentation",
+    "crop": "students trained with crop",
+    "crop+flip": "students trained with crop and horizontal flip",
+    "flip": "students trained with horizontal flip",
+    "searched": "students' augmentation chosen by the search",
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One labelled line of the run's setup."""
+
+    label: str
+    text: str
+
+
+def setup_facts(summary: Mapping[str, Any] | None) -> list[Fact]:
+    """Teacher, teacher check, size bound, augmentation and baseline recipe: those the summary records."""
+    summary = summary or {}
+    check = teacher_check(summary)
+    facts = [
+        Fact("teacher", teacher_text(summary)),
+        Fact("teacher check", check.text if check else ""),
+        Fact("size bound", size_bound_text(summary)),
+        Fact("augmentation", augmentation_text(summary)),
+        Fact("baseline recipe", baseline_recipe_text(summary)),
+    ]
+    return [f for f in facts if f.text]
+
+
+def teacher_text(summary: Mapping[str, Any] | None) -> str:
+    """The teacher in one line: where it came from, its size, and train / validation / test accuracy.
+
+    Train next to validation shows memorisation: a teacher at 100 % on its training images gives soft
+    labels there that are close to the hard labels.
+    """
+    te = _mapping((summary or {}).get("teacher"))
+    if not te:
+        return ""
+    parts = [str(te.get("arch") or "unknown architecture")]
+    if te.get("source"):
+        parts.append(TEACHER_SOURCES.get(str(te["source"]), f"source: {te['source']}"))
+    if as_float(te.get("params")) is not None:
+        parts.append(f"{format_params(as_float(te.get('params')))} params")
+    accs = [(split, as_float(te.get(f"{split}_accuracy"))) for split in ("train", "val", "test")]
+    known = [f"{'validation' if split == 'val' else split} {format_accuracy(a)}" for split, a in accs if a is not None]
+    text = ", ".join(parts)
+    if known:
+        text += "; accuracy: " + ", ".join(known)
+    train, val = accs[0][1], accs[1][1]
+    if train is not None and val is not None:
+        text += f" (train minus validation: {100 * (train - val):.1f} points"
+        text += "; it has memorised its training set)" if train >= 0.999 else ")"
+    return text
+
+
+@dataclass(frozen=True)
+class TeacherCheck:
+    """The teacher check: a small student trained alone, compared with the teacher on validation."""
+
+    matches: bool
+    text: str
+    message: str
+
+
+def teacher_check(summary: Mapping[str, Any] | None) -> TeacherCheck | None:
+    """The check's outcome in words, or ``None`` when the summary has no teacher check.
+
+    ``matches`` means the small student reached the teacher: the teacher has little to teach, and the
+    report shows ``message`` prominently.
+    """
+    check = _mapping((summary or {}).get("teacher_check"))
+    if not check:
+        return None
+    matches = bool(check.get("matches"))
+    student = str(check.get("student") or "small")
+    params = f" ({format_params(as_float(check.get('params')))} params)" if check.get("params") is not None else ""
+    epochs = f" for {check['epochs']} epochs" if check.get("epochs") is not None else ""
+    evidence = (
+        f"a {student} student{params} trained alone{epochs} reached "
+        f"{format_accuracy(as_float(check.get('student_val_accuracy')))} validation accuracy, against the "
+        f"teacher's {format_accuracy(as_float(check.get('teacher_val_accuracy')))}"
+    )
+    message = _strip_prefix(str(check.get("message") or ""), "teacher check:")
+    if matches:
+        text = f"the small student matches the teacher: {evidence}."
+        return TeacherCheck(True, text, message or text[0].upper() + text[1:])
+    return TeacherCheck(False, f"passed (the teacher is better than a small student): {evidence}.", message)
+
+
+def size_bound_text(summary: Mapping[str, Any] | None) -> str:
+    """``students up to 54.2k params, 5.0% of the teacher's 1.08M (requested: 5%)``; empty when unknown."""
+    summary = summary or {}
+    bound = _mapping(summary.get("size_bound"))
+    max_params = as_float(bound.get("max_params"))
+    if max_params is None:
+        return ""
+    fraction = as_float(bound.get("teacher_fraction"))
+    teacher_params = as_float(_mapping(summary.get("teacher")).get("params"))
+    if fraction is None and teacher_params:
+        fraction = max_params / teacher_params
+    text = f"students up to {format_params(max_params)} params"
+    if fraction is not None:
+        text += f", {_percent(fraction)} of the teacher"
+        text += f"'s {format_params(teacher_params)}" if teacher_params else ""
+    if bound.get("requested") is not None:
+        text += f" (requested: {bound['requested']})"
+    return text
+
+
+def augmentation_text(summary: Mapping[str, Any] | None) -> str:
+    """The dataset's augmentation, whether the teacher used it, and what the students used."""
+    aug = _mapping((summary or {}).get("augmentation"))
+    if not aug:
+        return ""
+    dataset = str(aug.get("dataset") or "none")
+    details = []
+    if aug.get("crop_padding") is not None and "crop" in dataset:
+        details.append(f"padding {aug['crop_padding']} px")
+    if aug.get("horizontal_flip") is not None:
+        details.append("horizontal flip" if aug["horizontal_flip"] else "no horizontal flip")
+    parts = [f"dataset augmentation: {dataset}" + (f" ({', '.join(details)})" if details else "")]
+    if aug.get("teacher") is not None:
+        parts.append("teacher trained with it" if aug["teacher"] else "teacher trained without it")
+    if aug.get("students") is not None:
+        students = str(aug["students"])
+        parts.append(STUDENT_AUGMENTATION.get(students, f"students: {students}"))
+    return "; ".join(parts)
+
+
+def baseline_recipe_text(summary: Mapping[str, Any] | None) -> str:
+    """The baseline's own recipe (lr, weight decay, batch size, augment) and the search that tuned it."""
+    baseline = _mapping((summary or {}).get("baseline"))
+    recipe, search = _mapping(baseline.get("recipe")), _mapping(baseline.get("search"))
+    parts = []
+    names = (("lr", "lr"), ("weight_decay", "weight decay"), ("batch_size", "batch size"))
+    parts += [f"{label} {format_value(recipe[key])}" for key, label in names if recipe.get(key) is not None]
+    if recipe.get("augment") is not None:
+        parts.append(f"augmentation {_on_off(recipe['augment'])}")
+    text = ", ".join(parts)
+    if search.get("trials") is not None:
+        best = as_float(search.get("best_val_accuracy"))
+        tuned = f"tuned by its own search of {search['trials']} trials"
+        tuned += f" (best validation accuracy {format_accuracy(best)})" if best is not None else ""
+        text = f"{text}; {tuned}" if text else tuned
+    return text
+
+
 def finetune_sentence(summary: Mapping[str, Any] | None) -> str | None:
     """What finetuning the winner did to its validation accuracy, and whether it was kept."""
     final = (summary or {}).get("final")
@@ -374,6 +602,27 @@ def best_so_far(trials: Sequence[Trial]) -> Trial | None:
     return max(ranked, key=lambda t: t.best_val_accuracy) if ranked else None  # type: ignore[arg-type,return-value]
 
 
+def gain_curve_markdown(summary: Mapping[str, Any] | None) -> list[str]:
+    """The gain curve as a markdown table (smallest student first); no lines when the run has none."""
+    data = gain_curve_data(summary)
+    if data is None or not data.points:
+        return []
+    lines = [
+        "**Where distillation pays** (gain of the distilled student over the same student trained alone, per size):",
+        "",
+        "| student | params | share of teacher | distilled test | alone test | gain, points (95 % CI) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in data.points:
+        ci = f" ({format_points(p.ci_low)} to {format_points(p.ci_high)})" if p.ci_low is not None else ""
+        share = _percent(p.teacher_fraction) if p.teacher_fraction is not None else "n/a"
+        lines.append(
+            f"| {p.arch} | {format_params(p.params)} | {share} | {format_accuracy(p.kd_mean)} | "
+            f"{format_accuracy(p.baseline_mean)} | {format_points(p.gain)}{ci} | {p.verdict} |"
+        )
+    return [*lines, ""]
+
+
 def summary_markdown(records: RunRecords, report_name: str = "report.html") -> str:
     """``summary.md``: the report's story in a few lines."""
     ov = overview(records)
@@ -391,6 +640,9 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
     status = status_sentence(records)
     if status:
         lines += [f"> {status}", ""]
+    check = teacher_check(records.summary)
+    if check is not None and check.matches:
+        lines += [f"> **Teacher check:** {check.message}", ""]
     rows = result_rows(records.summary)
     if rows:
         lines += [
@@ -400,7 +652,8 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
             "",
         ]
     if records.summary is not None and isinstance(records.summary.get("student"), Mapping):
-        lines += [f"**KD gain:** {kd_gain_sentence(*kd_gain(records.summary))}", ""]
+        lines += [f"**Does distillation help?** {verdict_sentence(records.summary)}", ""]
+        lines += gain_curve_markdown(records.summary)
     else:
         best = best_so_far(records.trials)
         if best is not None:
@@ -409,6 +662,9 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
                 f"{best.state.lower()}).",
                 "",
             ]
+    facts = setup_facts(records.summary)
+    if facts:
+        lines += ["## Setup", "", *[f"- **{f.label[0].upper() + f.label[1:]}:** {f.text}" for f in facts], ""]
     chosen = best_config(records)
     if chosen is not None:
         cfg = ", ".join(f"{k}={format_value(chosen.config[k])}" for k in ordered_params(chosen.config))
@@ -422,3 +678,25 @@ def _sort_key(text: str) -> tuple[int, float | str]:
         return (0, float(text))
     except ValueError:
         return (1, text)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _percent(fraction: float) -> str:
+    """``5%``, ``0.17%``: enough digits to tell small fractions apart."""
+    return f"{100 * fraction:.2g}%" if fraction < 0.01 else f"{100 * fraction:.3g}%"
+
+
+def _on_off(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _strip_prefix(text: str, prefix: str) -> str:
+    text = text.strip()
+    if text.lower().startswith(prefix):
+        text = text[len(prefix) :].strip()
+    return text[:1].upper() + text[1:]

@@ -6,8 +6,8 @@ checked and inspected anywhere.
 
 from spaces._overrides import SpaceError, apply_overrides, load_space_file
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param
-from spaces._presets import PRESETS, STUDENT_FAMILY_BOUNDS, default_space, smoke_space
-from spaces._space import FEATURE_LOSSES, FamilyBounds, SearchSpace, suggest_config
+from spaces._presets import PRESETS, STUDENT_FAMILY_BOUNDS, baseline_space, default_space, smoke_space
+from spaces._space import FEATURE_LOSSES, FamilyBounds, ParamsOf, SearchSpace, bound_space, suggest_config
 
 __all__ = [
     "FEATURE_LOSSES",
@@ -18,9 +18,12 @@ __all__ = [
     "FloatParam",
     "IntParam",
     "Param",
+    "ParamsOf",
     "SearchSpace",
     "SpaceError",
     "apply_overrides",
+    "baseline_space",
+    "bound_space",
     "default_space",
     "load_space_file",
     "smoke_space",

@@ -8,6 +8,7 @@ File shape (every key optional)::
     temperature: {low: 1, high: 10, log: true}   # a range
     alpha: 0.5                                   # a single value fixes the parameter
     batch_size: [64, 128]                        # a list gives the choices
+    augment: [false, true]                       # student augmentation becomes a searched choice
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class SpaceError(ValueError):
     """A search-space file or override is invalid; the message names the file and the value."""
 
 
-_SCALAR_NAMES = tuple(f.name for f in fields(SearchSpace) if f.name not in ("families", "metadata"))
+_SCALAR_NAMES = tuple(f.name for f in fields(SearchSpace) if f.name not in ("families", "metadata", "distills"))
+# Parameters a default space does not search: an override starts from these kinds.
+_UNSEARCHED_DEFAULTS: dict[str, Param] = {"augment": ChoiceParam((False, True))}
 _RANGE_KEYS = {"low", "high", "log", "step"}
 
 
@@ -61,7 +64,8 @@ def apply_overrides(base: SearchSpace, overrides: Any) -> SearchSpace:
         if name == "families":
             changes["families"] = _families(value, base.families)
         elif name in _SCALAR_NAMES:
-            changes[name] = _checked_param(name, value, getattr(base, name))
+            current = getattr(base, name)
+            changes[name] = _checked_param(name, value, current if current is not None else _UNSEARCHED_DEFAULTS[name])
         else:
             raise SpaceError(_unknown("parameter", name, ("families", *_SCALAR_NAMES)))
     try:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from spaces._params import ChoiceParam, IntParam
 from spaces._space import FamilyBounds, SearchSpace
 
-# Students stay well under a fifth of the default teacher (resnet-large, 1.08M parameters): on 10
-# classes the largest student here (resnet, depth 2, width 16) has about 175k parameters, the smallest about 6.5k.
+# Widths from 3 channels: on 10 classes the smallest student (cnn, depth 1, width 3) has about 1,100
+# parameters, 0.1 % of the default teacher (resnet-large, 1.08M). The size bound (--max-params, default
+# 5 % of the teacher) then cuts each family's depth and width.
 STUDENT_FAMILY_BOUNDS: dict[str, FamilyBounds] = {
-    "cnn": FamilyBounds(depth=IntParam(1, 2), width=IntParam(8, 24, step=8)),
-    "resnet": FamilyBounds(depth=IntParam(1, 2), width=IntParam(8, 16, step=4)),
-    "mobilenet": FamilyBounds(depth=IntParam(1, 2), width=IntParam(8, 24, step=8)),
+    "cnn": FamilyBounds(depth=IntParam(1, 3), width=IntParam(3, 32)),
+    "resnet": FamilyBounds(depth=IntParam(1, 3), width=IntParam(3, 32)),
+    "mobilenet": FamilyBounds(depth=IntParam(1, 3), width=IntParam(3, 32)),
 }
 
 
@@ -26,6 +29,18 @@ def smoke_space() -> SearchSpace:
         batch_size=ChoiceParam((64,)),
         metadata={"preset": "smoke"},
     )
+
+
+def baseline_space(base: SearchSpace, family: str, depth: int, width: int,
+                   augment_choices: tuple[bool, ...]) -> SearchSpace:
+    """The no-teacher baseline's own search: one fixed architecture, its optimisation recipe searched.
+
+    ``lr``, ``weight_decay`` and ``batch_size`` keep ``base``'s ranges; ``augment_choices`` is
+    ``(False, True)`` where the dataset has an augmentation, else ``(False,)``.
+    """
+    fixed = FamilyBounds(depth=IntParam(depth, depth), width=IntParam(width, width))
+    return replace(base, families={family: fixed}, augment=ChoiceParam(augment_choices), distills=False,
+                   metadata={"preset": "baseline"})
 
 
 PRESETS = {"default": default_space, "smoke": smoke_space}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -12,13 +13,27 @@ FEATURE_LOSSES = ("none", "attention", "hint")
 
 @dataclass(frozen=True)
 class FamilyBounds:
-    """Depth (blocks per stage) and width (channels of the first stage) of one student family."""
+    """Depth (blocks per stage) and width (channels of the first stage) of one student family.
+
+    ``max_width`` maps a depth to the widest width that fits a size bound at that depth (see
+    ``spaces.bound_space``); a depth missing from a non-empty ``max_width`` has no fitting width.
+    """
 
     depth: IntParam
     width: IntParam
+    max_width: dict[int, int] = field(default_factory=dict)
+
+    def width_at(self, depth: int) -> IntParam:
+        """The width range to sample at ``depth``: ``width`` cut at the bound's widest fitting width."""
+        if not self.max_width:
+            return self.width
+        return replace(self.width, high=min(self.width.high, self.max_width[depth]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"depth": self.depth.to_dict(), "width": self.width.to_dict()}
+        described: dict[str, Any] = {"depth": self.depth.to_dict(), "width": self.width.to_dict()}
+        if self.max_width:
+            described["max_width"] = {str(depth): width for depth, width in sorted(self.max_width.items())}
+        return described
 
 
 @dataclass(frozen=True)
@@ -41,11 +56,21 @@ class SearchSpace:
     batch_size: Param = ChoiceParam((64, 128))
     distill_interval: Param = ChoiceParam((1, 2, 4, 8))
     init_from_teacher: Param = ChoiceParam((False, True))
+    # Student augmentation; None: not searched, the dataset's default (digits: plain images).
+    augment: ChoiceParam | None = None
+    # False: no teacher at all (the baseline's own search): no KD parameter is sampled, alpha is 0.
+    distills: bool = True
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.families:
             raise ValueError("the space allows no student family: list at least one")
+        for name in ("depth", "width"):
+            # Optuna keeps one distribution kind per parameter name across a study.
+            scales = {family: getattr(bounds, name).log for family, bounds in self.families.items()}
+            if len(set(scales.values())) > 1:
+                raise ValueError(f"families: {name} must be on a log scale for every family or for none, got "
+                                 + ", ".join(f"{family} log={log}" for family, log in scales.items()))
         if isinstance(self.feature_loss, ChoiceParam):
             unknown = [name for name in self.feature_loss.choices if name not in FEATURE_LOSSES]
             if unknown:
@@ -55,6 +80,10 @@ class SearchSpace:
                    or k < 1]
             if bad:
                 raise ValueError(f"distill_interval choices must be integers >= 1, got {bad[0]!r}")
+        if self.augment is not None:
+            bad = [value for value in self.augment.choices if not isinstance(value, bool)]
+            if bad:
+                raise ValueError(f"augment choices must be true or false, got {bad[0]!r}")
 
     def with_families(self, families: dict[str, FamilyBounds]) -> SearchSpace:
         """A copy of this space restricted to (or widened to) ``families``."""
@@ -68,7 +97,66 @@ class SearchSpace:
             "families": {name: bounds.to_dict() for name, bounds in self.families.items()}
         }
         described.update({name: getattr(self, name).to_dict() for name in scalar_names})
+        if self.augment is not None:
+            described["augment"] = self.augment.to_dict()
+        if not self.distills:
+            described["distills"] = False
         return described
+
+
+ParamsOf = Callable[[str, int, int], int]
+
+
+def bound_space(space: SearchSpace, params_of: ParamsOf, max_params: int) -> SearchSpace:
+    """``space`` narrowed to the students with at most ``max_params`` parameters.
+
+    ``params_of(family, depth, width)`` counts a student's parameters (the search layer builds the
+    model; this package stays torch-free). Parameters grow with depth and width, so each depth keeps
+    the widths up to the widest that fits, found by bisection on the width grid; depths and families
+    with no fitting width are dropped. Raises ``ValueError`` naming the smallest student when nothing fits.
+    """
+    families: dict[str, FamilyBounds] = {}
+    smallest: tuple[int, str] | None = None
+    for name, bounds in space.families.items():
+        max_width: dict[int, int] = {}
+        for depth in _grid(bounds.depth):
+            widths = _grid(bounds.width)
+            size = params_of(name, depth, widths[0])
+            if smallest is None or size < smallest[0]:
+                smallest = (size, f"{name} depth {depth} width {widths[0]}")
+            fitting = _widest_fitting(widths, lambda width, d=depth, n=name: params_of(n, d, width) <= max_params)
+            if fitting is not None:
+                max_width[depth] = fitting
+        if max_width:  # fewer parameters at smaller depths: the fitting depths are the lowest ones
+            families[name] = FamilyBounds(depth=_cut_high(bounds.depth, max(max_width)), width=bounds.width,
+                                          max_width=max_width)
+    if not families:
+        assert smallest is not None
+        raise ValueError(f"no student in the space has at most {max_params:,} parameters: the smallest, "
+                         f"{smallest[1]}, has {smallest[0]:,}")
+    return replace(space, families=families, metadata={**space.metadata, "max_params": max_params})
+
+
+def _grid(param: IntParam) -> list[int]:
+    """Every value an ``IntParam`` can take, in increasing order."""
+    return list(range(param.low, param.high + 1, param.step))
+
+
+def _cut_high(param: IntParam, high: int) -> IntParam:
+    """``param`` with its upper end lowered to ``high`` (a value of its grid)."""
+    return replace(param, high=min(param.high, high))
+
+
+def _widest_fitting(widths: list[int], fits: Callable[[int], bool]) -> int | None:
+    """The largest of the increasing ``widths`` for which ``fits`` holds, given it holds for a prefix."""
+    low, high, best = 0, len(widths) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        if fits(widths[middle]):
+            best, low = widths[middle], middle + 1
+        else:
+            high = middle - 1
+    return best
 
 
 def suggest_config(trial: TrialLike, space: SearchSpace, teacher_family: str | None) -> dict[str, Any]:
@@ -80,20 +168,31 @@ def suggest_config(trial: TrialLike, space: SearchSpace, teacher_family: str | N
     """
     family = trial.suggest_categorical("family", list(space.families))
     bounds = space.families[family]
-    config: dict[str, Any] = {
-        "family": family,
-        "depth": bounds.depth.suggest(trial, "depth"),
-        "width": bounds.width.suggest(trial, "width"),
+    depth = bounds.depth.suggest(trial, "depth")
+    config: dict[str, Any] = {"family": family, "depth": depth, "width": bounds.width_at(depth).suggest(trial, "width")}
+    if not space.distills:
+        return {**config, "alpha": 0.0, **_training_params(trial, space)}
+    config |= {
         "alpha": space.alpha.suggest(trial, "alpha"),
         "temperature": space.temperature.suggest(trial, "temperature"),
         "feature_loss": space.feature_loss.suggest(trial, "feature_loss"),
     }
     if config["feature_loss"] != "none":
         config["beta"] = space.beta.suggest(trial, "beta")
-    config["lr"] = space.lr.suggest(trial, "lr")
-    config["weight_decay"] = space.weight_decay.suggest(trial, "weight_decay")
-    config["batch_size"] = space.batch_size.suggest(trial, "batch_size")
+    config |= _training_params(trial, space)
     config["distill_interval"] = space.distill_interval.suggest(trial, "distill_interval")
     if teacher_family is not None and family == teacher_family:
         config["init_from_teacher"] = space.init_from_teacher.suggest(trial, "init_from_teacher")
     return config
+
+
+def _training_params(trial: TrialLike, space: SearchSpace) -> dict[str, Any]:
+    """The optimisation recipe every trial samples, with or without a teacher."""
+    params = {
+        "lr": space.lr.suggest(trial, "lr"),
+        "weight_decay": space.weight_decay.suggest(trial, "weight_decay"),
+        "batch_size": space.batch_size.suggest(trial, "batch_size"),
+    }
+    if space.augment is not None:
+        params["augment"] = space.augment.suggest(trial, "augment")
+    return params

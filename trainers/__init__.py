@@ -5,7 +5,7 @@ Usable without Ray or Optuna (a benchmark, a notebook or a GPU check imports it 
     from trainers import DistillConfig, distill, evaluate, get_teacher, load_dataset, Teacher
 """
 
-from trainers.data import DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
+from trainers.data import AUGMENTATIONS, DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
 from trainers.distill import DistillConfig, DistillResult, EpochReport, NonFiniteLossError, distill, evaluate, finetune
 from trainers.export import export_model, load_exported, load_torchscript
 from trainers.measure import ModelCost, measure
@@ -15,6 +15,7 @@ from trainers.models import (
     can_init_from_teacher,
     count_parameters,
     student_families,
+    student_parameter_count,
     teacher_family,
     teacher_names,
 )
@@ -28,6 +29,7 @@ from trainers.teacher_training import (
 )
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
     "DatasetError",
     "DatasetInfo",
@@ -56,6 +58,7 @@ __all__ = [
     "load_torchscript",
     "measure",
     "student_families",
+    "student_parameter_count",
     "teacher_family",
     "teacher_names",
 ]

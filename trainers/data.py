@@ -14,13 +14,19 @@ import gzip
 import hashlib
 import pickle
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    # Pillow is imported where images are read: the other datasets never need it.
+    from PIL.Image import Image as PILImage
 
 DATASETS: tuple[str, ...] = (
     "digits",
@@ -32,6 +38,9 @@ DATASETS: tuple[str, ...] = (
     "svhn",
     "imagefolder",
 )
+
+# "auto" is the dataset's own recipe; the others override it (see `load_dataset`).
+AUGMENTATIONS: tuple[str, ...] = ("auto", "none", "crop", "crop+flip")
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 
@@ -51,11 +60,20 @@ class DatasetInfo:
     horizontal_flip: bool
     # Only an image folder has names worth keeping; elsewhere the label index is the class.
     class_names: tuple[str, ...] = ()
+    # Whether students train on augmented views by default (the teacher always does when `augmented`).
+    # digits: no; its students do best on the plain images with the teacher's outputs cached.
+    student_augment: bool = True
 
     @property
     def augmented(self) -> bool:
         """Whether `augment_batch` changes anything for this dataset."""
         return self.crop_padding > 0 or self.horizontal_flip
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation in words: "none", "crop", "flip" or "crop+flip"."""
+        parts = [name for name, used in (("crop", self.crop_padding > 0), ("flip", self.horizontal_flip)) if used]
+        return "+".join(parts) or "none"
 
 
 @dataclass
@@ -93,6 +111,11 @@ class TensorSplits:
         }
         return dataclasses.replace(self, **moved)
 
+    @property
+    def background(self) -> tuple[float, ...]:
+        """Per channel, the value a raw 0 pixel takes after normalisation: what a shifted-in border shows."""
+        return tuple(-mean / std for mean, std in zip(self.mean, self.std, strict=True))
+
 
 @dataclass
 class _Arrays:
@@ -118,18 +141,32 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
-    image_size: int = 32,
+    image_size: int | None = None,
     max_train_samples: int | None = None,
+    augment: str = "auto",
 ) -> TensorSplits:
     """Load dataset `name` as normalised train / val / test tensors.
 
     Datasets with an official test set keep it as the test split and take a stratified `val_fraction` of
     the official train set as validation; `digits` and `imagefolder` are split three ways, stratified,
     into `val_fraction` and `test_fraction` of the whole. Splits depend only on the data and `seed`.
-    `max_train_samples` keeps a stratified subset of the train split (for quick runs). `image_size` only
-    applies to `imagefolder`. Raises `DatasetError` with a one-line message on any problem.
+    `max_train_samples` keeps a stratified subset of the train split (for quick runs).
+
+    An image folder is read as it is: one channel if every image is greyscale, else RGB; the images' own
+    size if they share one, else the most common size (see `_read_image_folder`). `image_size` resizes
+    every image to `image_size` x `image_size` instead; it applies only to `imagefolder`, the other
+    datasets have a fixed size.
+
+    `augment` (one of `AUGMENTATIONS`) sets `info.crop_padding` and `info.horizontal_flip`: "auto" is the
+    dataset's known recipe (digits crop 1 px, the MNIST family crop 2, CIFAR crop 4 + flip, SVHN crop 4,
+    an image folder crop size // 8 plus flip when in colour); "none" turns augmentation off; "crop" keeps
+    the recipe's padding (max(1, size // 8) where it has none) without flips; "crop+flip" adds flips.
+    `info.student_augment` stays the dataset's default either way. Raises `DatasetError` with a one-line
+    message on any problem.
     """
     key = canonical_name(name)
+    augment = _check_augment(augment)
+    _check_image_size(key, image_size)
     _check_fraction("val_fraction", val_fraction)
     if max_train_samples is not None and max_train_samples < 1:
         raise DatasetError(f"max_train_samples must be at least 1, got {max_train_samples}")
@@ -156,7 +193,7 @@ def load_dataset(
 
     if max_train_samples is not None and max_train_samples < len(train.y):
         train = train.take(_stratified_subset(train.y, max_train_samples, seed, what=key))
-    return _to_tensor_splits(info, train, val, test, pixel_max)
+    return _to_tensor_splits(_with_augmentation(info, augment), train, val, test, pixel_max)
 
 
 def canonical_name(name: str) -> str:
@@ -169,11 +206,38 @@ def canonical_name(name: str) -> str:
     raise DatasetError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}{hint}")
 
 
-def augment_batch(
-    images: torch.Tensor, info: DatasetInfo, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Random crop (zero padding `info.crop_padding`) and random horizontal flip of a (B, C, H, W) batch.
+def _check_augment(augment: str) -> str:
+    """The entry of `AUGMENTATIONS` that `augment` means (case-insensitive), or `DatasetError`."""
+    key = augment.strip().lower()
+    if key in AUGMENTATIONS:
+        return key
+    close = difflib.get_close_matches(key, AUGMENTATIONS, n=1, cutoff=0.3)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise DatasetError(f"unknown augment '{augment}': choose one of {', '.join(AUGMENTATIONS)}{hint}")
 
+
+def _check_image_size(key: str, image_size: int | None) -> None:
+    if image_size is None:
+        return
+    if key != "imagefolder":
+        # Silently ignoring it would train on a size the user did not ask for.
+        raise DatasetError(
+            f"image_size applies only to imagefolder; '{key}' images have a fixed size: leave image_size out"
+        )
+    if image_size < 1:
+        raise DatasetError(f"image_size must be at least 1, got {image_size}")
+
+
+def augment_batch(
+    images: torch.Tensor,
+    info: DatasetInfo,
+    generator: torch.Generator | None = None,
+    background: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Random crop (padding `info.crop_padding`) and random horizontal flip of a (B, C, H, W) batch.
+
+    The padding takes the per-channel `background` value (`TensorSplits.background`: a raw 0 pixel after
+    normalisation, so a shifted digit shows the black border it would on paper); 0 when not given.
     Vectorised over the batch and run on the images' device; the random draws come from `generator`
     (on its own device) so a seeded generator gives the same batch every time. Returns `images` itself
     when the dataset is not augmented, otherwise a new tensor.
@@ -186,7 +250,7 @@ def augment_batch(
     if info.crop_padding > 0:
         span = 2 * info.crop_padding + 1
         offsets = torch.randint(0, span, (2, batch), generator=generator, device=rng_device)
-        images = _crop_at(images, offsets.to(images.device), info.crop_padding)
+        images = _crop_at(images, offsets.to(images.device), info.crop_padding, background)
     if info.horizontal_flip:
         flip = torch.rand(batch, generator=generator, device=rng_device).to(images.device) < 0.5
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
@@ -289,11 +353,33 @@ def _to_unit_float(x: np.ndarray, pixel_max: float) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _crop_at(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
-    """Each image cropped back to its size at (row, column) `offsets[:, i]` of its zero-padded version."""
+def _default_crop_padding(height: int, width: int) -> int:
+    """An eighth of the shorter side (4 px at 32 px, like CIFAR), at least 1 so that small images shift."""
+    return max(1, min(height, width) // 8)
+
+
+def _with_augmentation(info: DatasetInfo, augment: str) -> DatasetInfo:
+    """`info` with the crop and flip that `augment` (an entry of `AUGMENTATIONS`) asks for."""
+    if augment == "auto":
+        return info
+    if augment == "none":
+        return dataclasses.replace(info, crop_padding=0, horizontal_flip=False)
+    padding = info.crop_padding or _default_crop_padding(*info.input_shape[1:])
+    return dataclasses.replace(info, crop_padding=padding, horizontal_flip=augment == "crop+flip")
+
+
+def _crop_at(
+    images: torch.Tensor, offsets: torch.Tensor, padding: int, background: Sequence[float] | None = None
+) -> torch.Tensor:
+    """Each image cropped back to its size at (row, column) `offsets[:, i]` of its padded version."""
     batch, channels, height, width = images.shape
     device = images.device
-    padded = F.pad(images, (padding, padding, padding, padding))
+    if background is None:
+        padded = F.pad(images, (padding, padding, padding, padding))
+    else:
+        fill = torch.tensor(background, dtype=images.dtype, device=device).view(1, channels, 1, 1)
+        padded = fill.expand(batch, channels, height + 2 * padding, width + 2 * padding).clone()
+        padded[:, :, padding:padding + height, padding:padding + width] = images
     rows = offsets[0][:, None] + torch.arange(height, device=device)  # (B, H)
     cols = offsets[1][:, None] + torch.arange(width, device=device)  # (B, W)
     # Broadcast advanced indices (B,1,1,1), (1,C,1,1), (B,1,H,1), (B,1,1,W) gather (B, C, H, W) at once.
@@ -309,7 +395,8 @@ def _crop_at(images: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch
 # digits (embedded in scikit-learn)
 # ---------------------------------------------------------------------------------------------------------
 
-_DIGITS_INFO = DatasetInfo("digits", (1, 8, 8), 10, crop_padding=0, horizontal_flip=False)
+# ±1 px shifts: the teacher needs them to generalise from 1,077 images (it memorises them otherwise).
+_DIGITS_INFO = DatasetInfo("digits", (1, 8, 8), 10, crop_padding=1, horizontal_flip=False, student_augment=False)
 
 
 def _read_digits() -> _Arrays:
@@ -561,12 +648,18 @@ def _read_svhn_mat(path: Path, info: DatasetInfo) -> _Arrays:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _read_image_folder(data_dir: str | None, image_size: int) -> tuple[DatasetInfo, _Arrays]:
-    """Every image under `data_dir/<class>/` as RGB uint8 (N, 3, S, S), classes in sorted folder order."""
+def _read_image_folder(data_dir: str | None, image_size: int | None) -> tuple[DatasetInfo, _Arrays]:
+    """Every image under `data_dir/<class>/` as uint8 (N, C, H, W), classes in sorted folder order.
+
+    C is 1 when every image is greyscale (Pillow modes "1", "L", "LA", "I", "I;16", "F"; alpha is
+    dropped) and 3 otherwise, greyscale images then repeated into RGB. H x W is the images' own size when
+    they share one; when sizes differ every image is resized (bilinear, aspect ratio not kept) to the most
+    common size, ties going to the larger. `image_size` resizes every image to that square size instead.
+    Augmentation: crop (size // 8, at least 1), plus horizontal flips in colour only (greyscale folders are
+    often characters or scans, which a mirror image turns into another class).
+    """
     if data_dir is None:
         raise DatasetError("dataset 'imagefolder' reads a folder of class sub-folders: pass --data-dir DIR")
-    if image_size < 1:
-        raise DatasetError(f"image_size must be at least 1, got {image_size}")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise DatasetError(
@@ -580,19 +673,23 @@ def _read_image_folder(data_dir: str | None, image_size: int) -> tuple[DatasetIn
             f"image folder {root} has {found}: put each class's images ({extensions}) "
             "in its own sub-folder, at least two classes"
         )
-    images, labels = [], []
+    size = None if image_size is None else (image_size, image_size)
+    pixels, labels = [], []
     for label, files in enumerate(classes.values()):
-        images.extend(_read_image(path, image_size) for path in files)
+        # Each file is opened once: its mode and size are only looked at after it is decoded.
+        pixels.extend(_read_image(path, size) for path in files)
         labels.extend([label] * len(files))
+    images = _stack_images(pixels)
+    channels, height, width = images.shape[1:]
     info = DatasetInfo(
         "imagefolder",
-        (3, image_size, image_size),
+        (channels, height, width),
         len(classes),
-        crop_padding=image_size // 8,
-        horizontal_flip=True,
+        crop_padding=_default_crop_padding(height, width),
+        horizontal_flip=channels == 3,
         class_names=tuple(classes),
     )
-    return info, _Arrays(np.stack(images), np.asarray(labels, dtype=np.int64))
+    return info, _Arrays(images, np.asarray(labels, dtype=np.int64))
 
 
 def _image_files_by_class(root: Path) -> dict[str, list[Path]]:
@@ -610,15 +707,62 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def _read_image(path: Path, image_size: int) -> np.ndarray:
-    """One image as RGB uint8 (3, S, S)."""
+def _read_image(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """One image as uint8 (H, W) if greyscale or (H, W, 3) RGB otherwise, resized to `size` (W, H) if given."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
+            plain = _grey_or_rgb(image)
+            if size is not None and plain.size != size:
+                plain = plain.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(plain, dtype=np.uint8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         raise DatasetError(
             f"cannot read image {path}: {type(error).__name__}; replace or remove the file"
         ) from None
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+# Pillow modes with one grey band ("LA" and "La" add alpha, which is dropped); "I;16" and kin by prefix.
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
+
+
+def _grey_or_rgb(image: PILImage) -> PILImage:
+    """`image` decoded as 8-bit "L" if it has one grey band, else as "RGB" (palette, CMYK, alpha, ...)."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode.startswith("I"):
+        # 16-bit greyscale (PNG) has levels up to 65535, which convert("L") would clip at 255 rather than scale.
+        levels = np.asarray(image, dtype=np.float64) / 257
+        return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+    if mode in ("L", "RGB"):
+        return image
+    return image.convert("L" if mode in _GREY_MODES else "RGB")
+
+
+def _stack_images(pixels: list[np.ndarray]) -> np.ndarray:
+    """Images from `_read_image` as one uint8 (N, C, H, W): C = 1 if all are greyscale, H x W the common size."""
+    height, width = _common_size([p.shape[:2] for p in pixels])
+    channels = 3 if any(p.ndim == 3 for p in pixels) else 1
+    # Filled in place: np.stack of 10,000 images plus a transposed copy would hold them three times.
+    images = np.empty((len(pixels), channels, height, width), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        if image.shape[:2] != (height, width):
+            image = _resize(image, height, width)
+        # A (H, W) greyscale image broadcasts into all three channels of a colour folder.
+        images[i] = image.transpose(2, 0, 1) if image.ndim == 3 else image
+    return images
+
+
+def _common_size(sizes: list[tuple[int, ...]]) -> tuple[int, int]:
+    """The most common (H, W); among equally common ones the largest, so that no detail is thrown away."""
+    counts = Counter(sizes)
+    height, width = max(counts, key=lambda hw: (counts[hw], hw[0] * hw[1], hw))
+    return height, width
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)

@@ -50,6 +50,8 @@ class DistillConfig:
     batch_size: int = 64
     distill_interval: int = 1
     init_from_teacher: bool = False
+    # Train on augmented views (the dataset's crop/flip); None: the dataset's default for students.
+    augment: bool | None = None
     epochs: int = 15
     seed: int = 0
     momentum: float = 0.9
@@ -98,6 +100,11 @@ class DistillConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def augments(self, data: TensorSplits) -> bool:
+        """Whether this run trains on augmented views of ``data`` (the dataset's default when unset)."""
+        wanted = data.info.student_augment if self.augment is None else self.augment
+        return wanted and data.info.augmented
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,8 @@ class _TrainingLoop:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
         self.params = count_parameters(student)
+        self.augmented = config.augments(data)
+        self.background = data.background if data.mean else None
         self.step = 0
         self.history: list[EpochReport] = []
 
@@ -267,9 +276,9 @@ class _TrainingLoop:
 
     def _loss(self, indices: torch.Tensor, kd_step: bool) -> torch.Tensor:
         images, labels = self.data.train_x[indices], self.data.train_y[indices]
-        augmented = self.data.info.augmented
+        augmented = self.augmented
         if augmented:
-            images = augment_batch(images, self.data.info, self.augment_generator)
+            images = augment_batch(images, self.data.info, self.augment_generator, self.background)
         if not kd_step:
             return F.cross_entropy(self.student(images), labels)
         assert self.teacher is not None

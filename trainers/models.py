@@ -23,6 +23,7 @@ New architectures plug in with decorators, as in timm::
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -241,6 +242,13 @@ def init_from_teacher(student: KDModel, teacher: KDModel) -> int:
 def count_parameters(model: nn.Module) -> int:
     """Number of scalar parameters (buffers such as BN running statistics are not counted)."""
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+@functools.lru_cache(maxsize=4096)
+def student_parameter_count(family: str, depth: int, width: int, in_channels: int, num_classes: int) -> int:
+    """Parameters of a student, known without training: built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        return count_parameters(build_student(family, depth, width, in_channels, num_classes))
 
 
 # --------------------------------------------------------------------------------------------------

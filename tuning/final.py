@@ -3,9 +3,12 @@
 1. The top-k configurations by validation accuracy are re-trained for the full epoch budget over
    several seeds, as Ray tasks; the winner is the best validation mean (never a test number).
 2. The winner is finetuned on hard labels at a low lr, kept per seed only if validation does not drop.
-3. The baseline is the same student and recipe without the teacher, over the same seeds, with the
-   same finetuning rule.
-4. Teacher, baseline and student are evaluated once on the held-out test split and measured.
+3. The baseline is the same student architecture without the teacher, under its own best recipe (a
+   small Ray Tune + Optuna search of lr, weight decay, batch size and augmentation), over the same
+   seeds, with the same finetuning rule.
+4. Teacher, baseline and student are evaluated once on the held-out test split and measured; the
+   gain is the mean paired per-seed difference with its 95 % interval and verdict (``tuning.verdict``).
+5. The gain curve: the same comparison at 3-4 student sizes across the Pareto front (``tuning.gain_curve``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,22 @@ from typing import Any
 import ray
 import torch
 
-from trainers import DistillConfig, Teacher, TensorSplits, distill, evaluate, export_model, finetune, measure
+from trainers import (
+    DistillConfig,
+    Teacher,
+    TensorSplits,
+    count_parameters,
+    distill,
+    evaluate,
+    export_model,
+    finetune,
+    measure,
+)
 from trainers.models import build_from_arch
+from tuning.gain_curve import Arch, arch_of, curve_architectures, with_arch
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
+from tuning.verdict import paired_gain, resolution_points
 
 Log = Callable[[str], None]
 FINETUNE_LR_FACTOR = 0.1
@@ -90,53 +105,124 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, finetune_epochs: 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
 
+EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
+                "kd_gain_per_seed": None, "gain_curve": None, "final": None}
+BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class _SeedTasks:
+    """Launches ``train_seed`` as Ray tasks with the data and teacher put in the object store once."""
+
+    def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
+        self.spec = spec
+        self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
+        self.remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_seed)
+        self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
+        self.threads = max(1, int(spec.cpus_per_trial))
+
+    def launch(self, config: dict[str, Any], seeds: list[int] | None = None, finetune: bool = True) -> list[Any]:
+        """One task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
+        finetune_epochs = self.spec.finetune_epochs if finetune else 0
+        return [self.remote.remote(config, seed, self.spec.epochs, finetune_epochs, self.data_ref, self.teacher_ref,
+                                   self.threads) for seed in (self.seeds if seeds is None else seeds)]
+
+
 def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
-                    gpus_per_task: float, log: Log) -> dict[str, Any]:
-    """Everything ``summary.json`` says about the final stage, plus the exported ``best/`` folder."""
+                    gpus_per_task: float, search_baseline: BaselineSearch, log: Log,
+                    teacher_family: str | None = None) -> dict[str, Any]:
+    """Everything ``summary.json`` says about the final stage, plus the exported ``best/`` folder.
+
+    ``search_baseline(winner_config)`` runs the baseline's own recipe search for the winner's
+    architecture and returns its best configuration (no teacher) under ``config``, with what the
+    search did (shown in the report).
+    """
     started = time.perf_counter()
     candidates = top_configs(records, spec.top_k)
     if not candidates:
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
-        return {"student": None, "baseline": None, "kd_gain": None, "kd_gain_std": None, "final": None}
-    seeds = [spec.seed + index for index in range(spec.final_seeds)]
-    remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_seed)
-    data_ref, teacher_ref = ray.put(data), ray.put(teacher)
-    threads = max(1, int(spec.cpus_per_trial))
-
-    def launch(config: dict[str, Any]) -> list[Any]:
-        return [remote.remote(config, seed, spec.epochs, spec.finetune_epochs, data_ref, teacher_ref, threads)
-                for seed in seeds]
-
+        return dict(EMPTY_RESULT)
+    tasks = _SeedTasks(spec, data, teacher, gpus_per_task)
     pareto_members = pareto_front(records)[:MAX_PARETO_RECHECK] if spec.objective == "pareto" else []
-    log(f"final stage: re-training the top {len(candidates)} configurations over seeds {seeds}"
+    log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
         + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
-    pending = {record["trial_id"]: launch(record["config"]) for record in candidates}
-    pareto_pending = [remote.remote(r["config"], spec.seed, spec.epochs, 0, data_ref, teacher_ref, threads)
-                      for r in pareto_members]
+    pending = {record["trial_id"]: tasks.launch(record["config"]) for record in candidates}
+    pareto_pending = [tasks.launch(r["config"], [spec.seed], finetune=False)[0] for r in pareto_members]
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
         accuracies = [run.val_accuracy for run in runs[trial_id]]
         log(f"final stage: trial {trial_id} val accuracy {mean_std(accuracies)[0]:.4f} "
-            f"± {mean_std(accuracies)[1]:.4f} over {len(seeds)} seeds")
+            f"± {mean_std(accuracies)[1]:.4f} over {len(tasks.seeds)} seeds")
     winner_id = max(runs, key=lambda trial_id: mean_std([r.val_accuracy for r in runs[trial_id]])[0])
     winner = runs[winner_id]
-    log("final stage: training the baseline (same student and recipe, no teacher)")
-    baseline_config = DistillConfig.from_mapping({**winner[0].config}).without_teacher()
-    baseline_values = {k: v for k, v in baseline_config.to_dict().items() if k not in ("epochs", "seed")}
-    baseline = ray.get(launch(baseline_values))
+    winner_config = winner[0].config
+    curve = _curve_plan(spec, records, winner, teacher_family)
+    # The curve's distilled students train while the baseline's recipe is searched.
+    curve_kd = {arch: tasks.launch(with_arch(winner_config, arch, teacher_family)) for arch in curve
+                if arch != arch_of(winner_config)}
+    baseline_search = search_baseline(winner_config)
+    baseline_config = baseline_search.pop("config")
+    log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
+    baseline_pending = tasks.launch(baseline_config)
+    curve_baseline = {arch: tasks.launch(with_arch(baseline_config, arch, None)) for arch in curve_kd}
+    baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
+    result["baseline"]["recipe"] = {key: baseline_config.get(key) for key in RECIPE_KEYS}
+    result["baseline"]["search"] = baseline_search
+    if curve:
+        log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
+        result["gain_curve"] = _gain_curve(curve, winner, baseline, curve_kd, curve_baseline, data, teacher)
     if pareto_pending:
         result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
     result["final"] = {
         "candidates": [{"trial_id": trial_id, "config": runs[trial_id][0].config,
                         **_named_mean_std("val_accuracy", [r.val_accuracy for r in runs[trial_id]]),
-                        "seeds": seeds} for trial_id in runs],
+                        "seeds": tasks.seeds} for trial_id in runs],
         "winner": winner_id,
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,
     }
     return result
+
+
+RECIPE_KEYS = ("lr", "weight_decay", "batch_size", "augment")
+
+
+def _recipe_text(config: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {config[key]:.3g}" if isinstance(config.get(key), float) else f"{key} {config.get(key)}"
+                     for key in RECIPE_KEYS if key in config)
+
+
+def _curve_plan(spec: SearchSpec, records: list[dict[str, Any]], winner: list[SeedRun],
+                teacher_family: str | None) -> list[Arch]:
+    """The architectures of the gain curve (none with ``--gain-curve 0``)."""
+    if spec.gain_curve == 0:
+        return []
+    winner_arch = arch_of(winner[0].config)
+    return curve_architectures(pareto_front(records), winner_arch, count_parameters(_model(winner[0])),
+                               spec.gain_curve)
+
+
+def _gain_curve(curve: list[Arch], winner: list[SeedRun], baseline: list[SeedRun], curve_kd: dict[Arch, list[Any]],
+                curve_baseline: dict[Arch, list[Any]], data: TensorSplits, teacher: Teacher) -> list[dict[str, Any]]:
+    """Per size: both models' per-seed test accuracies and the paired gain with its interval."""
+    teacher_params = count_parameters(teacher.model)
+    entries = []
+    for arch in curve:
+        kd_runs = winner if arch == arch_of(winner[0].config) else ray.get(curve_kd[arch])
+        baseline_runs = baseline if arch == arch_of(winner[0].config) else ray.get(curve_baseline[arch])
+        kd_tests = [_test_accuracy(run, data) for run in kd_runs]
+        baseline_tests = [_test_accuracy(run, data) for run in baseline_runs]
+        gain = paired_gain(kd_tests, baseline_tests)
+        params = count_parameters(_model(kd_runs[0]))
+        entries.append({
+            "arch": f"{arch[0]} depth {arch[1]} width {arch[2]}", "arch_config": kd_runs[0].arch, "params": params,
+            "teacher_fraction": params / teacher_params, "kd_test_mean": statistics.fmean(kd_tests),
+            "baseline_test_mean": statistics.fmean(baseline_tests), "gain": gain.gain, "gain_ci95": gain.interval(),
+            "verdict": gain.verdict, "seeds": [run.seed for run in kd_runs], "kd_test_accuracies": kd_tests,
+            "baseline_test_accuracies": baseline_tests,
+        })
+    return entries
 
 
 def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
@@ -147,7 +233,6 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
     best_run = max(winner, key=lambda run: run.val_accuracy)
     best_model = _model(best_run)
     student_cost = measure(best_model, shape).to_dict()
-    gains = [100 * (s - b) for s, b in zip(student_tests, baseline_tests, strict=True)]
     export_dir = spec.run_dir / "best"
     export_model(best_model, export_dir, shape, metadata={
         "config": best_run.config, "seed": best_run.seed, "dataset": data.info.name,
@@ -158,8 +243,8 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
         "teacher": measure(teacher.model, shape).to_dict(),  # its test accuracy is in the search summary
         "student": {**_model_entry(best_run.arch, student_cost, winner, student_tests), "export": str(export_dir)},
         "baseline": _model_entry(baseline[0].arch, student_cost, baseline, baseline_tests),
-        "kd_gain": statistics.fmean(gains),
-        "kd_gain_std": mean_std(gains)[1],
+        **paired_gain(student_tests, baseline_tests).summary_fields(),
+        "test_resolution_points": resolution_points(len(data.test_y)),
     }
 
 

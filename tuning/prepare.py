@@ -11,10 +11,12 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 import torch
 
+from spaces import SearchSpace, bound_space
 from trainers import (
     DatasetError,
     Teacher,
@@ -22,12 +24,15 @@ from trainers import (
     TeacherRecipe,
     TeacherResult,
     TensorSplits,
+    count_parameters,
     get_teacher,
     load_dataset,
     load_teacher_checkpoint,
+    student_parameter_count,
 )
 from trainers.models import UnknownModelError, build_teacher
 from tuning.spec import SearchSpec, UserError
+from tuning.teacher_check import check_teacher
 
 Log = Callable[[str], None]
 ADDRESS_TIMEOUT_S = 5.0
@@ -44,25 +49,44 @@ class Prepared:
     gpus_per_trial: float
     slots: int
     teacher_seconds: float
+    space: SearchSpace  # the spec's space cut to the size bound: what the searcher samples
+    max_params: int
+    teacher_check: dict[str, Any] | None = None
 
 
 def load_data(spec: SearchSpec) -> TensorSplits:
     """The dataset as tensors, or ``UserError`` naming what is missing."""
     try:
         return load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
-                            max_train_samples=spec.max_train_samples)
+                            max_train_samples=spec.max_train_samples, image_size=spec.image_size,
+                            augment=spec.augment)
     except DatasetError as error:
         raise UserError(str(error)) from None
 
 
-def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> None:
-    """Fail early on an unknown ``--teacher`` (a checkpoint names its own architecture)."""
-    if spec.teacher_checkpoint:
-        return
+def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> int:
+    """Fail early on an unknown ``--teacher``; returns its parameter count (built on the meta device)."""
     try:
-        build_teacher(spec.teacher, data.info.input_shape[0], data.info.num_classes)
+        with torch.device("meta"):
+            return count_parameters(build_teacher(spec.teacher, data.info.input_shape[0], data.info.num_classes))
     except UnknownModelError as error:
         raise UserError(f"--teacher: {error}") from None
+
+
+def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int) -> tuple[SearchSpace, int]:
+    """The spec's space cut to ``--max-params`` and that bound as a count; ``UserError`` when nothing fits."""
+    max_params = spec.max_params_for(teacher_params)
+    channels, classes = data.info.input_shape[0], data.info.num_classes
+
+    def params_of(family: str, depth: int, width: int) -> int:
+        return student_parameter_count(family, depth, width, channels, classes)
+
+    try:
+        return bound_space(spec.space, params_of, max_params), max_params
+    except ValueError as error:
+        share = f" ({spec.max_params} of the teacher's {teacher_params:,})" if spec.max_params.endswith("%") else ""
+        raise UserError(f"--max-params {max_params:,}{share} is too small: {error}; raise --max-params or allow "
+                        "smaller students in --space") from None
 
 
 def start_ray(spec: SearchSpec, log: Log) -> None:
@@ -130,25 +154,29 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherRes
 
 
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
-    """Load data, start Ray, check resources, then get the teacher and cache its outputs once."""
+    """Load data, bound the space, start Ray, check resources, then get and check the teacher and cache
+    its outputs once."""
     data = load_data(spec)
-    check_teacher_name(spec, data)
     # The teacher trains on the driver; with a GPU there, use it.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     # A user's checkpoint is checked before Ray starts; a teacher to train waits for the resource checks.
     teacher_result = obtain_teacher(spec, data.to(device), log) if spec.teacher_checkpoint else None
+    teacher_params = (count_parameters(teacher_result.model) if teacher_result is not None
+                      else check_teacher_name(spec, data))
+    space, max_params = bounded_space(spec, data, teacher_params)
     teacher_seconds = time.perf_counter() - started
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
     started = time.perf_counter()
     teacher_result = teacher_result or obtain_teacher(spec, data.to(device), log)
-    model = teacher_result.model.to("cpu")
-    if data.info.augmented:  # inputs change every step: the teacher runs online
-        teacher = Teacher(model, teacher_result.name)
-    else:
-        teacher = Teacher.with_cached_outputs(model, teacher_result.name, data.train_x)
+    teacher_result.model.to("cpu")
+    teacher = _shared_teacher(teacher_result, data, space)
     teacher_seconds += time.perf_counter() - started
+    log(f"students: at most {max_params:,} parameters ({100 * max_params / teacher_params:.2g} % of the teacher); "
+        f"augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} for students")
+    teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed)
+    log(teacher_check["message"])
     return Prepared(
         data=data,
         teacher=teacher,
@@ -157,5 +185,33 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
         gpus_per_trial=gpus_per_trial,
         slots=slots,
         teacher_seconds=teacher_seconds,
+        space=space,
+        max_params=max_params,
+        teacher_check=teacher_check,
     )
+
+
+def _shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace) -> Teacher:
+    """The teacher for every trial, with its outputs on the plain training images cached when some
+    trial trains on them (augmented trials run the teacher online on the same views they see)."""
+    if _student_augmentation(data, space) in ("none", "searched"):
+        return Teacher.with_cached_outputs(result.model, result.name, data.train_x)
+    return Teacher(result.model, result.name)
+
+
+def _student_augmentation(data: TensorSplits, space: SearchSpace) -> str:
+    """What students train on: "none" (plain images), the dataset's augmentation, or "searched"."""
+    if not data.info.augmented:
+        return "none"
+    if space.augment is not None and len(space.augment.choices) > 1:
+        return "searched"
+    augments = space.augment.choices[0] if space.augment is not None else data.info.student_augment
+    return data.info.augmentation if augments else "none"
+
+
+def augmentation_summary(data: TensorSplits, space: SearchSpace) -> dict[str, Any]:
+    """The ``augmentation`` entry of ``summary.json``."""
+    return {"dataset": data.info.augmentation, "crop_padding": data.info.crop_padding,
+            "horizontal_flip": data.info.horizontal_flip, "teacher": data.info.augmented,
+            "students": _student_augmentation(data, space)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -11,12 +12,13 @@ from typing import Any
 
 import ray
 
+from spaces import baseline_space
 from trainers import count_parameters, evaluate
 from trainers.files import atomic_write_json
 from tuning import final, tuner
 from tuning.journal import JournalMirror, rebuild_if_stale
 from tuning.plan import next_experiment_name, planned_trials, read_plan, write_plan
-from tuning.prepare import Prepared, prepare
+from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, forget_unfinished, load_records
 from tuning.spec import SearchSpec, check_resumable, load_saved_spec
 
@@ -50,18 +52,16 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
         search_started = time.perf_counter()
         records = search(spec, prepared, log)
         search_seconds = time.perf_counter() - search_started
-        if len(records) < spec.budget and spec.time_budget is None:
-            # Ray Tune returns normally when its driver is interrupted (Ctrl-C, SIGUSR1 from a batch
-            # system): keep the run resumable instead of spending the final stage on a partial search.
-            raise SearchInterrupted(f"search interrupted after {len(records)} of {spec.budget} trials; rerun the "
-                                    f"same command (--run-name {spec.run_name}) to resume it")
+        if spec.time_budget is None:
+            check_complete(spec, records)
         summary = base_summary(spec, prepared, records)
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
         atomic_write_json(spec.run_dir / "summary.json", summary)
         final_started = time.perf_counter()
-        final_result = final.run_final_stage(spec, records, prepared.data, prepared.teacher,
-                                             prepared.gpus_per_trial, log)
+        final_result = final.run_final_stage(
+            spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
+            functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family)
         summary["teacher"].update(final_result.pop("teacher", {}))
         summary.update(final_result)
         summary["timings"]["final_s"] = time.perf_counter() - final_started
@@ -73,9 +73,44 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
     return RunOutcome(spec.run_dir, summary, build_report(spec.run_dir, log))
 
 
+def check_complete(spec: SearchSpec, records: list[dict[str, Any]]) -> None:
+    """Ray Tune returns normally when its driver is interrupted (Ctrl-C, SIGUSR1 from a batch system):
+    keep the run resumable instead of going on with a partial search."""
+    if len(records) < spec.budget:
+        raise SearchInterrupted(f"search interrupted after {len(records)} of {spec.budget} trials; rerun the "
+                                f"same command (--run-name {spec.run_name.split('/')[0]}) to resume it")
+
+
+BASELINE_FOLDER = "baseline"
+
+
+def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[str, Any], log: Log) -> dict[str, Any]:
+    """The baseline's own search: the winner's architecture without a teacher, its recipe searched.
+
+    It is a run of its own in ``<run>/baseline/`` (same Ray Tune + Optuna machinery and ASHA,
+    ``--baseline-budget`` trials), so it resumes like the main search. Returns its best configuration
+    (``config``) and what the search did (``budget``, ``trials``, ``best_trial``, ``best_val_accuracy``).
+    """
+    augment_choices = (False, True) if prepared.data.info.augmented else (False,)
+    space = baseline_space(spec.space, winner_config["family"], winner_config["depth"], winner_config["width"],
+                           augment_choices)
+    sub_spec = dataclasses.replace(spec, run_name=f"{spec.run_name}/{BASELINE_FOLDER}", budget=spec.baseline_trials,
+                                   objective="accuracy", space=space, time_budget=None)
+    sub_spec.run_dir.mkdir(parents=True, exist_ok=True)
+    log(f"baseline search: {sub_spec.budget} trials of {winner_config['family']} depth {winner_config['depth']} "
+        f"width {winner_config['width']} without a teacher (lr, weight decay, batch size, augmentation)")
+    records = search(sub_spec, dataclasses.replace(prepared, space=space), log)
+    check_complete(sub_spec, records)
+    best = final.top_configs(records, 1)
+    if not best:
+        raise SearchInterrupted(f"every trial of the baseline search in {sub_spec.run_dir} failed; see its trials.csv")
+    return {"config": best[0]["config"], "budget": sub_spec.budget, "trials": count_states(records),
+            "best_trial": best[0]["trial_id"], "best_val_accuracy": best[0]["val_accuracy"]}
+
+
 def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any]]:
     """Run the Ray Tune search, resuming this run's experiments (``tuning.plan``); return the records."""
-    make_mirror = functools.partial(JournalMirror, spec.run_dir / "optuna.journal", spec.objective, spec.space,
+    make_mirror = functools.partial(JournalMirror, spec.run_dir / "optuna.journal", spec.objective, prepared.space,
                                     prepared.teacher_family)
     plan = read_plan(spec.run_dir)
     if plan and not tuner.can_restore(spec, plan[-1]["name"]):
@@ -109,6 +144,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
     """``summary.json`` as the search alone can fill it (the final stage adds student and baseline)."""
     data = prepared.data
     best = final.top_configs(records, 1)
+    teacher_params = count_parameters(prepared.teacher.model)
     return {
         "run": spec.run_name,
         "budget": spec.budget,
@@ -117,17 +153,18 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
         "dataset": {"name": data.info.name, **data.sizes(), "classes": data.info.num_classes,
                     "input_shape": list(data.info.input_shape), "class_counts": data.class_counts()},
         "teacher": {"arch": prepared.teacher.name, "source": prepared.teacher_result.source,
-                    "params": count_parameters(prepared.teacher.model),
+                    "params": teacher_params,
+                    "train_accuracy": prepared.teacher_result.train_accuracy,
                     "val_accuracy": prepared.teacher_result.val_accuracy,
                     "test_accuracy": evaluate(prepared.teacher.model, data.test_x, data.test_y)[0]},
+        "teacher_check": prepared.teacher_check,
+        "size_bound": {"max_params": prepared.max_params, "teacher_fraction": prepared.max_params / teacher_params,
+                       "requested": spec.max_params},
+        "augmentation": augmentation_summary(data, prepared.space),
         "best_config": best[0]["config"] if best else None,
         "best_trial": {key: best[0][key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
         if best else None,
-        "student": None,
-        "baseline": None,
-        "kd_gain": None,
-        "kd_gain_std": None,
-        "final": None,
+        **final.EMPTY_RESULT,
         "pareto": final.pareto_summary(records),
     }
 

@@ -22,7 +22,11 @@ DEFAULT_TEACHER = "resnet-large"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What defines a run: the same run name with a different value here is another search, not a resume.
 IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_epochs", "epochs", "seed",
-                   "sampler", "scheduler", "objective", "space", "max_train_samples")
+                   "sampler", "scheduler", "objective", "space", "max_train_samples", "max_params", "augment",
+                   "image_size")
+DEFAULT_MAX_PARAMS = "5%"
+AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
+_MAX_PARAMS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
 
 
 class UserError(Exception):
@@ -56,12 +60,27 @@ class SearchSpec:
     time_budget: float | None = None
     smoke: bool = False
     top_k: int = 3
-    final_seeds: int = 3
+    final_seeds: int = 5
     finetune_epochs: int = 5
     max_train_samples: int | None = None
     checkpoint_every: int = 5
-    teacher_epochs: int = 30
+    teacher_epochs: int = 60
     max_failures: int = 2
+    max_params: str = DEFAULT_MAX_PARAMS
+    augment: str = "auto"
+    image_size: int | None = None
+    baseline_budget: int | None = None
+    gain_curve: int = 4
+
+    @property
+    def baseline_trials(self) -> int:
+        """Trials of the baseline's own search: ``--baseline-budget``, else max(8, budget / 5)."""
+        return self.baseline_budget if self.baseline_budget is not None else max(8, self.budget // 5)
+
+    def max_params_for(self, teacher_params: int) -> int:
+        """``--max-params`` as a parameter count: a percentage is of ``teacher_params``."""
+        number, percent = parse_max_params(self.max_params)
+        return int(teacher_params * number / 100) if percent else int(number)
 
     @property
     def run_dir(self) -> Path:
@@ -103,21 +122,30 @@ def build_spec(**flags: Any) -> SearchSpec:
         flags.setdefault("finetune_epochs", 1)
         flags.setdefault("scheduler", "none")
         flags.setdefault("teacher_epochs", 5)
+        flags.setdefault("baseline_budget", 2)
+        flags.setdefault("gain_curve", 0)
     _check_int("budget", flags.get("budget", 50), "--budget", minimum=1)
     _check_int("epochs", flags.get("epochs", 15), "--epochs", minimum=1)
     _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
     for name, flag in (("final_seeds", "--final-seeds"), ("teacher_epochs", "--teacher-epochs"),
                        ("max_concurrent", "--max-concurrent"), ("max_train_samples", "--max-train-samples"),
-                       ("checkpoint_every", "--checkpoint-every")):
+                       ("checkpoint_every", "--checkpoint-every"), ("image_size", "--image-size")):
         if name in flags:
             _check_int(name, flags[name], flag, minimum=1)
     for name, flag in (("finetune_epochs", "--finetune-epochs"), ("top_k", "--top-k"),
-                       ("max_failures", "--max-failures")):
+                       ("max_failures", "--max-failures"), ("gain_curve", "--gain-curve"),
+                       ("baseline_budget", "--baseline-budget")):
         if name in flags:
             _check_int(name, flags[name], flag, minimum=0)
     _check_choice(flags.get("sampler", "tpe"), SAMPLERS, "--sampler")
     _check_choice(flags.get("scheduler", "asha"), SCHEDULERS, "--scheduler")
     _check_choice(flags.get("objective", "accuracy"), OBJECTIVES, "--objective")
+    _check_choice(flags.get("augment", "auto"), AUGMENTATIONS, "--augment")
+    if flags.get("gain_curve", 4) == 1:
+        raise UserError("--gain-curve needs at least 2 student sizes to draw a curve; give 2 or more, or 0 to skip it")
+    if "max_params" in flags:
+        flags["max_params"] = str(flags["max_params"]).strip()
+        parse_max_params(flags["max_params"])
     if flags.get("objective") == "pareto" and flags.get("sampler") == "cmaes":
         raise UserError("--sampler cmaes optimises one objective only; use --sampler nsga2 or tpe with "
                         "--objective pareto")
@@ -134,6 +162,17 @@ def build_spec(**flags: Any) -> SearchSpec:
         if path_flag in flags:
             flags[path_flag] = str(Path(flags[path_flag]).expanduser())
     return SearchSpec(**flags)
+
+
+def parse_max_params(text: str) -> tuple[float, bool]:
+    """``--max-params`` as (number, is_percentage); ``UserError`` for anything else."""
+    match = _MAX_PARAMS.match(text)
+    number = float(match.group(1)) if match else 0.0
+    percent = bool(match and match.group(2))
+    if not match or number <= 0 or (percent and number > 100) or (not percent and number != int(number)):
+        raise UserError(f"--max-params must be a parameter count such as 50000 or a percentage of the teacher "
+                        f"such as 5%, got {text!r}")
+    return number, percent
 
 
 def load_saved_spec(run_dir: Path) -> dict[str, Any] | None:

@@ -1,6 +1,7 @@
 """A realistic fake run folder: a real Optuna journal plus matching trials.json and summary.json.
 
-``make_run(tmp_path, ...)`` writes what the tuning code writes for a 12-trial search on ``digits``:
+``make_run(tmp_path, ...)`` writes what the tuning code writes for a 12-trial search on ``digits``
+(``summary.json`` in the current schema, or the old one with ``schema="old"``):
 COMPLETE, STOPPED (by ASHA, told to Optuna as COMPLETE with their partial accuracy) and FAILED
 (Optuna FAIL) trials, with conditional parameters (``beta``, ``init_from_teacher``) like the real
 define-by-run space.
@@ -9,7 +10,9 @@ define-by-run space.
 from __future__ import annotations
 
 import json
+import math
 import random
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,22 +143,71 @@ def _write_journal(path: Path, trials: list[tuple[dict[str, Any], dict[str, Any]
         study.add_trial(ft)
 
 
-def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool) -> dict[str, Any]:
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # two-sided 95 % t quantiles by number of seeds
+STUDENT_TESTS = [0.95, 0.958, 0.952, 0.9556, 0.9519]
+BASELINE_TESTS = [0.9407, 0.9481, 0.9444, 0.9444, 0.9407]
+
+
+def paired_gain(kd: list[float], alone: list[float]) -> tuple[float, list[float], list[float]]:
+    """Mean paired gain in points, its 95 % t-interval and the per-seed gains, as the final stage computes them."""
+    gains = [100 * (k - a) for k, a in zip(kd, alone, strict=True)]
+    mean = statistics.fmean(gains)
+    half = T_975[len(gains)] * statistics.stdev(gains) / math.sqrt(len(gains))
+    return mean, [mean - half, mean + half], gains
+
+
+def _gain_curve() -> list[dict[str, Any]]:
+    """Four student sizes: distillation helps the small ones, makes no detectable difference, then hurts."""
+    rows = []
+    for width, shift in ((4, 0.02), (8, 0.012), (16, 0.001), (28, -0.006)):
+        kd = [round(0.9 + width / 400 + shift + 0.002 * (s % 3), 4) for s in range(5)]
+        alone = [round(0.9 + width / 400 + 0.0035 * (s % 2) + 0.001 * s, 4) for s in range(5)]
+        gain, ci, _ = paired_gain(kd, alone)
+        params = 115 * width * width + 90 * width
+        rows.append(
+            {
+                "arch": f"cnn depth 1 width {width}",
+                "arch_config": {"family": "cnn", "depth": 1, "width": width},
+                "params": params,
+                "teacher_fraction": params / TEACHER_PARAMS,
+                "kd_test_mean": statistics.fmean(kd),
+                "baseline_test_mean": statistics.fmean(alone),
+                "gain": gain,
+                "gain_ci95": ci,
+                "verdict": "helps" if ci[0] > 0 else "hurts" if ci[1] < 0 else "no detectable difference",
+                "seeds": list(range(5)),
+                "kd_test_accuracies": kd,
+                "baseline_test_accuracies": alone,
+            }
+        )
+    return rows
+
+
+TEACHER_PARAMS = 2_345_678
+
+
+def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool, schema: str) -> dict[str, Any]:
     winner = next(t for t in trials if t["trial_id"] == WINNER)
+    seeds = 5 if schema == "new" else 3
     student = {
         "arch": f"{winner['config']['family']}-d{winner['config']['depth']}-w{winner['config']['width']}",
         "params": winner["params"],
         "flops": 1_200_000,
         "latency_ms": 0.42,
-        "test_accuracy_mean": 0.9533,
-        "test_accuracy_std": 0.004,
-        "test_accuracies": [0.95, 0.958, 0.952],
-        "seeds": [0, 1, 2],
+        "test_accuracy_mean": statistics.fmean(STUDENT_TESTS[:seeds]),
+        "test_accuracy_std": statistics.stdev(STUDENT_TESTS[:seeds]),
+        "test_accuracies": STUDENT_TESTS[:seeds],
+        "seeds": list(range(seeds)),
     }
-    baseline = dict(student, test_accuracy_mean=0.9411, test_accuracy_std=0.006, test_accuracies=[0.935, 0.947, 0.9413])
+    baseline = dict(
+        student,
+        test_accuracy_mean=statistics.fmean(BASELINE_TESTS[:seeds]),
+        test_accuracy_std=statistics.stdev(BASELINE_TESTS[:seeds]),
+        test_accuracies=BASELINE_TESTS[:seeds],
+    )
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     top = sorted(complete, key=lambda t: -t["best_val_accuracy"])[:3]
-    return {
+    summary: dict[str, Any] = {
         "run": "r1",
         "budget": len(trials),
         "objective": objective,
@@ -164,10 +216,10 @@ def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool) -
             "stopped_early": sum(t["state"] == "STOPPED" for t in trials),
             "failed": sum(t["state"] == "FAILED" for t in trials),
         },
-        "dataset": {"name": "digits", "train": 1257, "val": 270, "test": 270, "classes": 10},
+        "dataset": {"name": "digits", "train": 1257, "val": 270, "test": 360, "classes": 10},
         "teacher": {
             "arch": "resnet-large",
-            "params": 2_345_678,
+            "params": TEACHER_PARAMS,
             "test_accuracy": 0.9815,
             "flops": 9.1e7,
             "latency_ms": 3.1,
@@ -175,8 +227,6 @@ def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool) -
         "best_config": winner["config"],
         "student": None if null_student else student,
         "baseline": None if null_student else baseline,
-        "kd_gain": None if null_student else 1.22,
-        "kd_gain_std": None if null_student else 0.72,
         "final": None
         if null_student
         else {
@@ -186,7 +236,7 @@ def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool) -
                     "config": t["config"],
                     "val_accuracy_mean": t["best_val_accuracy"] - 0.01,
                     "val_accuracy_std": 0.005,
-                    "seeds": [0, 1, 2],
+                    "seeds": list(range(seeds)),
                 }
                 for t in top
             ],
@@ -203,6 +253,56 @@ def _summary(trials: list[dict[str, Any]], objective: str, null_student: bool) -
             "slots": 2,
         },
     }
+    if schema == "old":
+        summary["kd_gain"] = None if null_student else 1.22
+        summary["kd_gain_std"] = None if null_student else 0.72
+        return summary
+    summary["teacher"].update(source="trained", train_accuracy=1.0, val_accuracy=0.9889)
+    summary["teacher_check"] = {
+        "student": "cnn depth 1 width 16",
+        "params": 26_394,
+        "epochs": 15,
+        "student_val_accuracy": 0.963,
+        "teacher_val_accuracy": 0.9889,
+        "matches": False,
+        "message": "teacher check: passed, a cnn depth 1 width 16 student trained alone reaches 96.3% (teacher 98.9%)",
+    }
+    summary["size_bound"] = {"max_params": 234_567, "teacher_fraction": 0.1, "requested": "10%"}
+    summary["augmentation"] = {
+        "dataset": "crop",
+        "crop_padding": 1,
+        "horizontal_flip": False,
+        "teacher": True,
+        "students": "searched",
+    }
+    gain, ci, per_seed = paired_gain(STUDENT_TESTS, BASELINE_TESTS)
+    summary.update(
+        kd_gain=None if null_student else gain,
+        kd_gain_ci95=None if null_student else ci,
+        kd_verdict=None if null_student else "helps",
+        kd_gain_per_seed=None if null_student else per_seed,
+        test_resolution_points=100 / 360,
+        gain_curve=None if null_student else _gain_curve(),
+    )
+    if not null_student:
+        baseline["recipe"] = {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 64, "augment": False}
+        baseline["search"] = {"trials": 10, "best_val_accuracy": 0.9704}
+    return summary
+
+
+DROP = object()
+
+
+def edit_summary(run_dir: Path, **changes: Any) -> None:
+    """Overwrite top-level fields of a run folder's summary.json (a value of ``DROP`` removes the field)."""
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is DROP:
+            summary.pop(key, None)
+        else:
+            summary[key] = value
+    path.write_text(json.dumps(summary))
 
 
 RunFactory = Callable[..., Path]
@@ -216,8 +316,13 @@ def make_run(
     summary: str = "full",
     with_journal: bool = True,
     with_trials: bool = True,
+    schema: str = "new",
 ) -> Path:
-    """Write a run folder under ``root``. ``summary``: "full", "null_student" or "missing"."""
+    """Write a run folder under ``root``. ``summary``: "full", "null_student" or "missing".
+
+    ``schema``: "new" writes what the current final stage writes (95 % CI and verdict, teacher check,
+    size bound, augmentation, the baseline's own recipe, the gain curve); "old" what runs made before
+    it wrote (``kd_gain_std``, none of those fields)."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     trials = _trials(random.Random(0))
@@ -232,7 +337,7 @@ def make_run(
     if with_trials:
         (run_dir / "trials.json").write_text(json.dumps(records, indent=1))
     if summary != "missing":
-        data = _summary(records, objective, null_student=summary == "null_student")
+        data = _summary(records, objective, null_student=summary == "null_student", schema=schema)
         (run_dir / "summary.json").write_text(json.dumps(data, indent=1))
     return run_dir
 

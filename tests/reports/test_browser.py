@@ -10,6 +10,7 @@ fails (``.ci/install-browser`` installs it).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ class FigureDiv:
     main_svgs: int = 0
     plotly_divs: int = 0
     rendered_divs: int = 0
+    error_bars: int = 0
 
 
 class DomScan(HTMLParser):
@@ -90,6 +92,7 @@ class DomScan(HTMLParser):
             fig.main_svgs += "main-svg" in classes
             fig.plotly_divs += "plotly-graph-div" in classes
             fig.rendered_divs += "js-plotly-plot" in classes  # plotly adds it once the plot is drawn
+            fig.error_bars += "yerror" in classes  # one path per drawn vertical error bar
         if a.get("id") == "kdsearch-errors":
             self._in_errors = True
 
@@ -127,7 +130,27 @@ def test_full_pareto_report_renders_every_figure(chromium: Path, run_factory: Ru
     run_dir = run_factory(objective="pareto")
     report = build(run_dir)
     expected = [s.key for s in figure_sections(load_run(run_dir)) if s.figure is not None]
-    assert len(expected) == 10
+    assert len(expected) == 11 and "gain_curve" in expected
+    assert_all_rendered(render(chromium, report, tmp_path), expected)
+
+
+def test_gain_curve_renders_with_its_error_bars(chromium: Path, run_factory: RunFactory, tmp_path: Path) -> None:
+    run_dir = run_factory()
+    report = build(run_dir)
+    expected = [s.key for s in figure_sections(load_run(run_dir)) if s.figure is not None]
+    dom = render(chromium, report, tmp_path)
+    assert_all_rendered(dom, expected)
+    (gain,) = [f for f in scan(dom).figures if f.key == "gain_curve"]
+    sizes = len(json.loads((run_dir / "summary.json").read_text())["gain_curve"])
+    assert gain.error_bars == sizes  # one 95 % CI bar per student size
+    assert gain.main_svgs >= 1
+
+
+def test_old_run_report_renders_without_a_gain_curve(chromium: Path, run_factory: RunFactory, tmp_path: Path) -> None:
+    run_dir = run_factory(schema="old")
+    report = build(run_dir)
+    expected = [s.key for s in figure_sections(load_run(run_dir)) if s.figure is not None]
+    assert "gain_curve" not in expected and "comparison" in expected
     assert_all_rendered(render(chromium, report, tmp_path), expected)
 
 

@@ -14,7 +14,7 @@ import plotly.offline
 import pytest
 
 from reports import build, figure_sections, load_run
-from tests.reports.conftest import RunFactory
+from tests.reports.conftest import RunFactory, edit_summary
 
 # The package exports the function build(), which shadows the module of the same name.
 B = importlib.import_module("reports.build")
@@ -34,6 +34,7 @@ def test_full_run_report(built_run: Path) -> None:
     assert "<script src=" not in page and "https://" not in page  # nothing to fetch: works offline
     assert figure_keys(html) == [
         "comparison",
+        "gain_curve",
         "final",
         "accuracy_params",
         "history",
@@ -43,14 +44,25 @@ def test_full_run_report(built_run: Path) -> None:
         "parallel",
         "timeline",
     ]
-    assert "Not shown:" not in html
+    assert "Not shown:" not in html and "teacher-check" not in html
     for text in (
         "digits",
         "resnet-large",
         "7 completed, 3 stopped early",
         "2 failed",
-        "Distillation helped",
-        "95.3% ± 0.4 pp (3 seeds)",
+        "<p class='good verdict'><b>Does distillation help?</b> Distillation helps: the distilled student is +0.98 "
+        "points more accurate on test than the same student trained alone with its own tuned recipe (95 % CI "
+        "+0.80 to +1.17 over 5 paired seeds; one test image = 0.28 points).</p>",
+        "95.3% ± 0.3 pp (5 seeds)",
+        "<h2>Teacher and setup</h2>",
+        "<td>teacher</td><td>resnet-large, trained in this run, 2.35M params; accuracy: train 100.0%, validation "
+        "98.9%, test 98.2%",
+        "<td>teacher check</td><td>passed",
+        "<td>size bound</td><td>students up to 235k params, 10% of the teacher&#x27;s 2.35M (requested: 10%)</td>",
+        "<td>augmentation</td><td>dataset augmentation: crop (padding 1 px, no horizontal flip)",
+        "<td>baseline recipe</td><td>lr 0.05, weight decay 0.0005, batch size 64, augmentation off; tuned by its "
+        "own search of 10 trials (best validation accuracy 97.0%)</td>",
+        "Where distillation pays",
         "Best configuration",
         "What was searched",
         "kdsearch-errors",
@@ -63,7 +75,7 @@ def test_full_run_report(built_run: Path) -> None:
 def test_pareto_run_adds_optunas_pareto_front(run_factory: RunFactory) -> None:
     html = build(run_factory(objective="pareto")).read_text()
     keys = figure_keys(html)
-    assert "optuna_pareto" in keys and len(keys) == 10
+    assert "optuna_pareto" in keys and "gain_curve" in keys and len(keys) == 11
     assert "accuracy and student size" in html
 
 
@@ -72,10 +84,12 @@ def test_interrupted_run_still_builds(run_factory: RunFactory, options: dict[str
     run_dir = run_factory(**options)
     html = build(run_dir).read_text()
     keys = figure_keys(html)
-    assert "comparison" not in keys and "final" not in keys
+    assert "comparison" not in keys and "final" not in keys and "gain_curve" not in keys
     assert {"history", "curves", "importances", "accuracy_params", "timeline"} <= set(keys)
     assert "no test-set results" in html.lower() and "Best validation accuracy so far" in html
     assert "Not shown: No test-set results for the student and baseline yet" in html
+    assert "Not shown: The final stage did not run, so there is no gain curve." in html
+    assert "Does distillation help" not in html
     assert (run_dir / "summary.md").is_file()
 
 
@@ -94,13 +108,59 @@ def test_run_that_has_not_finished_a_trial(run_factory: RunFactory) -> None:
     assert html.count("Not shown:") == len(figure_sections(load_run(run_dir)))
 
 
-def test_report_is_honest_when_distillation_hurt(run_factory: RunFactory) -> None:
+@pytest.mark.parametrize(
+    "changes, css, start",
+    [
+        ({"kd_gain": -1.1, "kd_gain_ci95": [-1.8, -0.4], "kd_verdict": "hurts"}, "warn", "Distillation hurts"),
+        (
+            {"kd_gain": 0.3, "kd_gain_ci95": [-0.4, 1.0], "kd_verdict": "no detectable difference"},
+            "neutral",
+            "No detectable difference from distillation",
+        ),
+    ],
+)
+def test_report_is_honest_when_distillation_does_not_help(
+    run_factory: RunFactory, changes: dict[str, object], css: str, start: str
+) -> None:
     run_dir = run_factory()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["kd_gain"], summary["kd_gain_std"] = -1.1, 0.4
-    (run_dir / "summary.json").write_text(json.dumps(summary))
+    edit_summary(run_dir, **changes)
     html = build(run_dir).read_text()
-    assert "<p class='warn'><b>Knowledge distillation gain.</b> Distillation did not help" in html
+    assert f"<p class='{css} verdict'><b>Does distillation help?</b> {start}" in html
+    assert "Distillation helps" not in html
+
+
+def test_old_run_builds_and_says_the_interval_is_unknown(run_factory: RunFactory) -> None:
+    run_dir = run_factory(schema="old")
+    html = build(run_dir).read_text()
+    assert "<p class='neutral verdict'><b>Does distillation help?</b> Distillation gain: " in html
+    assert "95 % confidence interval of the gain is unknown" in html
+    assert "gain_curve" not in figure_keys(html) and "comparison" in figure_keys(html)
+    assert "Not shown: The gain curve was not measured in this run" in html
+    assert "<td>teacher</td>" in html and "<td>size bound</td>" not in html and "baseline recipe" not in html
+    assert "Distillation gain:" in (run_dir / "summary.md").read_text()
+
+
+def test_run_with_gain_curve_skipped(run_factory: RunFactory) -> None:
+    run_dir = run_factory()
+    edit_summary(run_dir, gain_curve=None)
+    html = build(run_dir).read_text()
+    assert "gain_curve" not in figure_keys(html) and "Distillation helps" in html
+    assert "Not shown: The gain curve was not measured in this run (skipped with --gain-curve 0" in html
+
+
+def test_a_matching_teacher_check_is_shown_prominently(run_factory: RunFactory) -> None:
+    run_dir = run_factory()
+    check = {"student": "cnn depth 1 width 16", "params": 26394, "epochs": 15, "student_val_accuracy": 0.99,
+             "teacher_val_accuracy": 0.99, "matches": True,
+             "message": "teacher check: a small student alone matches the teacher <99.0%>"}  # fmt: skip
+    edit_summary(run_dir, teacher_check=check)
+    html = build(run_dir).read_text()
+    box = (
+        "<p class='warn teacher-check'><b>Teacher check.</b> "
+        "A small student alone matches the teacher &lt;99.0%&gt;</p>"
+    )
+    assert box in html and html.index(box) < html.index("<h2>What won")
+    assert "<td>teacher check</td><td>the small student matches the teacher" in html
 
 
 def test_user_text_is_escaped(run_factory: RunFactory) -> None:

@@ -9,17 +9,20 @@ import pytest
 
 from reports.figures import (
     FAILED_COLOR,
+    VERDICT_COLORS,
     accuracy_vs_params_data,
     comparison_data,
     concurrency_steps,
     draw_accuracy_vs_params,
     draw_comparison,
     draw_final_candidates,
+    draw_gain_curve,
     draw_learning_curves,
     draw_timeline,
     family_color,
     final_candidates_data,
     format_params,
+    gain_curve_data,
     learning_curves_data,
     max_concurrency,
     pareto_front,
@@ -222,6 +225,92 @@ def test_final_candidates_data_ranks_and_marks_winner() -> None:
     assert final_candidates_data({"final": None}) == [] and final_candidates_data(None) == []
     fig = draw_final_candidates(bars)
     assert list(fig.data[0].y) == [0.93, 0.90] and list(fig.data[0].error_y.array) == [0.0, 0.01]
+
+
+# --- where distillation pays ------------------------------------------------------------------------
+
+
+def gain_entry(params: Any, gain: Any, ci: Any = None, verdict: Any = None, **extra: Any) -> dict[str, Any]:
+    """One hand-made ``gain_curve`` entry."""
+    return {
+        "arch": f"cnn {params}",
+        "params": params,
+        "gain": gain,
+        "gain_ci95": ci,
+        "verdict": verdict,
+        "kd_test_mean": 0.95,
+        "baseline_test_mean": 0.94,
+        "seeds": [0, 1, 2],
+        **extra,
+    }
+
+
+def test_gain_curve_data_sorts_by_size_and_keeps_ci_and_verdicts() -> None:
+    summary = {
+        "teacher": {"test_accuracy": 0.99},
+        "gain_curve": [
+            gain_entry(8000, -0.8, [-1.2, -0.4], "hurts", teacher_fraction=0.008),
+            gain_entry(500, 1.2, [0.1, 2.3], "helps", teacher_fraction=0.0005, kd_test_mean=0.9),
+            gain_entry(2000, 0.2, [-0.3, 0.7], "no detectable difference"),
+        ],
+    }
+    data = gain_curve_data(summary)
+    assert data is not None and data.teacher_accuracy == 0.99
+    assert [p.params for p in data.points] == [500, 2000, 8000]
+    small, mid, large = data.points
+    assert (small.gain, small.ci_low, small.ci_high, small.verdict) == (1.2, 0.1, 2.3, "helps")
+    assert small.err_plus == pytest.approx(1.1) and small.err_minus == pytest.approx(1.1)
+    assert small.teacher_fraction == 0.0005 and small.kd_mean == 0.9 and small.baseline_mean == 0.94
+    assert small.seeds == 3 and small.arch == "cnn 500"
+    assert mid.verdict == "no detectable difference" and mid.teacher_fraction is None
+    assert large.verdict == "hurts" and large.err_plus == pytest.approx(0.4) and large.err_minus == pytest.approx(0.4)
+
+
+def test_gain_curve_data_reads_missing_verdicts_off_the_ci_and_skips_unplaceable_entries() -> None:
+    summary = {
+        "gain_curve": [
+            gain_entry(100, 1.0, [0.5, 1.5]),  # no verdict: above 0, helps
+            gain_entry(200, -1.0, [-0.5, -1.5], "bogus"),  # reversed CI, unknown verdict: hurts
+            gain_entry(300, 0.1, None),  # no CI: unknown, no error bar
+            gain_entry(None, 1.0, [0.0, 2.0]),  # no size: cannot be placed
+            gain_entry(400, None, [0.0, 2.0]),  # no gain
+            gain_entry(0, 1.0, [0.0, 2.0]),  # not on a log axis
+            "junk",
+        ]
+    }
+    data = gain_curve_data(summary)
+    assert data is not None and data.teacher_accuracy is None
+    assert [(p.params, p.verdict) for p in data.points] == [(100, "helps"), (200, "hurts"), (300, "unknown")]
+    assert (data.points[1].ci_low, data.points[1].ci_high) == (-1.5, -0.5)
+    assert data.points[2].err_plus == 0.0 and data.points[2].err_minus == 0.0
+
+
+@pytest.mark.parametrize("summary", [None, {}, {"gain_curve": None}, {"gain_curve": {"not": "a list"}}])
+def test_gain_curve_data_is_none_without_a_gain_curve(summary: Any) -> None:
+    assert gain_curve_data(summary) is None
+
+
+def test_draw_gain_curve_error_bars_log_axis_and_teacher_line() -> None:
+    summary = {
+        "teacher": {"test_accuracy": 0.99},
+        "gain_curve": [gain_entry(500, 1.2, [0.1, 2.3], "helps"), gain_entry(8000, -0.8, [-1.0, -0.4], "hurts")],
+    }
+    fig = draw_gain_curve(gain_curve_data(summary))  # type: ignore[arg-type]
+    assert isinstance(fig, go.Figure)
+    gain, helps, hurts, kd, alone, teacher = fig.data
+    assert (helps.name, helps.marker.color, hurts.name) == ("helps", VERDICT_COLORS["helps"], "hurts")  # legend
+    assert list(gain.x) == [500, 8000] and list(gain.y) == [1.2, -0.8]
+    assert list(gain.error_y.array) == pytest.approx([1.1, 0.4])
+    assert list(gain.error_y.arrayminus) == pytest.approx([1.1, 0.2])
+    assert list(gain.marker.color) == [VERDICT_COLORS["helps"], VERDICT_COLORS["hurts"]]
+    assert (kd.name, alone.name, teacher.name) == ("distilled student", "student alone (baseline)", "teacher")
+    assert list(teacher.y) == [0.99, 0.99] and list(teacher.x) == [500, 8000]
+    assert gain.yaxis == "y" and kd.yaxis == "y2" and teacher.yaxis == "y2"
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis2.type == "log"
+    assert "Where distillation pays" in fig.layout.title.text
+    assert any(shape.y0 == 0 and shape.y1 == 0 for shape in fig.layout.shapes)  # the zero line
+    no_teacher = draw_gain_curve(gain_curve_data({"gain_curve": summary["gain_curve"]}))  # type: ignore[arg-type]
+    assert [t.name for t in no_teacher.data][-2:] == ["distilled student", "student alone (baseline)"]
 
 
 # --- timeline and concurrency ------------------------------------------------------------------------

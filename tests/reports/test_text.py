@@ -1,8 +1,7 @@
-"""The report's words: the KD-gain verdict, counts, the best config and summary.md."""
+"""The report's words: the KD verdict, the setup facts, counts, the best config and summary.md."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -12,49 +11,132 @@ from reports.text import (
     best_config,
     format_accuracy,
     format_duration,
-    kd_gain,
-    kd_gain_sentence,
+    kd_result,
     ordered_params,
     searched_space,
+    setup_facts,
     summary_markdown,
+    teacher_check,
     trial_counts,
+    verdict_sentence,
 )
-from tests.reports.conftest import RunFactory
+from tests.reports.conftest import DROP, RunFactory, edit_summary
 
 
 def trial(i: int, state: str = "COMPLETE", **fields: Any) -> Trial:
     return Trial.from_record({"trial_id": f"t{i}", "number": i, "state": state, **fields})
 
 
+RECIPE = {"lr": 0.05, "weight_decay": 5e-4, "batch_size": 64, "augment": False}
+
+
+def new_summary(gain: float, ci: list[float], verdict: str | None, **extra: Any) -> dict[str, Any]:
+    """A hand-made summary in the current schema: paired 5-seed gain with its 95 % interval."""
+    summary: dict[str, Any] = {
+        "student": {"test_accuracy_mean": 0.95, "seeds": [0, 1, 2, 3, 4]},
+        "baseline": {"test_accuracy_mean": 0.94, "recipe": RECIPE, "search": {"trials": 10, "best_val_accuracy": 0.97}},
+        "kd_gain": gain,
+        "kd_gain_ci95": ci,
+        "kd_verdict": verdict,
+        "kd_gain_per_seed": [1.1, 0.3, 0.9, 1.2, 0.65],
+        "test_resolution_points": 0.278,
+    }
+    return {**summary, **extra}
+
+
+def test_verdict_sentence_helps_says_gain_interval_seeds_and_resolution() -> None:
+    assert verdict_sentence(new_summary(0.83, [0.12, 1.54], "helps")) == (
+        "Distillation helps: the distilled student is +0.83 points more accurate on test than the same student "
+        "trained alone with its own tuned recipe (95 % CI +0.12 to +1.54 over 5 paired seeds; one test image = "
+        "0.28 points)."
+    )
+
+
 @pytest.mark.parametrize(
-    "gain, std, expected",
+    "gain, ci, expected",
     [
-        (1.2, 0.3, "Distillation helped: the distilled student is +1.20 ± 0.30 percentage points more accurate"),
-        (0.2, 0.5, "Distillation helped only within the seed-to-seed spread"),
-        (-0.8, 0.3, "Distillation did not help: the distilled student is 0.80 ± 0.30 percentage points less"),
-        (-0.2, 0.5, "(within the seed-to-seed spread)"),
-        (0.0, None, "Distillation made no difference"),
-        (1.0, None, "Distillation helped: the distilled student is +1.00 percentage points"),
-        (None, None, "unknown"),
+        (0.2, [-0.4, 0.8], "the distilled student is +0.20 points more accurate on test"),
+        (-0.3, [-0.9, 0.3], "the distilled student is 0.30 points less accurate on test"),
+        (0.0, [-0.5, 0.5], "the distilled student is +0.00 points more accurate on test"),
     ],
 )
-def test_kd_gain_sentence_is_honest_about_the_sign(gain: float | None, std: float | None, expected: str) -> None:
-    sentence = kd_gain_sentence(gain, std)
+def test_verdict_sentence_no_detectable_difference_says_the_interval_includes_zero(
+    gain: float, ci: list[float], expected: str
+) -> None:
+    sentence = verdict_sentence(new_summary(gain, ci, "no detectable difference"))
+    assert sentence.startswith("No detectable difference from distillation: ")
     assert expected in sentence
-    if gain is not None and gain < 0:
-        assert "helped" not in sentence
+    assert f"the 95 % CI {ci[0]:+.2f} to {ci[1]:+.2f} over 5 paired seeds includes 0" in sentence
+    assert "cannot tell distillation apart from training the student alone" in sentence
+    assert "helps" not in sentence and "-0.00" not in sentence
 
 
-def test_kd_gain_prefers_summary_and_falls_back_to_means() -> None:
-    assert kd_gain({"kd_gain": 1.5, "kd_gain_std": 0.2}) == (1.5, 0.2)
+def test_verdict_sentence_hurts_says_it_is_worse() -> None:
+    sentence = verdict_sentence(new_summary(-0.83, [-1.54, -0.12], "hurts"))
+    assert sentence == (
+        "Distillation hurts: the distilled student is 0.83 points less accurate on test than the same student "
+        "trained alone with its own tuned recipe (95 % CI -1.54 to -0.12 over 5 paired seeds; one test image = "
+        "0.28 points); training it alone is better."
+    )
+
+
+@pytest.mark.parametrize(
+    "ci, verdict",
+    [([0.1, 2.0], "helps"), ([-2.0, -0.1], "hurts"), ([-0.5, 0.5], "no detectable difference"), ([2.0, 0.1], "helps")],
+)
+def test_missing_or_unknown_verdict_is_read_off_the_interval(ci: list[float], verdict: str) -> None:
+    assert kd_result(new_summary(1.0, ci, None)).verdict == verdict
+    assert kd_result(new_summary(1.0, ci, "maybe")).verdict == verdict
+    assert kd_result(new_summary(1.0, ci, None)).ci95 == (min(ci), max(ci))
+
+
+def test_old_run_without_an_interval_gives_the_gain_and_says_the_interval_is_unknown() -> None:
+    old = {
+        "student": {"test_accuracy_mean": 0.95, "seeds": [0, 1, 2]},
+        "baseline": {"test_accuracy_mean": 0.94},
+        "dataset": {"test": 270},
+        "kd_gain": 1.22,
+        "kd_gain_std": 0.72,
+    }
+    result = kd_result(old)
+    assert (result.gain, result.ci95, result.verdict, result.std, result.seeds) == (1.22, None, None, 0.72, 3)
+    assert result.resolution == pytest.approx(100 / 270) and not result.own_recipe
+    sentence = verdict_sentence(old)
+    assert sentence.startswith("Distillation gain: the distilled student is +1.22 points more accurate on test")
+    assert "trained without a teacher (± 0.72 std over 3 seeds)" in sentence
+    assert "95 % confidence interval of the gain is unknown" in sentence and "one test image = 0.37 points" in sentence
+    assert "helps" not in sentence and "hurts" not in sentence
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        None,
+        {},
+        {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None},
+        {"student": None, "baseline": None, "kd_gain": None, "kd_gain_std": None},
+    ],
+)
+def test_verdict_sentence_when_the_final_stage_did_not_run(summary: Any) -> None:
+    result = kd_result(summary)
+    assert result.gain is None and result.verdict is None
+    sentence = verdict_sentence(summary)
+    assert (
+        sentence.startswith("The gain from distillation is unknown: the final stage did not")
+        and "helps" not in sentence
+    )
+
+
+def test_kd_result_falls_back_to_the_test_means_and_ignores_junk_intervals() -> None:
     summary = {
         "kd_gain": None,
-        "student": {"test_accuracy_mean": 0.95, "test_accuracy_std": 0.003},
-        "baseline": {"test_accuracy_mean": 0.96, "test_accuracy_std": 0.004},
+        "kd_gain_ci95": ["nan", 1.0],
+        "student": {"test_accuracy_mean": 0.95},
+        "baseline": {"test_accuracy_mean": 0.96},
     }
-    gain, std = kd_gain(summary)
-    assert gain == pytest.approx(-1.0) and std == pytest.approx(0.5)
-    assert kd_gain(None) == (None, None) and kd_gain({"student": None, "baseline": None}) == (None, None)
+    result = kd_result(summary)
+    assert result.gain == pytest.approx(-1.0) and result.ci95 is None and result.verdict is None
+    assert kd_result({"kd_gain": 1.0, "kd_gain_ci95": [1.0]}).ci95 is None
 
 
 def test_trial_counts_from_summary_or_trials() -> None:
@@ -105,21 +187,130 @@ def test_summary_markdown_full_run(run_factory: RunFactory) -> None:
     assert md.startswith("# kdsearch run r1")
     assert "7 completed, 3 stopped early by ASHA, 2 failed" in md
     assert "| teacher | resnet-large | 2.35M | 98.2% |" in md
-    assert "| distilled student (finetuned) |" in md and "95.3% ± 0.4 pp (3 seeds)" in md
-    assert "Distillation helped" in md and "+1.22 ± 0.72" in md
+    assert "| distilled student (finetuned) |" in md and "95.3% ± 0.3 pp (5 seeds)" in md
+    assert "| baseline: same student alone, own tuned recipe |" in md
+    assert (
+        "**Does distillation help?** Distillation helps: the distilled student is +0.98 points more accurate on "
+        "test than the same student trained alone with its own tuned recipe (95 % CI +0.80 to +1.17 over 5 "
+        "paired seeds; one test image = 0.28 points)."
+    ) in md
+    assert "| cnn depth 1 width 4 | 2.2k | 0.094% | 93.2% | 91.3% | +1.82 (+1.43 to +2.21) | helps |" in md
+    assert "| cnn depth 1 width 16 | 30.9k | 1.32% | 94.3% | 94.3% | -0.08 (-0.47 to +0.31) | no detectable" in md
+    assert "| hurts |" in md
+    assert "- **Teacher:** resnet-large, trained in this run, 2.35M params; accuracy: train 100.0%, validation " in md
+    assert "- **Teacher check:** passed" in md and "> **Teacher check:**" not in md
+    assert "- **Size bound:** students up to 235k params, 10% of the teacher's 2.35M (requested: 10%)" in md
+    assert "- **Augmentation:** dataset augmentation: crop (padding 1 px, no horizontal flip)" in md
+    assert "- **Baseline recipe:** lr 0.05, weight decay 0.0005, batch size 64, augmentation off; tuned by its " in md
+    assert "own search of 10 trials (best validation accuracy 97.0%)" in md
     assert "report.html" in md
 
 
 def test_summary_markdown_says_when_distillation_hurt(run_factory: RunFactory) -> None:
     run_dir = run_factory()
-    summary = json.loads((run_dir / "summary.json").read_text())
-    summary["kd_gain"], summary["kd_gain_std"] = -0.9, 0.3
-    (run_dir / "summary.json").write_text(json.dumps(summary))
+    edit_summary(run_dir, kd_gain=-0.9, kd_gain_ci95=[-1.5, -0.3], kd_verdict="hurts")
     md = summary_markdown(load_run(run_dir))
-    assert "Distillation did not help" in md and "0.90 ± 0.30 percentage points less accurate" in md
+    assert "**Does distillation help?** Distillation hurts: the distilled student is 0.90 points less accurate" in md
+    assert "Distillation helps" not in md
+
+
+def test_summary_markdown_old_run(run_factory: RunFactory) -> None:
+    md = summary_markdown(load_run(run_factory(schema="old")))
+    assert "Distillation gain: the distilled student is +1.22 points more accurate" in md
+    assert "95 % confidence interval of the gain is unknown" in md
+    assert "Where distillation pays" not in md and "Teacher check" not in md and "Baseline recipe" not in md
+    assert "- **Teacher:** resnet-large, 2.35M params; accuracy: test 98.2%" in md
+
+
+def test_summary_markdown_final_stage_without_gain_curve(run_factory: RunFactory) -> None:
+    run_dir = run_factory()
+    edit_summary(run_dir, gain_curve=None)
+    md = summary_markdown(load_run(run_dir))
+    assert "Distillation helps" in md and "Where distillation pays" not in md
+    edit_summary(run_dir, gain_curve=DROP)
+    assert "Where distillation pays" not in summary_markdown(load_run(run_dir))
+
+
+def test_summary_markdown_shows_a_matching_teacher_check_prominently(run_factory: RunFactory) -> None:
+    run_dir = run_factory()
+    message = "teacher check: a cnn depth 1 width 16 student alone reaches the teacher (99.0% vs 99.0%)"
+    check = {"student": "cnn depth 1 width 16", "params": 26394, "epochs": 15, "student_val_accuracy": 0.99,
+             "teacher_val_accuracy": 0.99, "matches": True, "message": message}  # fmt: skip
+    edit_summary(run_dir, teacher_check=check)
+    md = summary_markdown(load_run(run_dir))
+    top = md.index("| model |")
+    assert md.index("> **Teacher check:** A cnn depth 1 width 16 student alone reaches the teacher") < top
+    assert "- **Teacher check:** the small student matches the teacher" in md
 
 
 def test_summary_markdown_interrupted_run(run_factory: RunFactory) -> None:
     md = summary_markdown(load_run(run_factory(summary="missing")))
     assert "no summary.json" in md and "Best validation accuracy so far: 97.0%" in md
-    assert "| teacher" not in md and "KD gain" not in md
+    assert "| teacher" not in md and "Does distillation help" not in md and "## Setup" not in md
+
+
+# --- setup facts -------------------------------------------------------------------------------------
+
+
+def test_setup_facts_from_the_new_schema() -> None:
+    summary = {
+        "teacher": {"arch": "resnet-large", "source": "cache", "params": 1_084_010, "train_accuracy": 1.0,
+                    "val_accuracy": 0.99, "test_accuracy": 0.985},
+        "teacher_check": {"student": "cnn depth 1 width 16", "params": 26394, "epochs": 15,
+                          "student_val_accuracy": 0.975, "teacher_val_accuracy": 0.99, "matches": False,
+                          "message": "teacher check: passed"},
+        "size_bound": {"max_params": 54200, "teacher_fraction": 0.05, "requested": "5%"},
+        "augmentation": {"dataset": "crop", "crop_padding": 1, "horizontal_flip": False, "teacher": True,
+                         "students": "crop+flip"},
+        "baseline": {"recipe": RECIPE, "search": {"trials": 10, "best_val_accuracy": 0.97}},
+    }  # fmt: skip
+    facts = {f.label: f.text for f in setup_facts(summary)}
+    assert list(facts) == ["teacher", "teacher check", "size bound", "augmentation", "baseline recipe"]
+    assert facts["teacher"] == (
+        "resnet-large, reused from the teacher cache, 1.08M params; accuracy: train 100.0%, validation 99.0%, "
+        "test 98.5% (train minus validation: 1.0 points; it has memorised its training set)"
+    )
+    assert facts["teacher check"] == (
+        "passed (the teacher is better than a small student): a cnn depth 1 width 16 student (26.4k params) "
+        "trained alone for 15 epochs reached 97.5% validation accuracy, against the teacher's 99.0%."
+    )
+    assert facts["size bound"] == "students up to 54.2k params, 5% of the teacher's 1.08M (requested: 5%)"
+    assert facts["augmentation"] == (
+        "dataset augmentation: crop (padding 1 px, no horizontal flip); teacher trained with it; students trained "
+        "with crop and horizontal flip"
+    )
+    assert facts["baseline recipe"] == (
+        "lr 0.05, weight decay 0.0005, batch size 64, augmentation off; tuned by its own search of 10 trials "
+        "(best validation accuracy 97.0%)"
+    )
+
+
+def test_setup_facts_degrade_for_old_and_partial_summaries() -> None:
+    assert setup_facts(None) == [] and setup_facts({}) == []
+    old = {"teacher": {"arch": "resnet-large", "params": 10, "test_accuracy": 0.9}, "baseline": {"arch": "cnn"}}
+    assert [(f.label, f.text) for f in setup_facts(old)] == [
+        ("teacher", "resnet-large, 10 params; accuracy: test 90.0%")
+    ]
+    partial = {
+        "teacher": {"arch": "t", "params": 1000, "train_accuracy": 0.95, "val_accuracy": 0.9},
+        "size_bound": {"max_params": 20},  # fraction computed from the teacher's size
+        "teacher_check": None,
+        "augmentation": {"dataset": "none", "students": "none"},
+    }
+    facts = {f.label: f.text for f in setup_facts(partial)}
+    assert facts["teacher"].endswith("(train minus validation: 5.0 points)")
+    assert facts["size bound"] == "students up to 20 params, 2% of the teacher's 1k"
+    assert facts["augmentation"] == "dataset augmentation: none; students trained without augmentation"
+    assert "teacher check" not in facts and "baseline recipe" not in facts
+
+
+def test_teacher_check_matching_uses_the_message_and_passing_says_so() -> None:
+    check = {"student": "cnn depth 1 width 16", "student_val_accuracy": 0.99, "teacher_val_accuracy": 0.99}
+    matching = teacher_check({"teacher_check": {**check, "matches": True, "message": "teacher check: too easy"}})
+    assert matching is not None and matching.matches and matching.message == "Too easy"
+    assert matching.text.startswith("the small student matches the teacher: a cnn depth 1 width 16 student trained")
+    without_message = teacher_check({"teacher_check": {**check, "matches": True}})
+    assert without_message is not None and without_message.message.startswith("The small student matches the teacher")
+    passing = teacher_check({"teacher_check": {**check, "matches": False}})
+    assert passing is not None and not passing.matches and passing.text.startswith("passed")
+    assert teacher_check({"teacher_check": None}) is None and teacher_check(None) is None

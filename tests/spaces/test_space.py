@@ -23,6 +23,7 @@ from spaces import (
     IntParam,
     SearchSpace,
     apply_overrides,
+    bound_space,
     default_space,
     smoke_space,
     suggest_config,
@@ -265,16 +266,25 @@ def test_default_families_are_the_registered_student_families() -> None:
     assert set(STUDENT_FAMILY_BOUNDS) == set(student_families())
 
 
-def test_every_corner_of_the_default_space_builds_a_small_student() -> None:
-    """The smallest and largest student of each family build, and stay under a tenth of the default teacher."""
-    from trainers.models import build_student, build_teacher, count_parameters
+def test_the_default_space_under_the_default_bound_spans_0_1_to_5_percent_of_the_teacher() -> None:
+    """With real parameter counts: every corner of the bounded default space fits 5 % of resnet-large,
+    the smallest student is about 0.1 % of it, and the largest comes close to the bound."""
+    from trainers.models import build_teacher, count_parameters, student_parameter_count
 
     teacher_params = count_parameters(build_teacher("resnet-large", 1, 10))
-    for family, bounds in default_space().families.items():
-        for depth in (bounds.depth.low, bounds.depth.high):
-            for width in (bounds.width.low, bounds.width.high):
-                params = count_parameters(build_student(family, depth, width, 1, 10))
-                assert 0 < params < teacher_params / 5, (family, depth, width, params)
+    bound = teacher_params // 20
+
+    def params_of(family: str, depth: int, width: int) -> int:
+        return student_parameter_count(family, depth, width, 1, 10)
+
+    space = bound_space(default_space(), params_of, bound)
+    sizes = [params_of(family, depth, width)
+             for family, bounds in space.families.items()
+             for depth in range(bounds.depth.low, bounds.depth.high + 1)
+             for width in (bounds.width.low, bounds.width_at(depth).high)]
+    assert max(sizes) <= bound
+    assert max(sizes) > 0.8 * bound
+    assert min(sizes) / teacher_params < 0.0011
 
 
 def test_spaces_imports_neither_torch_nor_ray() -> None:

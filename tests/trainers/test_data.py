@@ -16,6 +16,7 @@ from PIL import Image
 
 from trainers import data
 from trainers.data import (
+    AUGMENTATIONS,
     DATASETS,
     DatasetError,
     DatasetInfo,
@@ -100,13 +101,21 @@ def write_svhn(root: Path) -> None:
 
 
 def write_image_folder(
-    root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"), per_class: int = 10
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "fox"),
+    per_class: int = 10,
+    *,
+    shape: tuple[int, ...] = (12, 10, 3),
+    suffix: str = ".png",
+    dtype: type = np.uint8,
 ) -> None:
+    """`per_class` random images of numpy `shape` ((H, W) greyscale, (H, W, 3) colour) per class folder."""
+    high = np.iinfo(dtype).max + 1
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            pixels = RNG.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
+            pixels = RNG.integers(0, high, size=shape, dtype=dtype)
+            Image.fromarray(pixels).save(root / name / f"{shape}-{i}{suffix}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,8 +129,10 @@ def digits() -> TensorSplits:
 
 
 def test_digits_shapes_and_info(digits: TensorSplits) -> None:
-    assert digits.info == DatasetInfo("digits", (1, 8, 8), 10, crop_padding=0, horizontal_flip=False)
-    assert not digits.info.augmented
+    assert digits.info == DatasetInfo(
+        "digits", (1, 8, 8), 10, crop_padding=1, horizontal_flip=False, student_augment=False
+    )
+    assert digits.info.augmentation == "crop"
     sizes = digits.sizes()
     assert sum(sizes.values()) == 1797
     for split in ("train", "val", "test"):
@@ -255,6 +266,158 @@ def test_image_folder(tmp_path: Path) -> None:
     assert (splits.info.crop_padding, splits.info.horizontal_flip) == (2, True)
     assert splits.sizes() == {"train": 18, "val": 6, "test": 6}
     assert all(min(counts) >= 1 for counts in splits.class_counts().values())
+
+
+def test_image_folder_keeps_greyscale_and_size(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(28, 28))
+    splits = load_dataset("imagefolder", str(tmp_path))
+    assert splits.info.input_shape == (1, 28, 28) and splits.train_x.shape[1:] == (1, 28, 28)
+    assert len(splits.mean) == 1
+    # Greyscale: crop by 28 // 8 = 3 px, no mirror images (characters and scans are not symmetric).
+    assert (splits.info.augmentation, splits.info.crop_padding) == ("crop", 3)
+    assert splits.info.student_augment
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_image_folder_keeps_colour_and_size(tmp_path: Path, suffix: str) -> None:
+    write_image_folder(tmp_path, shape=(12, 20, 3), suffix=suffix)
+    splits = load_dataset("imagefolder", str(tmp_path))
+    # Height 12, width 20: numpy's (H, W) order, not Pillow's (W, H).
+    assert splits.info.input_shape == (3, 12, 20) and splits.val_x.shape[1:] == (3, 12, 20)
+    assert (splits.info.augmentation, splits.info.crop_padding) == ("crop+flip", 1)
+
+
+def test_image_folder_pixels_are_read_as_they_are(tmp_path: Path) -> None:
+    for name, level in (("dark", 0), ("light", 200)):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.new("L", (6, 4), level).save(tmp_path / name / f"{i}.png")
+    splits = load_dataset("imagefolder", str(tmp_path), val_fraction=0.2, test_fraction=0.2)
+    assert splits.info.input_shape == (1, 4, 6)
+    assert splits.mean == pytest.approx((100 / 255,), abs=1e-6)
+
+
+def test_image_folder_with_one_colour_image_is_colour(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(8, 8))
+    Image.fromarray(RNG.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)).save(tmp_path / "cat" / "rgb.png")
+    Image.new("LA", (8, 8), (90, 10)).save(tmp_path / "dog" / "alpha.png")
+    splits = load_dataset("imagefolder", str(tmp_path))
+    assert splits.info.input_shape == (3, 8, 8)
+    # Greyscale images are repeated into the three channels, so most images have equal channels.
+    x = torch.cat([splits.train_x, splits.val_x, splits.test_x])
+    raw = x * torch.tensor(splits.std).view(1, 3, 1, 1) + torch.tensor(splits.mean).view(1, 3, 1, 1)
+    equal = [torch.allclose(image, image[:1].expand_as(image), atol=1e-5) for image in raw]
+    assert sum(equal) == len(x) - 1
+
+
+def test_one_band_modes_with_or_without_alpha_stay_greyscale(tmp_path: Path) -> None:
+    for name, level in (("a", 10), ("b", 240)):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.new("LA", (5, 5), (level, 128)).save(tmp_path / name / f"{i}.png")
+        Image.new("1", (5, 5), 1).save(tmp_path / name / "bilevel.png")
+        Image.new("L", (5, 5), level).save(tmp_path / name / "plain.jpg")
+    assert load_dataset("imagefolder", str(tmp_path)).info.input_shape == (1, 5, 5)
+
+
+def test_palette_images_are_colour(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(6, 6))
+    Image.new("RGB", (6, 6), (200, 20, 20)).convert("P").save(tmp_path / "fox" / "red.gif")
+    assert load_dataset("imagefolder", str(tmp_path)).info.input_shape == (3, 6, 6)
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path: Path) -> None:
+    for name, level in (("dark", 0), ("mid", 128 * 257)):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((4, 4), level, dtype=np.uint16)).save(tmp_path / name / f"{i}.png")
+    splits = load_dataset("imagefolder", str(tmp_path))
+    assert splits.info.input_shape == (1, 4, 4)
+    # Half the images at 0 and half at mid-grey: the 16-bit level 32896 is 8-bit 128, not clipped to 255.
+    assert splits.mean == pytest.approx((64 / 255,), abs=1e-6)
+
+
+def test_image_folder_of_mixed_sizes_takes_the_most_common(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(10, 14), per_class=6)
+    write_image_folder(tmp_path, shape=(20, 20), per_class=2)
+    splits = load_dataset("imagefolder", str(tmp_path))
+    assert splits.info.input_shape == (1, 10, 14)
+    assert sum(splits.sizes().values()) == 24
+
+
+def test_equally_common_sizes_go_to_the_larger() -> None:
+    assert data._common_size([(4, 4), (8, 6), (4, 4), (8, 6), (2, 2)]) == (8, 6)
+
+
+def test_image_size_resizes_to_a_square(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(28, 28), per_class=5)
+    write_image_folder(tmp_path, shape=(12, 20, 3), per_class=5)
+    splits = load_dataset("imagefolder", str(tmp_path), image_size=7)
+    assert splits.info.input_shape == (3, 7, 7) and splits.test_x.shape[1:] == (3, 7, 7)
+    assert (splits.info.augmentation, splits.info.crop_padding) == ("crop+flip", 1)
+
+
+def test_image_size_only_applies_to_image_folders() -> None:
+    message = error_of("digits", image_size=16)
+    assert "only to imagefolder" in message and "leave image_size out" in message
+
+
+def test_image_size_below_one(tmp_path: Path) -> None:
+    write_image_folder(tmp_path)
+    assert "image_size must be at least 1" in error_of("imagefolder", tmp_path, image_size=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The augment choice
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("augment", "crop_padding", "flip"),
+    [("auto", 4, False), ("none", 0, False), ("crop", 4, False), ("crop+flip", 4, True), (" Crop+Flip ", 4, True)],
+)
+def test_augment_choices_on_svhn(tmp_path: Path, augment: str, crop_padding: int, flip: bool) -> None:
+    write_svhn(tmp_path)
+    info = load_dataset("svhn", str(tmp_path), augment=augment).info
+    assert (info.crop_padding, info.horizontal_flip) == (crop_padding, flip)
+    assert info.student_augment
+
+
+@pytest.mark.parametrize(
+    ("augment", "augmentation", "crop_padding"),
+    [("auto", "crop", 1), ("none", "none", 0), ("crop", "crop", 1), ("crop+flip", "crop+flip", 1)],
+)
+def test_augment_choices_on_digits(augment: str, augmentation: str, crop_padding: int) -> None:
+    info = load_dataset("digits", max_train_samples=100, augment=augment).info
+    assert (info.augmentation, info.crop_padding) == (augmentation, crop_padding)
+    # Whether students augment stays the dataset's default whatever the recipe.
+    assert not info.student_augment
+
+
+def test_augment_choices_on_cifar10(tmp_path: Path) -> None:
+    write_cifar10(tmp_path)
+    infos = {augment: load_dataset("cifar10", str(tmp_path), augment=augment).info for augment in AUGMENTATIONS}
+    assert {augment: info.augmentation for augment, info in infos.items()} == {
+        "auto": "crop+flip", "none": "none", "crop": "crop", "crop+flip": "crop+flip"
+    }
+    assert infos["crop"].crop_padding == infos["auto"].crop_padding == 4
+
+
+def test_crop_without_a_recipe_pads_an_eighth(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(24, 40, 3))
+    splits = load_dataset("imagefolder", str(tmp_path), augment="none")
+    assert (splits.info.crop_padding, splits.info.horizontal_flip) == (0, False)
+    assert not splits.info.augmented
+    # The recipe's own padding: an eighth of the shorter side.
+    assert load_dataset("imagefolder", str(tmp_path), augment="crop").info.crop_padding == 3
+    assert data._with_augmentation(splits.info, "crop").crop_padding == 3
+    assert data._with_augmentation(splits.info, "crop+flip").augmentation == "crop+flip"
+
+
+def test_unknown_augment_names_the_choices() -> None:
+    message = error_of("digits", augment="flip")
+    assert "unknown augment 'flip'" in message and "auto, none, crop, crop+flip" in message
+    assert "did you mean 'crop+flip'" in message
 
 
 def test_download_is_skipped_when_files_are_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,9 +562,9 @@ def distinct_images(batch: int = 64) -> torch.Tensor:
     return torch.arange(1, 37, dtype=torch.float32).view(1, 1, 6, 6).repeat(batch, 1, 1, 1)
 
 
-def shifted(image: torch.Tensor, dy: int, dx: int, padding: int) -> torch.Tensor:
-    """The crop at offset (dy, dx) of the zero-padded image, by plain slicing (independent of the module)."""
-    padded = torch.nn.functional.pad(image, (padding,) * 4)
+def shifted(image: torch.Tensor, dy: int, dx: int, padding: int, fill: float = 0.0) -> torch.Tensor:
+    """The crop at offset (dy, dx) of the image padded with `fill`, by plain slicing (independent of the module)."""
+    padded = torch.nn.functional.pad(image, (padding,) * 4, value=fill)
     return padded[..., dy : dy + image.shape[-2], dx : dx + image.shape[-1]]
 
 
@@ -442,9 +605,43 @@ def test_crop_shifts_content_within_the_padding() -> None:
     assert len(used) > 10 and used != {(2, 2)}
 
 
-def test_augment_is_a_no_op_for_digits(digits: TensorSplits) -> None:
-    batch = digits.train_x[:16]
-    assert augment_batch(batch, digits.info) is batch
+def test_crop_pads_with_the_background_not_zero() -> None:
+    images = distinct_images()
+    out = augment_batch(images, CROP_ONLY, torch.Generator().manual_seed(0), background=(-7.0,))
+    offsets = [(dy, dx) for dy in range(5) for dx in range(5)]
+    for o, i in zip(out, images, strict=True):
+        assert sum(torch.equal(o, shifted(i, *offset, padding=2, fill=-7.0)) for offset in offsets) == 1
+    assert (out == -7.0).any() and not (out == 0).any()
+
+
+def test_background_is_per_channel() -> None:
+    images = torch.ones(32, 3, 6, 6)
+    background = (-1.5, -2.5, -3.5)
+    out = augment_batch(images, CROP_ONLY, torch.Generator().manual_seed(1), background=background)
+    for channel, value in enumerate(background):
+        assert set(out[:, channel].unique().tolist()) == {1.0, value}
+
+
+def test_background_of_a_dataset_is_a_normalised_zero_pixel(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, shape=(8, 8, 3))
+    splits = load_dataset("imagefolder", str(tmp_path))
+    mean, std = torch.tensor(splits.mean), torch.tensor(splits.std)
+    assert torch.allclose(torch.tensor(splits.background), (0 - mean) / std)
+    assert all(value < 0 for value in splits.background)
+    # Crop at the padded image's top-left corner: the first 2 rows and columns are all padding, which
+    # must un-normalise to a black raw 0 pixel (zero padding would un-normalise to the mean instead).
+    images = splits.train_x
+    corner = torch.zeros(2, len(images), dtype=torch.long)
+    out = data._crop_at(images, corner, padding=2, background=splits.background)
+    raw = out * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)
+    assert raw[:, :, :2, :].abs().max() < 1e-5 and raw[:, :, :, :2].abs().max() < 1e-5
+    assert torch.equal(out[:, :, 2:, 2:], images[:, :, :-2, :-2])
+
+
+def test_augment_is_a_no_op_without_augmentation() -> None:
+    plain = load_dataset("digits", max_train_samples=100, augment="none")
+    batch = plain.train_x[:16]
+    assert augment_batch(batch, plain.info) is batch
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def small() -> TensorSplits:
 @pytest.fixture(scope="module")
 def augmented(small: TensorSplits) -> TensorSplits:
     """``small`` with a random crop (padding 1): every batch differs, so a teacher must run online."""
-    return dataclasses.replace(small, info=dataclasses.replace(small.info, crop_padding=1))
+    return dataclasses.replace(small, info=dataclasses.replace(small.info, crop_padding=1, student_augment=True))
 
 
 @pytest.fixture(scope="module")

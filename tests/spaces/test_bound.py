@@ -1,0 +1,88 @@
+"""The size bound: ``bound_space`` keeps exactly the students that fit, and the sampler proposes no other."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from spaces import ChoiceParam, FamilyBounds, IntParam, SearchSpace, baseline_space, bound_space, suggest_config
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+FAMILIES = {
+    "cnn": FamilyBounds(depth=IntParam(1, 3), width=IntParam(2, 32, step=2)),
+    "wide": FamilyBounds(depth=IntParam(1, 2), width=IntParam(16, 64, step=16)),
+}
+SPACE = SearchSpace(families=FAMILIES)
+
+
+def params_of(family: str, depth: int, width: int) -> int:
+    """A stand-in count that, like the real families, grows with depth and width."""
+    return depth * width * width * (10 if family == "wide" else 1)
+
+
+def test_each_depth_keeps_the_widths_that_fit_and_nothing_else() -> None:
+    bounded = bound_space(SPACE, params_of, max_params=400)
+    cnn = bounded.families["cnn"]
+    # depth 1: 20*20 = 400 fits, 22*22 does not; depth 2: 14*14*2 = 392; depth 3: 10*10*3 = 300 (12: 432)
+    assert cnn.max_width == {1: 20, 2: 14, 3: 10}
+    assert [cnn.width_at(depth).high for depth in (1, 2, 3)] == [20, 14, 10]
+    assert "wide" not in bounded.families  # 16*16*10 = 2,560 already at its smallest
+    assert bounded.metadata["max_params"] == 400
+
+
+def test_depths_without_a_fitting_width_are_cut() -> None:
+    bounded = bound_space(SPACE, params_of, max_params=10)  # depth 2: 2*2*2 = 8 fits; depth 3: 3*2*2 = 12 does not
+    assert bounded.families["cnn"].depth == IntParam(1, 2)
+    assert bounded.families["cnn"].max_width == {1: 2, 2: 2}
+
+
+@pytest.mark.parametrize("sampler", [optuna.samplers.RandomSampler(seed=0), optuna.samplers.TPESampler(seed=0)],
+                         ids=["random", "tpe"])
+def test_no_proposed_student_is_over_the_bound(sampler: optuna.samplers.BaseSampler) -> None:
+    bounded = bound_space(SPACE, params_of, max_params=700)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    sizes = []
+    for _ in range(80):
+        trial = study.ask()
+        config = suggest_config(trial, bounded, teacher_family=None)
+        sizes.append(params_of(config["family"], config["depth"], config["width"]))
+        study.tell(trial, float(config["width"]))  # reward width: TPE pushes against the bound
+    assert max(sizes) <= 700
+    assert max(sizes) > 500  # the bound is reached, not just respected
+    assert {params_of("cnn", 1, 2), params_of("cnn", 2, 2)} & set(sizes)  # and small students are proposed too
+
+
+def test_a_bound_nothing_meets_names_the_smallest_student() -> None:
+    with pytest.raises(ValueError, match=r"no student in the space has at most 3 parameters: the smallest, "
+                                         r"cnn depth 1 width 2, has 4"):
+        bound_space(SPACE, params_of, max_params=3)
+
+
+def test_baseline_space_fixes_the_architecture_and_samples_no_kd_parameter() -> None:
+    space = baseline_space(SPACE, "cnn", 2, 8, augment_choices=(False, True))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    configs = []
+    for _ in range(20):
+        trial = study.ask()
+        configs.append(suggest_config(trial, space, teacher_family="cnn"))
+        study.tell(trial, 0.5)
+    for config in configs:
+        assert (config["family"], config["depth"], config["width"], config["alpha"]) == ("cnn", 2, 8, 0.0)
+        assert set(config) == {"family", "depth", "width", "alpha", "lr", "weight_decay", "batch_size", "augment"}
+    assert {config["augment"] for config in configs} == {False, True}
+    assert space.augment == ChoiceParam((False, True)) and not space.distills
+
+
+def test_augment_is_searched_only_when_the_space_asks() -> None:
+    trial = optuna.create_study().ask()
+    assert "augment" not in suggest_config(trial, SPACE, teacher_family=None)
+    with pytest.raises(ValueError, match="augment choices must be true or false"):
+        SearchSpace(families=FAMILIES, augment=ChoiceParam(("yes",)))
+
+
+def test_mixed_log_scales_across_families_are_refused() -> None:
+    mixed = {"cnn": FamilyBounds(depth=IntParam(1, 2), width=IntParam(4, 32, log=True)),
+             "resnet": FamilyBounds(depth=IntParam(1, 2), width=IntParam(4, 32))}
+    with pytest.raises(ValueError, match="width must be on a log scale for every family or for none"):
+        SearchSpace(families=mixed)

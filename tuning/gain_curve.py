@@ -1,0 +1,59 @@
+"""Where distillation pays: the student sizes the final stage measures the KD gain at.
+
+The sizes come from the search's Pareto front (validation accuracy against parameters, all under the
+size bound), spread evenly on a log scale from its smallest to its largest member, with the winner's
+architecture always among them (its runs are already there).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Arch = tuple[str, int, int]  # (family, depth, width)
+ARCH_KEYS = ("family", "depth", "width")
+
+
+def arch_of(config: dict[str, Any]) -> Arch:
+    """The (family, depth, width) of a trial configuration."""
+    return config["family"], int(config["depth"]), int(config["width"])
+
+
+def with_arch(config: dict[str, Any], arch: Arch, teacher_family: str | None) -> dict[str, Any]:
+    """``config`` for another architecture; inheriting teacher weights stays only within the teacher's family."""
+    changed = {**config, **dict(zip(ARCH_KEYS, arch, strict=True))}
+    if arch[0] != teacher_family:
+        changed.pop("init_from_teacher", None)
+    return changed
+
+
+def spread_by_size(sizes: list[int], count: int, keep: int) -> list[int]:
+    """Indices of up to ``count`` entries of ``sizes`` (increasing, distinct) spread evenly on a log scale.
+
+    Index ``keep`` is always chosen, then the smallest and the largest (as far as ``count`` allows);
+    the others are the entries nearest to evenly spaced log-sizes. Returned in increasing order.
+    """
+    if count >= len(sizes):
+        return list(range(len(sizes)))
+    chosen = {keep}
+    for end in (0, len(sizes) - 1):
+        if len(chosen) < count:
+            chosen.add(end)
+    low, high = math.log(sizes[0]), math.log(sizes[-1])
+    targets = [low + (high - low) * step / (count - 1) for step in range(1, count - 1)]
+    # The targets farthest from what is chosen are the gaps that matter most.
+    for target in sorted(targets, key=lambda t: min(abs(t - math.log(sizes[i])) for i in chosen), reverse=True):
+        if len(chosen) >= count:
+            break
+        free = [i for i in range(len(sizes)) if i not in chosen]
+        chosen.add(min(free, key=lambda i: abs(math.log(sizes[i]) - target)))
+    return sorted(chosen)
+
+
+def curve_architectures(front: list[dict[str, Any]], winner: Arch, winner_params: int, count: int) -> list[Arch]:
+    """Up to ``count`` distinct architectures of the Pareto ``front`` records plus the winner, by size."""
+    sizes: dict[Arch, int] = {arch_of(record["config"]): int(record["params"]) for record in front}
+    sizes[winner] = winner_params
+    ordered = sorted(sizes, key=lambda arch: (sizes[arch], arch))
+    picked = spread_by_size([sizes[arch] for arch in ordered], count, ordered.index(winner))
+    return [ordered[index] for index in picked]
