@@ -5,7 +5,7 @@
 
 Part 1 runs the real search (Ray Tune + OptunaSearch + ASHA + the final stage) and prints
 ``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.25.
-It also prints the end-to-end wall time (target: under 180 s on 2 cores with the teacher cached).
+It also prints the end-to-end wall time (target: under 240 s on 2 cores with the teacher cached).
 
 Part 2 measures, side by side in one run, the per-trial scheduling overhead of Ray Tune function
 trainables with and without ``reuse_actors`` on a trainable that does a fixed small amount of work.
@@ -29,7 +29,7 @@ from ray.tune.logger import JsonLoggerCallback  # noqa: E402
 
 from tuning import build_spec, run  # noqa: E402
 
-TARGET_RATIO, TARGET_TOTAL_S = 1.25, 180.0
+TARGET_RATIO, TARGET_TOTAL_S = 1.25, 240.0
 
 
 def bench_search(budget: int, results_dir: str) -> None:
@@ -48,7 +48,9 @@ def bench_search(budget: int, results_dir: str) -> None:
           f"{'pass' if ratio <= TARGET_RATIO else 'FAIL'})")
     print(f"  end-to-end wall {wall:.1f} s, summary total_s {timings['total_s']:.1f} s  "
           f"(target < {TARGET_TOTAL_S:.0f} s: {'pass' if wall < TARGET_TOTAL_S else 'FAIL'})")
-    print(f"  kd_gain {outcome.summary['kd_gain']:+.2f} ± {outcome.summary['kd_gain_std']:.2f} points")
+    low, high = outcome.summary["kd_gain_ci95"]
+    print(f"  kd_gain {outcome.summary['kd_gain']:+.2f} points, 95% CI [{low:+.2f}, {high:+.2f}]: "
+          f"{outcome.summary['kd_verdict']}")
 
 
 def _fixed_work(config: dict) -> None:

@@ -191,11 +191,17 @@ class RunRecorder(tune.Callback):
 
 def describe_config(config: dict[str, Any]) -> str:
     """A short human description of a trial configuration."""
-    parts = [f"{config.get('family')} d{config.get('depth')} w{config.get('width')}",
-             f"alpha {config.get('alpha', 0):.2f}", f"T {config.get('temperature', 1):.1f}"]
-    if config.get("feature_loss", "none") != "none":
-        parts.append(f"{config['feature_loss']} beta {config.get('beta', 0):.2g}")
-    parts.append(f"k {config.get('distill_interval', 1)}")
+    parts = [f"{config.get('family')} d{config.get('depth')} w{config.get('width')}"]
+    if "temperature" not in config:  # a run without a teacher (the baseline's search): its recipe
+        parts += [f"lr {config.get('lr', 0):.2g}", f"wd {config.get('weight_decay', 0):.1g}",
+                  f"batch {config.get('batch_size')}"]
+    else:
+        parts += [f"alpha {config.get('alpha', 0):.2f}", f"T {config.get('temperature', 1):.1f}"]
+        if config.get("feature_loss", "none") != "none":
+            parts.append(f"{config['feature_loss']} beta {config.get('beta', 0):.2g}")
+        parts.append(f"k {config.get('distill_interval', 1)}")
+    if "augment" in config:
+        parts.append("augmented" if config["augment"] else "plain")
     return ", ".join(parts)
 
 

@@ -20,7 +20,7 @@ FAULT_RULES = ",".join(f"{kind}:weight_decay={value}" for kind, value in FAULT_W
 
 # Tiny but real: Ray Tune + OptunaSearch + the distillation loop on digits.
 SMALL = {"epochs": 2, "scheduler": "none", "top_k": 1, "final_seeds": 1, "finetune_epochs": 0,
-         "max_train_samples": 300}
+         "max_train_samples": 300, "baseline_budget": 2, "gain_curve": 0}
 
 
 @pytest.fixture(scope="session")

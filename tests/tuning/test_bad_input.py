@@ -77,6 +77,20 @@ CASES = {
     "more GPUs per trial than the cluster has": (lambda tmp: ["--gpus-per-trial", "4"],
                                                  "--gpus-per-trial 4 is more than the 0 GPUs"),
     "results dir not writable": (lambda tmp: ["--results-dir", _file(tmp) + "/results"], "not a folder"),
+    "max params no student meets": (lambda tmp: ["--max-params", "100"], "--max-params 100 is too small"),
+    "max params percentage no student meets": (lambda tmp: ["--max-params", "0.01%"],
+                                               "(0.01% of the teacher's 1,084,010) is too small"),
+    "max params not a count": (lambda tmp: ["--max-params", "5 percent"], "--max-params must be a parameter count"),
+    "max params over 100 percent": (lambda tmp: ["--max-params", "150%"], "--max-params must be"),
+    "unknown augment": (lambda tmp: ["--augment", "crop+flp"], "'crop+flip'"),
+    "gain curve of one size": (lambda tmp: ["--gain-curve", "1"], "--gain-curve needs at least 2"),
+    "image size zero": (lambda tmp: ["--image-size", "0"], "--image-size must be at least 1"),
+    "image size for a fixed-size dataset": (lambda tmp: ["--image-size", "16"], "applies only to imagefolder"),
+    "space file mixed log scales": (lambda tmp: ["--space", _space(tmp, "families: {cnn: {width: {low: 4, high: 16, "
+                                                                        "log: true}}, resnet: {}}")],
+                                    "log scale for every family"),
+    "space file augment not boolean": (lambda tmp: ["--space", _space(tmp, "augment: [0, 2]")],
+                                       "augment choices must be true or false"),
 }
 
 

@@ -21,7 +21,8 @@ from tuning.journal import open_study
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--epochs", "4", "--scheduler", "none", "--max-train-samples", "300", "--top-k", "1",
-         "--final-seeds", "1", "--finetune-epochs", "0", "--max-concurrent", "2", "--run-name", "resumed"]
+         "--final-seeds", "1", "--finetune-epochs", "0", "--max-concurrent", "2", "--run-name", "resumed",
+         "--baseline-budget", "2", "--gain-curve", "0"]
 
 
 def _command(results: Path, budget: int, *extra: str) -> list[str]:

@@ -157,3 +157,75 @@ def test_same_seed_gives_the_same_final_metrics_on_cpu(teacher_cache: Path, teac
     assert strip[0] == strip[1]
     for key in ("student", "baseline"):
         assert first.summary[key]["test_accuracies"] == again.summary[key]["test_accuracies"]
+
+
+@pytest.fixture(scope="module")
+def quality_run(ray_cluster: None, teacher_cache: Path, teacher_checkpoint: str) -> RunOutcome:
+    """A small run with every part of the KD verdict: 2 seeds, the baseline's own search, a 3-size gain curve."""
+    return small_search(teacher_cache, "quality", budget=6, epochs=3, top_k=2, final_seeds=2, gain_curve=3,
+                        baseline_budget=3, max_params="4000", teacher_checkpoint=teacher_checkpoint)
+
+
+def test_summary_has_the_kd_verdict_with_its_interval(quality_run: RunOutcome) -> None:
+    summary = json.loads((quality_run.run_dir / "summary.json").read_text())
+    student, baseline = summary["student"], summary["baseline"]
+    per_seed = [100 * (s - b) for s, b in zip(student["test_accuracies"], baseline["test_accuracies"], strict=True)]
+    assert summary["kd_gain_per_seed"] == pytest.approx(per_seed)
+    assert summary["kd_gain"] == pytest.approx(sum(per_seed) / 2)
+    low, high = summary["kd_gain_ci95"]
+    assert low <= summary["kd_gain"] <= high
+    assert summary["kd_verdict"] == ("helps" if low > 0 else "hurts" if high < 0 else "no detectable difference")
+    assert summary["test_resolution_points"] == pytest.approx(100 / summary["dataset"]["test"])
+    assert "kd_gain_std" not in summary
+
+
+def test_the_baseline_is_the_winner_under_its_own_searched_recipe(quality_run: RunOutcome) -> None:
+    summary = quality_run.summary
+    baseline_records = _records(quality_run.run_dir / "baseline")
+    assert len(baseline_records) == 3 == summary["baseline"]["search"]["budget"]
+    winner = summary["student"]["arch_config"]
+    for record in baseline_records:
+        config = record["config"]
+        assert (config["family"], config["depth"], config["width"]) == (winner["family"], winner["depth"],
+                                                                        winner["width"])
+        assert config["alpha"] == 0.0 and "temperature" not in config and "feature_loss" not in config
+        assert isinstance(config["augment"], bool)
+    best = max((r for r in baseline_records if r["state"] == "COMPLETE"), key=lambda r: r["val_accuracy"])
+    assert summary["baseline"]["recipe"] == {key: best["config"][key]
+                                             for key in ("lr", "weight_decay", "batch_size", "augment")}
+    assert summary["baseline"]["search"]["best_val_accuracy"] == best["val_accuracy"]
+
+
+def test_no_trial_is_spent_on_a_student_over_the_bound(quality_run: RunOutcome) -> None:
+    summary = quality_run.summary
+    assert summary["size_bound"]["max_params"] == 4000 and summary["size_bound"]["requested"] == "4000"
+    params = [record["params"] for record in _records(quality_run.run_dir)]
+    assert len(params) == 6 and max(params) <= 4000
+    assert summary["student"]["params"] <= 4000
+
+
+def test_the_gain_curve_spans_the_front_and_is_drawn(quality_run: RunOutcome) -> None:
+    summary = quality_run.summary
+    curve = summary["gain_curve"]
+    assert 2 <= len(curve) <= 3
+    assert [entry["params"] for entry in curve] == sorted(entry["params"] for entry in curve)
+    assert summary["student"]["arch"] in [entry["arch"] for entry in curve]
+    for entry in curve:
+        assert entry["params"] <= 4000
+        assert entry["teacher_fraction"] == pytest.approx(entry["params"] / summary["teacher"]["params"])
+        assert len(entry["kd_test_accuracies"]) == len(entry["baseline_test_accuracies"]) == 2
+        assert entry["gain"] == pytest.approx(100 * (entry["kd_test_mean"] - entry["baseline_test_mean"]))
+        assert entry["gain_ci95"][0] <= entry["gain"] <= entry["gain_ci95"][1]
+    html = (quality_run.run_dir / "report.html").read_text()
+    assert 'id="fig-gain_curve"' in html
+
+
+def test_teacher_check_and_setup_are_in_the_summary(quality_run: RunOutcome) -> None:
+    summary = quality_run.summary
+    check = summary["teacher_check"]
+    assert check["teacher_val_accuracy"] == summary["teacher"]["val_accuracy"]
+    assert check["matches"] == (check["student_val_accuracy"] >= check["teacher_val_accuracy"])
+    assert check["message"].startswith("teacher check: ")
+    assert 0.0 < summary["teacher"]["train_accuracy"] <= 1.0
+    assert summary["augmentation"] == {"dataset": "crop", "crop_padding": 1, "horizontal_flip": False,
+                                       "teacher": True, "students": "none"}

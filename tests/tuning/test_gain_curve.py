@@ -1,0 +1,45 @@
+"""Which student sizes the gain curve measures, and how a recipe moves to another architecture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuning.gain_curve import arch_of, curve_architectures, spread_by_size, with_arch
+
+SIZES = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 50_000]
+
+
+def test_spread_covers_smallest_to_largest_on_a_log_scale() -> None:
+    # log-even targets between 1,000 and 50,000: 3,684 and 13,572 -> 4,000 and 16,000
+    assert spread_by_size(SIZES, 4, keep=6) == [0, 2, 4, 6]
+
+
+def test_the_kept_entry_is_always_chosen() -> None:
+    assert spread_by_size(SIZES, 4, keep=3) == [0, 2, 3, 6]
+    assert 3 in spread_by_size(SIZES, 2, keep=3)
+    assert len(spread_by_size(SIZES, 2, keep=3)) == 2
+
+
+def test_fewer_entries_than_asked_are_all_taken() -> None:
+    assert spread_by_size([1_000, 2_000], 4, keep=1) == [0, 1]
+
+
+def _record(family: str, depth: int, width: int, params: int) -> dict[str, Any]:
+    return {"config": {"family": family, "depth": depth, "width": width, "alpha": 0.5}, "params": params}
+
+
+def test_curve_architectures_are_distinct_sorted_and_include_the_winner() -> None:
+    front = [_record("cnn", 1, 3, 1_100), _record("cnn", 1, 3, 1_100), _record("cnn", 1, 8, 6_900),
+             _record("mobilenet", 1, 16, 21_800), _record("cnn", 2, 12, 42_400), _record("cnn", 1, 24, 51_000)]
+    chosen = curve_architectures(front, ("mobilenet", 2, 8), 20_300, count=4)
+    assert ("mobilenet", 2, 8) in chosen
+    assert chosen[0] == ("cnn", 1, 3) and chosen[-1] == ("cnn", 1, 24)
+    assert len(chosen) == len(set(chosen)) == 4
+
+
+def test_a_recipe_moves_to_another_architecture() -> None:
+    config = {"family": "resnet", "depth": 1, "width": 8, "alpha": 0.7, "init_from_teacher": True}
+    assert arch_of(config) == ("resnet", 1, 8)
+    assert with_arch(config, ("resnet", 2, 4), teacher_family="resnet") == {**config, "depth": 2, "width": 4}
+    moved = with_arch(config, ("cnn", 1, 8), teacher_family="resnet")
+    assert moved == {"family": "cnn", "depth": 1, "width": 8, "alpha": 0.7}  # no teacher weights to inherit
