@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--storage-path", help="shared folder for the Ray Tune experiment (cluster runs); default the run folder")
     add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
     add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")
-    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 3, 0 skips it)")
+    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 2, 0 skips it)")
     add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 5)")
     add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
                              "(default 5%%)")
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--image-size", type=int, help="resize imagefolder images to this square size (default: their own size)")
     add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
                                             "(default max(8, budget / 5))")
-    add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 4, "
+    add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "
                                        "0 skips it)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
     add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")

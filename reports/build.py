@@ -105,7 +105,9 @@ def figure_sections(records: RunRecords) -> list[Section]:
         (
             "gain_curve",
             "Where distillation pays",
-            "The same comparison repeated for students of several sizes, smallest first. Top: the gain of the "
+            "The same comparison repeated for students of several sizes, smallest first; at every size both "
+            "students train with the baseline's tuned recipe and the distilled one adds the winner's KD terms, "
+            "so the teacher's signal is the only difference. Top: the gain of the "
             "distilled student over the same student trained alone, in percentage points, with its 95 % "
             "confidence interval over paired seeds (green: helps, grey: no detectable difference, red: "
             "hurts). Bottom: both students' mean test accuracy, and the teacher's as a dashed line.",

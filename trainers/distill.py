@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.data import TensorSplits, augment_batch
+from trainers.data import TensorSplits, augment_views
 from trainers.losses import HintRegressor, attention_loss, hint_loss, kd_loss
 from trainers.models import build_student, count_parameters, init_from_teacher
 from trainers.teacher import Teacher
@@ -276,9 +276,9 @@ class _TrainingLoop:
 
     def _loss(self, indices: torch.Tensor, kd_step: bool) -> torch.Tensor:
         images, labels = self.data.train_x[indices], self.data.train_y[indices]
-        augmented = self.augmented
-        if augmented:
-            images = augment_batch(images, self.data.info, self.augment_generator, self.background)
+        views = None
+        if self.augmented:
+            images, views = augment_views(images, self.data.info, self.augment_generator, self.background)
         if not kd_step:
             return F.cross_entropy(self.student(images), labels)
         assert self.teacher is not None
@@ -287,8 +287,8 @@ class _TrainingLoop:
             logits, student_features = self.student.forward_features(images)
         else:
             logits, student_features = self.student(images), []
-        signal = self.teacher.signal(images, None if augmented else indices, self.config.feature_loss
-                                     if wants_features else "none")
+        signal = self.teacher.signal(images, indices, self.config.feature_loss if wants_features else "none",
+                                     views=views)
         config = self.config
         loss = (1 - config.alpha) * F.cross_entropy(logits, labels)
         if config.alpha > 0:

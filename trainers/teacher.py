@@ -2,22 +2,31 @@
 
 Without augmentation every trial reads the teacher's logits (and attention maps / hint features)
 for a batch from these cached tensors by index, so a KD step costs no teacher forward at all.
-With augmentation the inputs differ each step and the teacher runs online, on KD steps only.
+With augmentation the views are finite ((2p + 1)^2 crops, times 2 with flips): where the teacher's
+logits on every view of every training image fit the bounds below, they are cached too and looked up
+by (view, index); otherwise, and for feature losses on augmented views, the teacher runs online on the
+views the student sees, on KD steps only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from trainers.data import DatasetInfo, render_view, view_count
 from trainers.losses import teacher_attention_maps
 
 OUTPUT_BATCH_SIZE = 512
 # Hint features (the teacher's last stage) are cached only below this size; above it they are
 # recomputed online, which costs time but never exhausts memory.
 MAX_CACHED_HINT_BYTES = 256 * 2**20
+# Per-view logits are cached only when computing them costs at most this many image forwards (views x
+# training images; digits: 9 x 1,077) and they take at most this much memory; above, the teacher runs online.
+MAX_VIEW_FORWARDS = 200_000
+MAX_VIEW_LOGIT_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -36,10 +45,12 @@ class TeacherOutputs:
     logits: torch.Tensor
     attention_maps: list[torch.Tensor]
     hint_features: torch.Tensor | None
+    view_logits: torch.Tensor | None = None  # (views, N, classes): logits on every augmented view
 
     def to(self, device: torch.device | str) -> TeacherOutputs:
         hint = self.hint_features.to(device) if self.hint_features is not None else None
-        return TeacherOutputs(self.logits.to(device), [m.to(device) for m in self.attention_maps], hint)
+        views = self.view_logits.to(device) if self.view_logits is not None else None
+        return TeacherOutputs(self.logits.to(device), [m.to(device) for m in self.attention_maps], hint, views)
 
 
 class Teacher:
@@ -53,20 +64,32 @@ class Teacher:
         self.outputs = outputs
 
     @classmethod
-    def with_cached_outputs(cls, model: nn.Module, name: str, train_images: torch.Tensor) -> Teacher:
-        """Wrap ``model`` and compute its outputs on ``train_images`` once."""
-        return cls(model, name, compute_outputs(model, train_images))
+    def with_cached_outputs(cls, model: nn.Module, name: str, train_images: torch.Tensor,
+                            views_of: DatasetInfo | None = None, background: Sequence[float] | None = None) -> Teacher:
+        """Wrap ``model`` and compute its outputs on ``train_images`` once; with ``views_of`` (the dataset's
+        augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows."""
+        outputs = compute_outputs(model, train_images)
+        if views_of is not None and views_of.augmented and fits_view_cache(views_of, train_images):
+            outputs.view_logits = compute_view_logits(model, train_images, views_of, background)
+        return cls(model, name, outputs)
 
     def to(self, device: torch.device | str) -> Teacher:
         outputs = self.outputs.to(device) if self.outputs is not None else None
         return Teacher(self.model.to(device), self.name, outputs)
 
-    def signal(self, images: torch.Tensor, indices: torch.Tensor | None, feature_loss: str) -> TeacherSignal:
+    def signal(self, images: torch.Tensor, indices: torch.Tensor | None, feature_loss: str,
+               views: torch.Tensor | None = None) -> TeacherSignal:
         """The teacher's view of a batch: cached rows when ``indices`` are given, else a forward pass.
 
-        ``indices`` index the training split and must be ``None`` when ``images`` were augmented.
+        ``indices`` index the training split. For augmented ``images``, ``views`` holds each image's view
+        id (``augment_views``): cached per-view logits answer a logits-only request, anything else runs
+        the teacher on ``images``. Pass ``indices=None`` to force the forward pass.
         """
         cached = self.outputs
+        if views is not None:
+            if indices is not None and cached is not None and cached.view_logits is not None and feature_loss == "none":
+                return TeacherSignal(logits=cached.view_logits[views, indices])
+            indices = None
         if indices is not None and cached is not None and (
                 feature_loss != "hint" or cached.hint_features is not None):
             return TeacherSignal(
@@ -92,6 +115,23 @@ class Teacher:
         with torch.no_grad():
             _, features = self.model.forward_features(probe)
         return int(features[-1].shape[1])
+
+
+def fits_view_cache(info: DatasetInfo, train_images: torch.Tensor) -> bool:
+    """Whether per-view logits for ``info``'s augmentation are within the forward and memory bounds."""
+    views = view_count(info) * len(train_images)
+    return views <= MAX_VIEW_FORWARDS and views * info.num_classes * 4 <= MAX_VIEW_LOGIT_BYTES
+
+
+def compute_view_logits(model: nn.Module, images: torch.Tensor, info: DatasetInfo,
+                        background: Sequence[float] | None) -> torch.Tensor:
+    """The teacher's logits on every view of every image, as a (views, N, classes) tensor."""
+    model.eval()
+    with torch.no_grad():
+        return torch.stack([
+            torch.cat([model(render_view(images[start:start + OUTPUT_BATCH_SIZE], info, view, background))
+                       for start in range(0, len(images), OUTPUT_BATCH_SIZE)])
+            for view in range(view_count(info))])
 
 
 def compute_outputs(model: nn.Module, images: torch.Tensor) -> TeacherOutputs:

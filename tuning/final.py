@@ -8,7 +8,8 @@
    seeds, with the same finetuning rule.
 4. Teacher, baseline and student are evaluated once on the held-out test split and measured; the
    gain is the mean paired per-seed difference with its 95 % interval and verdict (``tuning.verdict``).
-5. The gain curve: the same comparison at 3-4 student sizes across the Pareto front (``tuning.gain_curve``).
+5. The gain curve: the same comparison at 3-4 student sizes across the Pareto front, both arms on the
+   baseline's tuned recipe, the distilled one adding the winner's KD terms (``tuning.gain_curve``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from trainers import (
     measure,
 )
 from trainers.models import build_from_arch
-from tuning.gain_curve import Arch, arch_of, curve_architectures, with_arch
+from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
 from tuning.verdict import paired_gain, resolution_points
@@ -106,7 +107,7 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
 
 EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
-                "kd_gain_per_seed": None, "gain_curve": None, "final": None}
+                "kd_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None, "final": None}
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -156,15 +157,16 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     winner_id = max(runs, key=lambda trial_id: mean_std([r.val_accuracy for r in runs[trial_id]])[0])
     winner = runs[winner_id]
     winner_config = winner[0].config
-    curve = _curve_plan(spec, records, winner, teacher_family)
-    # The curve's distilled students train while the baseline's recipe is searched.
-    curve_kd = {arch: tasks.launch(with_arch(winner_config, arch, teacher_family)) for arch in curve
-                if arch != arch_of(winner_config)}
     baseline_search = search_baseline(winner_config)
     baseline_config = baseline_search.pop("config")
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
     baseline_pending = tasks.launch(baseline_config)
-    curve_baseline = {arch: tasks.launch(with_arch(baseline_config, arch, None)) for arch in curve_kd}
+    curve = _curve_plan(spec, records, winner, teacher_family)
+    curve_configs = {arch: curve_recipes(winner_config, baseline_config, arch, teacher_family) for arch in curve}
+    curve_kd = {arch: tasks.launch(kd) for arch, (kd, _) in curve_configs.items()}
+    # At the winner's size the curve's baseline is the baseline itself.
+    curve_baseline = {arch: tasks.launch(base) for arch, (_, base) in curve_configs.items()
+                      if arch != arch_of(winner_config)}
     baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
     result["baseline"]["recipe"] = {key: baseline_config.get(key) for key in RECIPE_KEYS}
@@ -172,6 +174,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
         result["gain_curve"] = _gain_curve(curve, winner, baseline, curve_kd, curve_baseline, data, teacher)
+        result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
+                                       "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
         result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
     result["final"] = {
@@ -199,7 +203,8 @@ def _curve_plan(spec: SearchSpec, records: list[dict[str, Any]], winner: list[Se
     if spec.gain_curve == 0:
         return []
     winner_arch = arch_of(winner[0].config)
-    return curve_architectures(pareto_front(records), winner_arch, count_parameters(_model(winner[0])),
+    others = [r for r in records if r["state"] != FAILED and r["params"]]
+    return curve_architectures(pareto_front(records), others, winner_arch, count_parameters(_model(winner[0])),
                                spec.gain_curve)
 
 
@@ -209,7 +214,7 @@ def _gain_curve(curve: list[Arch], winner: list[SeedRun], baseline: list[SeedRun
     teacher_params = count_parameters(teacher.model)
     entries = []
     for arch in curve:
-        kd_runs = winner if arch == arch_of(winner[0].config) else ray.get(curve_kd[arch])
+        kd_runs = ray.get(curve_kd[arch])
         baseline_runs = baseline if arch == arch_of(winner[0].config) else ray.get(curve_baseline[arch])
         kd_tests = [_test_accuracy(run, data) for run in kd_runs]
         baseline_tests = [_test_accuracy(run, data) for run in baseline_runs]

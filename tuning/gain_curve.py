@@ -1,8 +1,13 @@
-"""Where distillation pays: the student sizes the final stage measures the KD gain at.
+"""Where distillation pays: the student sizes the final stage measures the KD gain at, and their recipes.
 
 The sizes come from the search's Pareto front (validation accuracy against parameters, all under the
-size bound), spread evenly on a log scale from its smallest to its largest member, with the winner's
-architecture always among them (its runs are already there).
+size bound; other trials' sizes fill in when the front has too few), spread evenly on a log scale from
+the smallest to the largest, with the winner's architecture always among them.
+
+At every size both arms train with the baseline's tuned optimisation recipe (lr, weight decay, batch
+size, augmentation: found without a teacher, so it favours neither arm), and the distilled arm adds
+the winner's KD terms. The teacher's signal is then the only difference, and a recipe tuned for one
+size (a learning rate, say) cannot decide the comparison at another.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 Arch = tuple[str, int, int]  # (family, depth, width)
 ARCH_KEYS = ("family", "depth", "width")
+KD_KEYS = ("alpha", "temperature", "feature_loss", "beta", "distill_interval", "init_from_teacher")
 
 
 def arch_of(config: dict[str, Any]) -> Arch:
@@ -25,6 +31,14 @@ def with_arch(config: dict[str, Any], arch: Arch, teacher_family: str | None) ->
     if arch[0] != teacher_family:
         changed.pop("init_from_teacher", None)
     return changed
+
+
+def curve_recipes(kd_config: dict[str, Any], baseline_config: dict[str, Any], arch: Arch,
+                  teacher_family: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (distilled, baseline) configurations at ``arch``: the baseline's recipe, plus the KD terms."""
+    baseline = with_arch(baseline_config, arch, None)
+    kd_terms = {key: kd_config[key] for key in KD_KEYS if key in kd_config}
+    return with_arch({**baseline, **kd_terms}, arch, teacher_family), baseline
 
 
 def spread_by_size(sizes: list[int], count: int, keep: int) -> list[int]:
@@ -50,10 +64,14 @@ def spread_by_size(sizes: list[int], count: int, keep: int) -> list[int]:
     return sorted(chosen)
 
 
-def curve_architectures(front: list[dict[str, Any]], winner: Arch, winner_params: int, count: int) -> list[Arch]:
-    """Up to ``count`` distinct architectures of the Pareto ``front`` records plus the winner, by size."""
+def curve_architectures(front: list[dict[str, Any]], others: list[dict[str, Any]], winner: Arch, winner_params: int,
+                        count: int) -> list[Arch]:
+    """Up to ``count`` distinct architectures of the Pareto ``front`` records plus the winner, by size;
+    the ``others`` records (the rest of the search) add sizes when the front has fewer than ``count``."""
     sizes: dict[Arch, int] = {arch_of(record["config"]): int(record["params"]) for record in front}
     sizes[winner] = winner_params
+    if len(sizes) < count:
+        sizes |= {arch_of(r["config"]): int(r["params"]) for r in others if arch_of(r["config"]) not in sizes}
     ordered = sorted(sizes, key=lambda arch: (sizes[arch], arch))
     picked = spread_by_size([sizes[arch] for arch in ordered], count, ordered.index(winner))
     return [ordered[index] for index in picked]

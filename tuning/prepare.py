@@ -6,6 +6,7 @@ nothing half-written (DESIGN.md, data flow step 2).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import ray
 import torch
 
-from spaces import SearchSpace, bound_space
+from spaces import ChoiceParam, SearchSpace, bound_space
 from trainers import (
     DatasetError,
     Teacher,
@@ -31,6 +32,7 @@ from trainers import (
     student_parameter_count,
 )
 from trainers.models import UnknownModelError, build_teacher
+from trainers.teacher import fits_view_cache
 from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import check_teacher
 
@@ -165,6 +167,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     teacher_params = (count_parameters(teacher_result.model) if teacher_result is not None
                       else check_teacher_name(spec, data))
     space, max_params = bounded_space(spec, data, teacher_params)
+    space = without_idle_interval(space, data)
     teacher_seconds = time.perf_counter() - started
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
@@ -191,12 +194,26 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     )
 
 
+def without_idle_interval(space: SearchSpace, data: TensorSplits) -> SearchSpace:
+    """``distill_interval`` fixed to 1 when every trial reads cached teacher outputs (unless the user set it).
+
+    The interval exists to skip teacher forwards; with the outputs cached a KD step costs what a plain
+    step does, so a larger interval only withholds the teacher's signal and spends trials finding that out.
+    """
+    if _student_augmentation(data, space) != "none" or "distill_interval" in space.metadata.get("overridden", ()):
+        return space
+    return dataclasses.replace(space, distill_interval=ChoiceParam((1,)))
+
+
 def _shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace) -> Teacher:
-    """The teacher for every trial, with its outputs on the plain training images cached when some
-    trial trains on them (augmented trials run the teacher online on the same views they see)."""
-    if _student_augmentation(data, space) in ("none", "searched"):
-        return Teacher.with_cached_outputs(result.model, result.name, data.train_x)
-    return Teacher(result.model, result.name)
+    """The teacher for every trial: its outputs on the plain training images cached when some trial
+    trains on them, and its logits on every augmented view where they fit (``trainers.teacher``);
+    otherwise augmented trials run it online on the views they see."""
+    views_fit = data.info.augmented and fits_view_cache(data.info, data.train_x)
+    if not views_fit and _student_augmentation(data, space) not in ("none", "searched"):
+        return Teacher(result.model, result.name)
+    return Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
+                                       background=data.background)
 
 
 def _student_augmentation(data: TensorSplits, space: SearchSpace) -> str:

@@ -59,7 +59,7 @@ class SearchSpec:
     storage_path: str | None = None
     time_budget: float | None = None
     smoke: bool = False
-    top_k: int = 3
+    top_k: int = 2
     final_seeds: int = 5
     finetune_epochs: int = 5
     max_train_samples: int | None = None
@@ -70,7 +70,7 @@ class SearchSpec:
     augment: str = "auto"
     image_size: int | None = None
     baseline_budget: int | None = None
-    gain_curve: int = 4
+    gain_curve: int = 3
 
     @property
     def baseline_trials(self) -> int:
@@ -141,7 +141,7 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_choice(flags.get("scheduler", "asha"), SCHEDULERS, "--scheduler")
     _check_choice(flags.get("objective", "accuracy"), OBJECTIVES, "--objective")
     _check_choice(flags.get("augment", "auto"), AUGMENTATIONS, "--augment")
-    if flags.get("gain_curve", 4) == 1:
+    if flags.get("gain_curve", 3) == 1:
         raise UserError("--gain-curve needs at least 2 student sizes to draw a curve; give 2 or more, or 0 to skip it")
     if "max_params" in flags:
         flags["max_params"] = str(flags["max_params"]).strip()

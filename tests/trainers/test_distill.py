@@ -27,6 +27,7 @@ from trainers import (
     finetune,
     load_dataset,
 )
+from trainers.data import augment_views
 from trainers.files import atomic_torch_save, safe_torch_load
 from trainers.teacher import TeacherSignal
 
@@ -97,10 +98,12 @@ class _SignalCounter:
         self.teacher, self.original, self.calls = teacher, teacher.signal, 0
         self.indices_given: list[bool] = []
 
-    def __call__(self, images: torch.Tensor, indices: torch.Tensor | None, feature_loss: str) -> TeacherSignal:
+    def __call__(self, images: torch.Tensor, indices: torch.Tensor | None, feature_loss: str,
+                 views: torch.Tensor | None = None) -> TeacherSignal:
         self.calls += 1
-        self.indices_given.append(indices is not None)
-        return self.original(images, indices, feature_loss)
+        # Rows of the plain images' cache can answer only un-augmented batches (views is None).
+        self.indices_given.append(indices is not None and views is None)
+        return self.original(images, indices, feature_loss, views=views)
 
     def __enter__(self) -> _SignalCounter:
         self.teacher.signal = self  # type: ignore[method-assign]
@@ -425,3 +428,36 @@ def test_evaluate_matches_a_direct_computation_and_keeps_the_mode(small: TensorS
         logits = model(small.val_x)
     assert accuracy == pytest.approx((logits.argmax(1) == small.val_y).float().mean().item())
     assert loss == pytest.approx(F.cross_entropy(logits, small.val_y).item(), rel=1e-5)
+
+
+def test_per_view_logits_are_the_teacher_on_each_augmented_view(teacher_model: nn.Module,
+                                                                 augmented: TensorSplits) -> None:
+    """The cached logits of (view, image) equal a forward pass on that image as ``augment_views`` made it."""
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
+                                          background=augmented.background)
+    assert teacher.outputs is not None and teacher.outputs.view_logits is not None
+    assert tuple(teacher.outputs.view_logits.shape) == (9, len(augmented.train_y), 10)
+    indices = torch.arange(64)
+    images, views = augment_views(augmented.train_x[indices], augmented.info, torch.Generator().manual_seed(5),
+                                  augmented.background)
+    assert len(set(views.tolist())) > 3
+    cached = teacher.signal(images, indices, "none", views=views).logits
+    with torch.no_grad():
+        online = teacher_model(images)
+    torch.testing.assert_close(cached, online, atol=1e-5, rtol=1e-5)
+
+
+def test_kd_on_augmented_views_with_per_view_logits_runs_no_teacher_forward(teacher_model: nn.Module,
+                                                                            augmented: TensorSplits) -> None:
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
+                                          background=augmented.background)
+    forwards = []
+    hook = teacher.model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        with_cache = distill(SMALL, augmented, teacher)
+    finally:
+        hook.remove()
+    assert forwards == []
+    online = distill(SMALL, augmented, Teacher(teacher_model, "cnn-test"))
+    for cached_epoch, online_epoch in zip(with_cache.history, online.history, strict=True):
+        assert cached_epoch.train_loss == pytest.approx(online_epoch.train_loss, rel=1e-4)

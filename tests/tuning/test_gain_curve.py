@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuning.gain_curve import arch_of, curve_architectures, spread_by_size, with_arch
+from tuning.gain_curve import arch_of, curve_architectures, curve_recipes, spread_by_size, with_arch
 
 SIZES = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 50_000]
 
@@ -31,10 +31,30 @@ def _record(family: str, depth: int, width: int, params: int) -> dict[str, Any]:
 def test_curve_architectures_are_distinct_sorted_and_include_the_winner() -> None:
     front = [_record("cnn", 1, 3, 1_100), _record("cnn", 1, 3, 1_100), _record("cnn", 1, 8, 6_900),
              _record("mobilenet", 1, 16, 21_800), _record("cnn", 2, 12, 42_400), _record("cnn", 1, 24, 51_000)]
-    chosen = curve_architectures(front, ("mobilenet", 2, 8), 20_300, count=4)
+    others = [_record("resnet", 1, 4, 5_100)]
+    chosen = curve_architectures(front, others, ("mobilenet", 2, 8), 20_300, count=4)
     assert ("mobilenet", 2, 8) in chosen
     assert chosen[0] == ("cnn", 1, 3) and chosen[-1] == ("cnn", 1, 24)
     assert len(chosen) == len(set(chosen)) == 4
+    assert ("resnet", 1, 4) not in chosen  # the front has enough sizes
+
+
+def test_other_trials_fill_a_short_front() -> None:
+    front = [_record("cnn", 2, 7, 15_000)]
+    others = [_record("cnn", 1, 3, 1_100), _record("cnn", 1, 8, 6_900), _record("cnn", 2, 7, 15_000),
+              _record("cnn", 1, 20, 36_000)]
+    chosen = curve_architectures(front, others, ("cnn", 2, 7), 15_000, count=3)
+    assert chosen == [("cnn", 1, 3), ("cnn", 2, 7), ("cnn", 1, 20)]
+
+
+def test_curve_recipes_share_the_baseline_recipe_and_differ_by_the_kd_terms() -> None:
+    kd = {"family": "resnet", "depth": 1, "width": 7, "alpha": 0.6, "temperature": 5.0, "feature_loss": "none",
+          "lr": 0.02, "weight_decay": 2e-5, "batch_size": 128, "distill_interval": 1, "init_from_teacher": True}
+    baseline = {"family": "resnet", "depth": 1, "width": 7, "alpha": 0.0, "lr": 0.25, "weight_decay": 1e-5,
+                "batch_size": 64, "augment": False}
+    distilled, alone = curve_recipes(kd, baseline, ("cnn", 1, 4), teacher_family="resnet")
+    assert alone == {**baseline, "family": "cnn", "width": 4}
+    assert distilled == {**alone, "alpha": 0.6, "temperature": 5.0, "feature_loss": "none", "distill_interval": 1}
 
 
 def test_a_recipe_moves_to_another_architecture() -> None:

@@ -1,0 +1,63 @@
+"""What ``tuning.prepare`` derives from the flags before Ray starts: data as asked, the bounded space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from spaces import ChoiceParam
+from trainers import student_parameter_count
+from tuning import build_spec
+from tuning.prepare import augmentation_summary, bounded_space, check_teacher_name, load_data, without_idle_interval
+
+
+@pytest.mark.parametrize(("augment", "expected"), [("auto", "crop"), ("none", "none"), ("crop", "crop"),
+                                                   ("crop+flip", "crop+flip")])
+def test_every_augment_value_reaches_the_data(augment: str, expected: str, tmp_path: Path) -> None:
+    data = load_data(build_spec(augment=augment, results_dir=str(tmp_path)))
+    assert data.info.augmentation == expected
+
+
+def test_image_size_resizes_an_image_folder_and_keeps_its_channels(tmp_path: Path) -> None:
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for index in range(10):
+            Image.new("L", (28, 28), color=index * 20).save(tmp_path / "images" / label / f"{index}.png")
+    spec = build_spec(dataset="imagefolder", data_dir=str(tmp_path / "images"), image_size=16,
+                      results_dir=str(tmp_path))
+    data = load_data(spec)
+    assert data.info.input_shape == (1, 16, 16)
+    assert augmentation_summary(data, spec.space)["dataset"] == "crop"  # grayscale: no flips
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("5%", 54_200), ("20000", 20_000), ("0.5%", 5_420)])
+def test_max_params_as_a_count_or_a_share_of_the_teacher(flag: str, expected: int, tmp_path: Path) -> None:
+    spec = build_spec(max_params=flag, results_dir=str(tmp_path))
+    data = load_data(spec)
+    teacher_params = check_teacher_name(spec, data)
+    assert teacher_params == 1_084_010
+    space, max_params = bounded_space(spec, data, teacher_params)
+    assert max_params == expected
+    for family, bounds in space.families.items():
+        for depth in range(bounds.depth.low, bounds.depth.high + 1):
+            widest = bounds.width_at(depth).high
+            assert student_parameter_count(family, depth, widest, 1, 10) <= expected
+            assert widest == bounds.width.high or student_parameter_count(family, depth, widest + 1, 1, 10) > expected
+
+
+def test_distill_interval_is_fixed_only_when_every_trial_reads_cached_outputs(tmp_path: Path) -> None:
+    spec = build_spec(results_dir=str(tmp_path))
+    digits = load_data(spec)  # students on plain images: outputs cached
+    assert without_idle_interval(spec.space, digits).distill_interval == ChoiceParam((1,))
+    searched = build_spec(results_dir=str(tmp_path), space_file=_space_file(tmp_path, "augment: [false, true]"))
+    assert without_idle_interval(searched.space, digits).distill_interval == spec.space.distill_interval
+    chosen = build_spec(results_dir=str(tmp_path), space_file=_space_file(tmp_path, "distill_interval: [1, 4]"))
+    assert without_idle_interval(chosen.space, digits).distill_interval == ChoiceParam((1, 4))
+
+
+def _space_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / f"space-{abs(hash(text))}.yaml"
+    path.write_text(text)
+    return str(path)
