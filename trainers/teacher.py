@@ -3,9 +3,8 @@
 Without augmentation every trial reads the teacher's logits (and attention maps / hint features)
 for a batch from these cached tensors by index, so a KD step costs no teacher forward at all.
 With augmentation the views are finite ((2p + 1)^2 crops, times 2 with flips): where the teacher's
-logits on every view of every training image fit the bounds below, they are cached too and looked up
-by (view, index); otherwise, and for feature losses on augmented views, the teacher runs online on the
-views the student sees, on KD steps only.
+outputs on every view of every training image fit the bounds below, they are cached too and looked up
+by (view, index); otherwise the teacher runs online on the views the student sees, on KD steps only.
 """
 
 from __future__ import annotations
@@ -23,10 +22,11 @@ OUTPUT_BATCH_SIZE = 512
 # Hint features (the teacher's last stage) are cached only below this size; above it they are
 # recomputed online, which costs time but never exhausts memory.
 MAX_CACHED_HINT_BYTES = 256 * 2**20
-# Per-view logits are cached only when computing them costs at most this many image forwards (views x
-# training images; digits: 9 x 1,077) and they take at most this much memory; above, the teacher runs online.
+# Per-view outputs are cached only when computing them costs at most this many image forwards (views x
+# training images; digits: 9 x 1,077) and the logits take at most this much memory; above, the teacher
+# runs online. Per-view feature maps (attention, hint) are kept while all of them fit the same budget.
 MAX_VIEW_FORWARDS = 200_000
-MAX_VIEW_LOGIT_BYTES = 256 * 2**20
+MAX_VIEW_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -45,12 +45,28 @@ class TeacherOutputs:
     logits: torch.Tensor
     attention_maps: list[torch.Tensor]
     hint_features: torch.Tensor | None
-    view_logits: torch.Tensor | None = None  # (views, N, classes): logits on every augmented view
+    # The same outputs on every augmented view, each tensor with a leading view dimension: (views, N, ...).
+    per_view: TeacherOutputs | None = None
 
     def to(self, device: torch.device | str) -> TeacherOutputs:
         hint = self.hint_features.to(device) if self.hint_features is not None else None
-        views = self.view_logits.to(device) if self.view_logits is not None else None
-        return TeacherOutputs(self.logits.to(device), [m.to(device) for m in self.attention_maps], hint, views)
+        per_view = self.per_view.to(device) if self.per_view is not None else None
+        return TeacherOutputs(self.logits.to(device), [m.to(device) for m in self.attention_maps], hint, per_view)
+
+    def answers(self, feature_loss: str) -> bool:
+        """Whether these cached outputs hold what a step with ``feature_loss`` needs."""
+        if feature_loss == "attention":
+            return bool(self.attention_maps)
+        return feature_loss != "hint" or self.hint_features is not None
+
+    def rows(self, rows: tuple[torch.Tensor, ...], feature_loss: str) -> TeacherSignal:
+        """The cached signal at ``rows`` (``(indices,)``, or ``(views, indices)`` for per-view outputs)."""
+        return TeacherSignal(
+            logits=self.logits[rows],
+            attention_maps=[maps[rows] for maps in self.attention_maps] if feature_loss == "attention" else None,
+            hint_feature=self.hint_features[rows] if feature_loss == "hint" and self.hint_features is not None
+            else None,
+        )
 
 
 class Teacher:
@@ -70,7 +86,7 @@ class Teacher:
         augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows."""
         outputs = compute_outputs(model, train_images)
         if views_of is not None and views_of.augmented and fits_view_cache(views_of, train_images):
-            outputs.view_logits = compute_view_logits(model, train_images, views_of, background)
+            outputs.per_view = compute_view_outputs(model, train_images, views_of, background)
         return cls(model, name, outputs)
 
     def to(self, device: torch.device | str) -> Teacher:
@@ -87,17 +103,11 @@ class Teacher:
         """
         cached = self.outputs
         if views is not None:
-            if indices is not None and cached is not None and cached.view_logits is not None and feature_loss == "none":
-                return TeacherSignal(logits=cached.view_logits[views, indices])
-            indices = None
-        if indices is not None and cached is not None and (
-                feature_loss != "hint" or cached.hint_features is not None):
-            return TeacherSignal(
-                logits=cached.logits[indices],
-                attention_maps=[maps[indices] for maps in cached.attention_maps]
-                if feature_loss == "attention" else None,
-                hint_feature=cached.hint_features[indices] if feature_loss == "hint" else None,
-            )
+            per_view = cached.per_view if cached is not None else None
+            if indices is not None and per_view is not None and per_view.answers(feature_loss):
+                return per_view.rows((views, indices), feature_loss)
+        elif indices is not None and cached is not None and cached.answers(feature_loss):
+            return cached.rows((indices,), feature_loss)
         with torch.no_grad():
             if feature_loss == "none":
                 return TeacherSignal(logits=self.model(images))
@@ -120,18 +130,29 @@ class Teacher:
 def fits_view_cache(info: DatasetInfo, train_images: torch.Tensor) -> bool:
     """Whether per-view logits for ``info``'s augmentation are within the forward and memory bounds."""
     views = view_count(info) * len(train_images)
-    return views <= MAX_VIEW_FORWARDS and views * info.num_classes * 4 <= MAX_VIEW_LOGIT_BYTES
+    return views <= MAX_VIEW_FORWARDS and views * info.num_classes * 4 <= MAX_VIEW_BYTES
 
 
-def compute_view_logits(model: nn.Module, images: torch.Tensor, info: DatasetInfo,
-                        background: Sequence[float] | None) -> torch.Tensor:
-    """The teacher's logits on every view of every image, as a (views, N, classes) tensor."""
-    model.eval()
-    with torch.no_grad():
-        return torch.stack([
-            torch.cat([model(render_view(images[start:start + OUTPUT_BATCH_SIZE], info, view, background))
-                       for start in range(0, len(images), OUTPUT_BATCH_SIZE)])
-            for view in range(view_count(info))])
+def compute_view_outputs(model: nn.Module, images: torch.Tensor, info: DatasetInfo,
+                         background: Sequence[float] | None) -> TeacherOutputs:
+    """The teacher's outputs on every view of every image, stacked on a leading view dimension.
+
+    Feature maps are dropped (the teacher then runs online for feature losses on augmented views)
+    when they would take more than ``MAX_VIEW_BYTES`` in all.
+    """
+    per_view = [compute_outputs(model, render_view(images, info, view, background)) for view in range(view_count(info))]
+    first = per_view[0]
+    feature_bytes = len(per_view) * sum(t.numel() * t.element_size() for t in
+                                        [*first.attention_maps, *([first.hint_features] if first.hint_features
+                                                                  is not None else [])])
+    keep_features = feature_bytes <= MAX_VIEW_BYTES
+    hints_kept = keep_features and all(outputs.hint_features is not None for outputs in per_view)
+    return TeacherOutputs(
+        logits=torch.stack([outputs.logits for outputs in per_view]),
+        attention_maps=[torch.stack(stage) for stage in zip(*(o.attention_maps for o in per_view), strict=True)]
+        if keep_features else [],
+        hint_features=torch.stack([o.hint_features for o in per_view]) if hints_kept else None,
+    )
 
 
 def compute_outputs(model: nn.Module, images: torch.Tensor) -> TeacherOutputs:

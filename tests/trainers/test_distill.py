@@ -430,34 +430,42 @@ def test_evaluate_matches_a_direct_computation_and_keeps_the_mode(small: TensorS
     assert loss == pytest.approx(F.cross_entropy(logits, small.val_y).item(), rel=1e-5)
 
 
-def test_per_view_logits_are_the_teacher_on_each_augmented_view(teacher_model: nn.Module,
-                                                                 augmented: TensorSplits) -> None:
-    """The cached logits of (view, image) equal a forward pass on that image as ``augment_views`` made it."""
+@pytest.mark.parametrize("feature_loss", ["none", "attention", "hint"])
+def test_per_view_outputs_are_the_teacher_on_each_augmented_view(teacher_model: nn.Module, augmented: TensorSplits,
+                                                                 feature_loss: str) -> None:
+    """The cached outputs of (view, image) equal a forward pass on that image as ``augment_views`` made it."""
     teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
                                           background=augmented.background)
-    assert teacher.outputs is not None and teacher.outputs.view_logits is not None
-    assert tuple(teacher.outputs.view_logits.shape) == (9, len(augmented.train_y), 10)
+    assert teacher.outputs is not None and teacher.outputs.per_view is not None
+    assert tuple(teacher.outputs.per_view.logits.shape) == (9, len(augmented.train_y), 10)
     indices = torch.arange(64)
     images, views = augment_views(augmented.train_x[indices], augmented.info, torch.Generator().manual_seed(5),
                                   augmented.background)
     assert len(set(views.tolist())) > 3
-    cached = teacher.signal(images, indices, "none", views=views).logits
-    with torch.no_grad():
-        online = teacher_model(images)
-    torch.testing.assert_close(cached, online, atol=1e-5, rtol=1e-5)
+    cached = teacher.signal(images, indices, feature_loss, views=views)
+    online = teacher.signal(images, None, feature_loss)  # no indices: a forward pass on the views themselves
+    torch.testing.assert_close(cached.logits, online.logits, atol=1e-5, rtol=1e-5)
+    if feature_loss == "attention":
+        for cached_maps, online_maps in zip(cached.attention_maps, online.attention_maps, strict=True):
+            torch.testing.assert_close(cached_maps, online_maps, atol=1e-5, rtol=1e-5)
+    if feature_loss == "hint":
+        torch.testing.assert_close(cached.hint_feature, online.hint_feature, atol=1e-5, rtol=1e-5)
 
 
-def test_kd_on_augmented_views_with_per_view_logits_runs_no_teacher_forward(teacher_model: nn.Module,
-                                                                            augmented: TensorSplits) -> None:
+@pytest.mark.parametrize("feature_loss", ["none", "hint"])
+def test_kd_on_augmented_views_with_per_view_outputs_runs_no_teacher_forward(teacher_model: nn.Module,
+                                                                            augmented: TensorSplits,
+                                                                            feature_loss: str) -> None:
     teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
                                           background=augmented.background)
+    config = dataclasses.replace(SMALL, feature_loss=feature_loss, beta=1.0 if feature_loss != "none" else 0.0)
     forwards = []
     hook = teacher.model.register_forward_hook(lambda *_: forwards.append(1))
     try:
-        with_cache = distill(SMALL, augmented, teacher)
+        with_cache = distill(config, augmented, teacher)
     finally:
         hook.remove()
     assert forwards == []
-    online = distill(SMALL, augmented, Teacher(teacher_model, "cnn-test"))
+    online = distill(config, augmented, Teacher(teacher_model, "cnn-test"))
     for cached_epoch, online_epoch in zip(with_cache.history, online.history, strict=True):
         assert cached_epoch.train_loss == pytest.approx(online_epoch.train_loss, rel=1e-4)
