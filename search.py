@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "or imagefolder")
     add("--data-dir", help="folder holding the dataset files (or the class folders for imagefolder)")
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
-    add("--teacher", help="teacher architecture to train once and cache (default resnet-large)")
+    add("--teacher", help="teacher architecture to train once and cache (default cnn-large on digits, "
+                          "resnet-large elsewhere)")
     add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
     add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 60; the "
                                            "best validation epoch is kept)")
@@ -54,7 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--storage-path", help="shared folder for the Ray Tune experiment (cluster runs); default the run folder")
     add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
     add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")
-    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage (default 2, 0 skips it)")
+    add("--top-k", type=int, help="configurations re-trained over seeds in the final stage, the best of each "
+                              "architecture (default 3, 0 skips it)")
     add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 5)")
     add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
                              "(default 5%%)")

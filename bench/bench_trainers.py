@@ -161,7 +161,7 @@ def main() -> None:
     cached_teacher = Teacher.with_cached_outputs(teacher_result.model, TEACHER, data.train_x)
     cache_seconds = time.perf_counter() - started
     online_teacher = Teacher(teacher_result.model, TEACHER)  # no outputs: every KD step runs the model
-    augmented = dataclasses.replace(data, info=dataclasses.replace(data.info, crop_padding=1))
+    augmented = dataclasses.replace(data, info=dataclasses.replace(data.info, crop_padding=1, student_augment=True))
 
     kd, kd_online = kd_config(args.epochs), kd_config(args.online_epochs)
     cached_jobs = [distill_job(kd, data, cached_teacher), distill_job(kd.without_teacher(), data, None)]

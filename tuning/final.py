@@ -1,8 +1,10 @@
 """The final stage (DESIGN.md step 4): re-check the best configurations, finetune, compare, export.
 
-1. The top-k configurations by validation accuracy are re-trained for the full epoch budget over
-   several seeds, as Ray tasks; the winner is the best validation mean (never a test number).
-2. The winner is finetuned on hard labels at a low lr, kept per seed only if validation does not drop.
+1. The top-k configurations by validation accuracy (the best of each student architecture) are
+   re-trained for the full epoch budget over several seeds, as Ray tasks; the winner is the best
+   validation mean (never a test number).
+2. The winner (chosen before finetuning) is finetuned on hard labels at a low lr, kept per seed only if
+   validation does not drop.
 3. The baseline is the same student architecture without the teacher, under its own best recipe (a
    small Ray Tune + Optuna search of lr, weight decay, batch size and augmentation), over the same
    seeds, with the same finetuning rule.
@@ -57,13 +59,18 @@ class SeedRun:
     finetuned: bool = False
 
 
-def top_configs(records: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
-    """The ``top_k`` finished trials by validation accuracy, full-length trials first, distinct configs."""
+def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "config") -> list[dict[str, Any]]:
+    """The ``top_k`` finished trials by validation accuracy, full-length trials first.
+
+    ``distinct="config"`` skips repeated configurations; ``distinct="arch"`` keeps the best trial of each
+    student architecture, so the final stage re-checks different students, not near-copies of one
+    that a single lucky validation score put first (one validation image is worth a fraction of a point).
+    """
     scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None]
     scored.sort(key=lambda r: (r["state"] == COMPLETE, r["val_accuracy"]), reverse=True)
     chosen, seen = [], set()
     for record in scored:
-        key = repr(sorted(record["config"].items()))
+        key = arch_of(record["config"]) if distinct == "arch" else repr(sorted(record["config"].items()))
         if key not in seen:
             seen.add(key)
             chosen.append(record)
@@ -82,25 +89,36 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def train_seed(config: dict[str, Any], seed: int, epochs: int, finetune_epochs: int, data: TensorSplits,
-               teacher: Teacher | None, threads: int) -> SeedRun:
-    """Train ``config`` with ``seed``, then finetune it, keeping the finetuned weights only if val holds."""
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
+
+
+def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits, teacher: Teacher | None,
+               threads: int) -> SeedRun:
+    """Train ``config`` with ``seed`` for ``epochs`` (a Ray task of the final stage)."""
     torch.set_num_threads(threads)
-    device = "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
+    device = _device()
     data = data.to(device)
     distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
     model = distill(distill_config, data, teacher).model
     val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-    if finetune_epochs > 0:
-        before = _cpu_state(model)
-        finetune(model, data, epochs=finetune_epochs, lr=distill_config.lr * FINETUNE_LR_FACTOR,
-                 weight_decay=distill_config.weight_decay, batch_size=distill_config.batch_size, seed=seed)
-        tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-        if tuned_accuracy >= val_accuracy:
-            return SeedRun(config, seed, tuned_accuracy, _cpu_state(model), model.arch, finetuned=True)
-        return SeedRun(config, seed, val_accuracy, before, model.arch, finetuned=False)
     return SeedRun(config, seed, val_accuracy, _cpu_state(model), model.arch, finetuned=False)
+
+
+def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
+    """Finetune a trained run on hard labels at a tenth of its lr; the finetuned weights are kept only
+    if validation accuracy does not drop (a Ray task of the final stage)."""
+    torch.set_num_threads(threads)
+    data = data.to(_device())
+    config = DistillConfig.from_mapping({**run.config, "seed": run.seed})
+    model = _model(run).to(data.train_x.device)
+    finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
+             batch_size=config.batch_size, seed=run.seed)
+    tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+    if tuned_accuracy >= run.val_accuracy:
+        return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True)
+    return run
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -112,20 +130,28 @@ BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class _SeedTasks:
-    """Launches ``train_seed`` as Ray tasks with the data and teacher put in the object store once."""
+    """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once."""
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
         self.spec = spec
         self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
-        self.remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_seed)
+        resources = {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task}
+        self.train_remote = ray.remote(**resources)(train_seed)
+        self.finetune_remote = ray.remote(**resources)(finetune_seed)
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
         self.threads = max(1, int(spec.cpus_per_trial))
 
-    def launch(self, config: dict[str, Any], seeds: list[int] | None = None, finetune: bool = True) -> list[Any]:
-        """One task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
-        finetune_epochs = self.spec.finetune_epochs if finetune else 0
-        return [self.remote.remote(config, seed, self.spec.epochs, finetune_epochs, self.data_ref, self.teacher_ref,
-                                   self.threads) for seed in (self.seeds if seeds is None else seeds)]
+    def launch(self, config: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
+        """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
+        return [self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref, self.teacher_ref, self.threads)
+                for seed in (self.seeds if seeds is None else seeds)]
+
+    def finetune(self, runs: list[Any]) -> list[Any]:
+        """Finetuning tasks for trained runs (``SeedRun`` s or their pending references); none at 0 epochs."""
+        if self.spec.finetune_epochs == 0:
+            return runs
+        return [self.finetune_remote.remote(run, self.spec.finetune_epochs, self.data_ref, self.threads)
+                for run in runs]
 
 
 def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
@@ -138,7 +164,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     search did (shown in the report).
     """
     started = time.perf_counter()
-    candidates = top_configs(records, spec.top_k)
+    candidates = top_configs(records, spec.top_k, distinct="arch")
     if not candidates:
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return dict(EMPTY_RESULT)
@@ -147,33 +173,39 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
         + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
     pending = {record["trial_id"]: tasks.launch(record["config"]) for record in candidates}
-    pareto_pending = [tasks.launch(r["config"], [spec.seed], finetune=False)[0] for r in pareto_members]
+    pareto_pending = [tasks.launch(r["config"], [spec.seed])[0] for r in pareto_members]
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
         accuracies = [run.val_accuracy for run in runs[trial_id]]
         log(f"final stage: trial {trial_id} val accuracy {mean_std(accuracies)[0]:.4f} "
             f"± {mean_std(accuracies)[1]:.4f} over {len(tasks.seeds)} seeds")
+    # The winner is chosen before finetuning: only the winner (and its baseline) is finetuned.
     winner_id = max(runs, key=lambda trial_id: mean_std([r.val_accuracy for r in runs[trial_id]])[0])
-    winner = runs[winner_id]
-    winner_config = winner[0].config
+    winner_config = runs[winner_id][0].config
+    winner_pending = tasks.finetune(runs[winner_id])
+    phases = {"recheck_s": time.perf_counter() - started}
     baseline_search = search_baseline(winner_config)
+    phases["baseline_search_s"] = time.perf_counter() - started - phases["recheck_s"]
     baseline_config = baseline_search.pop("config")
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
-    baseline_pending = tasks.launch(baseline_config)
-    curve = _curve_plan(spec, records, winner, teacher_family)
+    baseline_trained = tasks.launch(baseline_config)
+    baseline_pending = tasks.finetune(baseline_trained)
+    curve = _curve_plan(spec, records, runs[winner_id], teacher_family)
     curve_configs = {arch: curve_recipes(winner_config, baseline_config, arch, teacher_family) for arch in curve}
+    # The curve compares trained students (no finetuning); at the winner's size its baseline arm is the
+    # baseline's own training runs.
     curve_kd = {arch: tasks.launch(kd) for arch, (kd, _) in curve_configs.items()}
-    # At the winner's size the curve's baseline is the baseline itself.
-    curve_baseline = {arch: tasks.launch(base) for arch, (_, base) in curve_configs.items()
-                      if arch != arch_of(winner_config)}
+    curve_baseline = {arch: baseline_trained if arch == arch_of(winner_config) else tasks.launch(base)
+                      for arch, (_, base) in curve_configs.items()}
+    winner = ray.get(winner_pending) if spec.finetune_epochs else runs[winner_id]
     baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
     result["baseline"]["recipe"] = {key: baseline_config.get(key) for key in RECIPE_KEYS}
     result["baseline"]["search"] = baseline_search
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
-        result["gain_curve"] = _gain_curve(curve, winner, baseline, curve_kd, curve_baseline, data, teacher)
+        result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
@@ -185,6 +217,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         "winner": winner_id,
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,
+        "phases": {**phases, "compare_s": time.perf_counter() - started - sum(phases.values())},
     }
     return result
 
@@ -208,14 +241,13 @@ def _curve_plan(spec: SearchSpec, records: list[dict[str, Any]], winner: list[Se
                                spec.gain_curve)
 
 
-def _gain_curve(curve: list[Arch], winner: list[SeedRun], baseline: list[SeedRun], curve_kd: dict[Arch, list[Any]],
-                curve_baseline: dict[Arch, list[Any]], data: TensorSplits, teacher: Teacher) -> list[dict[str, Any]]:
+def _gain_curve(curve: list[Arch], curve_kd: dict[Arch, list[Any]], curve_baseline: dict[Arch, list[Any]],
+                data: TensorSplits, teacher: Teacher) -> list[dict[str, Any]]:
     """Per size: both models' per-seed test accuracies and the paired gain with its interval."""
     teacher_params = count_parameters(teacher.model)
     entries = []
     for arch in curve:
-        kd_runs = ray.get(curve_kd[arch])
-        baseline_runs = baseline if arch == arch_of(winner[0].config) else ray.get(curve_baseline[arch])
+        kd_runs, baseline_runs = ray.get(curve_kd[arch]), ray.get(curve_baseline[arch])
         kd_tests = [_test_accuracy(run, data) for run in kd_runs]
         baseline_tests = [_test_accuracy(run, data) for run in baseline_runs]
         gain = paired_gain(kd_tests, baseline_tests)

@@ -19,6 +19,9 @@ SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 SCHEDULERS = ("asha", "none")
 OBJECTIVES = ("accuracy", "pareto")
 DEFAULT_TEACHER = "resnet-large"
+# Measured per dataset (60 epochs, ±1 px shifts, 3 seeds): on digits cnn-large reaches 0.992-0.994 validation
+# accuracy in about 25 s, resnet-large 0.992 in about 50 s.
+DATASET_TEACHERS = {"digits": "cnn-large"}
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What defines a run: the same run name with a different value here is another search, not a resume.
 IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_epochs", "epochs", "seed",
@@ -59,7 +62,7 @@ class SearchSpec:
     storage_path: str | None = None
     time_budget: float | None = None
     smoke: bool = False
-    top_k: int = 2
+    top_k: int = 3
     final_seeds: int = 5
     finetune_epochs: int = 5
     max_train_samples: int | None = None
@@ -153,6 +156,7 @@ def build_spec(**flags: Any) -> SearchSpec:
     if "time_budget" in flags and not (flags["time_budget"] > 0 and math.isfinite(flags["time_budget"])):
         raise UserError(f"--time-budget must be a positive number of seconds, got {flags['time_budget']}")
     flags["dataset"] = str(flags.get("dataset", "digits")).lower().replace("_", "-")
+    flags.setdefault("teacher", DATASET_TEACHERS.get(flags["dataset"], DEFAULT_TEACHER))
     flags["run_name"] = _run_name(flags.get("run_name"), flags["dataset"])
     flags["space"] = _space(flags.get("space_file"), smoke)
     _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")

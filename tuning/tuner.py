@@ -55,7 +55,7 @@ def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
     if spec.scheduler == "none" or spec.epochs < 3:
         return FIFOScheduler()
     return ASHAScheduler(time_attr="epoch", metric=METRIC, mode="max", max_t=spec.epochs,
-                         grace_period=max(1, spec.epochs // 5), reduction_factor=3)
+                         grace_period=max(1, spec.epochs // 5), reduction_factor=4)
 
 
 def trainable(spec: SearchSpec, prepared: Prepared) -> Any:

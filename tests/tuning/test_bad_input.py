@@ -79,7 +79,7 @@ CASES = {
     "results dir not writable": (lambda tmp: ["--results-dir", _file(tmp) + "/results"], "not a folder"),
     "max params no student meets": (lambda tmp: ["--max-params", "100"], "--max-params 100 is too small"),
     "max params percentage no student meets": (lambda tmp: ["--max-params", "0.01%"],
-                                               "(0.01% of the teacher's 1,084,010) is too small"),
+                                               "(0.01% of the teacher's 491,434) is too small"),
     "max params not a count": (lambda tmp: ["--max-params", "5 percent"], "--max-params must be a parameter count"),
     "max params over 100 percent": (lambda tmp: ["--max-params", "150%"], "--max-params must be"),
     "unknown augment": (lambda tmp: ["--augment", "crop+flp"], "'crop+flip'"),
