@@ -5,7 +5,7 @@ a figure counts as rendered when plotly drew its ``svg.main-svg`` inside the fig
 errors land in ``<pre id="kdsearch-errors">`` through the hook the report installs first thing.
 
 Skipped only when /usr/bin/chromium is missing outside CI; under CI (``CI`` set) a missing browser
-fails (``.ci/install-browser`` installs it).
+fails (``.ci/install-tools`` installs it).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 def chromium() -> Path:
     if not CHROMIUM.exists():
         if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing under CI: run .ci/install-browser first")
-        pytest.skip(f"{CHROMIUM} is missing (install it with .ci/install-browser)")
+            pytest.fail(f"{CHROMIUM} is missing under CI: run .ci/install-tools first")
+        pytest.skip(f"{CHROMIUM} is missing (install it with .ci/install-tools)")
     return CHROMIUM
 
 
