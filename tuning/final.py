@@ -210,6 +210,10 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
         result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
+    # The final stage's winner (by validation mean over seeds) is the run's best configuration.
+    winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
+    result["best_config"] = winner_config
+    result["best_trial"] = {key: winner_record[key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
     result["final"] = {
         "candidates": [{"trial_id": trial_id, "config": runs[trial_id][0].config,
                         **_named_mean_std("val_accuracy", [r.val_accuracy for r in runs[trial_id]]),

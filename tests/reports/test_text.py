@@ -268,8 +268,11 @@ def test_setup_facts_from_the_new_schema() -> None:
     assert list(facts) == ["teacher", "teacher check", "size bound", "augmentation", "baseline recipe"]
     assert facts["teacher"] == (
         "resnet-large, reused from the teacher cache, 1.08M params; accuracy: train 100.0%, validation 99.0%, "
-        "test 98.5% (train minus validation: 1.0 points; it has memorised its training set)"
+        "test 98.5% (train minus validation: 1.0 points)"
     )
+    memorising = {**summary, "teacher": {**summary["teacher"], "val_accuracy": 0.967}}
+    assert {f.label: f.text for f in setup_facts(memorising)}["teacher"].endswith(
+        "(train minus validation: 3.3 points; it has memorised its training set)")
     assert facts["teacher check"] == (
         "passed (the teacher is better than a small student): a cnn depth 1 width 16 student (26.4k params) "
         "trained alone for 15 epochs reached 97.5% validation accuracy, against the teacher's 99.0%."

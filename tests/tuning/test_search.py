@@ -229,3 +229,12 @@ def test_teacher_check_and_setup_are_in_the_summary(quality_run: RunOutcome) -> 
     assert 0.0 < summary["teacher"]["train_accuracy"] <= 1.0
     assert summary["augmentation"] == {"dataset": "crop", "crop_padding": 1, "horizontal_flip": False,
                                        "teacher": True, "students": "none"}
+
+
+def test_the_best_config_is_the_final_stage_winner(quality_run: RunOutcome) -> None:
+    summary = quality_run.summary
+    winner = next(c for c in summary["final"]["candidates"] if c["trial_id"] == summary["final"]["winner"])
+    assert summary["best_config"] == winner["config"]
+    exported = json.loads((quality_run.run_dir / "best" / "config.json").read_text())
+    assert exported["metadata"]["config"] == winner["config"]
+    assert summary["best_trial"]["trial_id"] == summary["final"]["winner"]
