@@ -7,7 +7,15 @@ checked and inspected anywhere.
 from spaces._overrides import SpaceError, apply_overrides, load_space_file
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param
 from spaces._presets import PRESETS, STUDENT_FAMILY_BOUNDS, baseline_space, default_space, smoke_space
-from spaces._space import FEATURE_LOSSES, FamilyBounds, ParamsOf, SearchSpace, bound_space, suggest_config
+from spaces._space import (
+    FEATURE_LOSSES,
+    FamilyBounds,
+    ParamsOf,
+    SearchSpace,
+    bound_space,
+    standard_point,
+    suggest_config,
+)
 
 __all__ = [
     "FEATURE_LOSSES",
@@ -27,5 +35,6 @@ __all__ = [
     "default_space",
     "load_space_file",
     "smoke_space",
+    "standard_point",
     "suggest_config",
 ]

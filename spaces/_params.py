@@ -34,6 +34,10 @@ class FloatParam:
     def suggest(self, trial: TrialLike, name: str) -> float:
         return trial.suggest_float(name, float(self.low), float(self.high), log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a value this parameter can take."""
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
     def to_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "log": self.log}
 
@@ -60,6 +64,11 @@ class IntParam:
     def suggest(self, trial: TrialLike, name: str) -> int:
         return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a value this parameter can take."""
+        return (isinstance(value, int) and not isinstance(value, bool) and self.low <= value <= self.high
+                and (value - self.low) % self.step == 0)
+
     def to_dict(self) -> dict[str, Any]:
         return {"low": self.low, "high": self.high, "step": self.step, "log": self.log}
 
@@ -78,6 +87,10 @@ class ChoiceParam:
 
     def suggest(self, trial: TrialLike, name: str) -> Any:
         return trial.suggest_categorical(name, list(self.choices))
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one of the choices (``True`` is not ``1`` here)."""
+        return any(type(value) is type(choice) and value == choice for choice in self.choices)
 
     def to_dict(self) -> dict[str, Any]:
         return {"choices": list(self.choices)}

@@ -105,6 +105,30 @@ class SearchSpace:
 
 
 ParamsOf = Callable[[str, int, int], int]
+# The usual hand-set KD recipe (Hinton et al.'s soft targets at T = 4 with most of the weight on them, plain
+# SGD settings): the search evaluates it first, so what it hands back is never worse on validation.
+STANDARD_RECIPE: dict[str, Any] = {"alpha": 0.9, "temperature": 4.0, "feature_loss": "none", "lr": 0.05,
+                                   "weight_decay": 5e-4, "batch_size": 64, "distill_interval": 1,
+                                   "init_from_teacher": False, "augment": False}
+STANDARD_DEPTH = 2
+
+
+def standard_point(space: SearchSpace) -> dict[str, Any]:
+    """The first configuration a search evaluates: the standard recipe on a student as wide as the space
+    allows at depth 2 (or the nearest depth) of its first family. A parameter the space cannot take the
+    standard value for is left out, and Optuna samples it."""
+    family, bounds = next(iter(space.families.items()))
+    depth = min(max(STANDARD_DEPTH, bounds.depth.low), bounds.depth.high)
+    depth = depth if bounds.depth.contains(depth) else bounds.depth.low
+    point: dict[str, Any] = {"family": family, "depth": depth, "width": bounds.width_at(depth).high}
+    names = ("lr", "weight_decay", "batch_size", "augment")
+    if space.distills:
+        names = ("alpha", "temperature", "feature_loss", "distill_interval", "init_from_teacher", *names)
+    for name in names:
+        param = getattr(space, name)
+        if param is not None and param.contains(STANDARD_RECIPE[name]):
+            point[name] = STANDARD_RECIPE[name]
+    return point
 
 
 def bound_space(space: SearchSpace, params_of: ParamsOf, max_params: int) -> SearchSpace:

@@ -15,7 +15,7 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from spaces import SearchSpace, suggest_config
+from spaces import SearchSpace, standard_point, suggest_config
 from tuning.prepare import Prepared
 from tuning.records import RunRecorder
 from tuning.spec import SearchSpec
@@ -40,14 +40,21 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
                                           n_startup_trials=min(10, max(2, spec.budget // 5)))
 
 
-def make_searcher(spec: SearchSpec, space: SearchSpace, teacher_family: str | None) -> OptunaSearch:
-    """Optuna sampling the define-by-run ``space``; two objectives for ``--objective pareto``."""
+def make_searcher(spec: SearchSpec, space: SearchSpace, teacher_family: str | None,
+                  warm_start: bool = True) -> OptunaSearch:
+    """Optuna sampling the define-by-run ``space``; two objectives for ``--objective pareto``.
+
+    With ``warm_start`` the first trial is the standard KD recipe (``spaces.standard_point``), so the
+    search starts from what people set by hand and can only improve on it.
+    """
     define_by_run = functools.partial(suggest_config, space=space, teacher_family=teacher_family)
     if spec.objective == "pareto":
         metric, mode = [METRIC, "params"], ["max", "min"]
     else:
         metric, mode = METRIC, "max"
-    return OptunaSearch(space=define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec), seed=spec.seed)
+    points = [standard_point(space)] if warm_start else None
+    return OptunaSearch(space=define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec), seed=spec.seed,
+                        points_to_evaluate=points)
 
 
 def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
@@ -84,7 +91,8 @@ def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder, nam
     ``continue_from`` names an earlier experiment of this run whose searcher state (every trial
     Optuna has seen) the new searcher starts from: that is how a raised budget continues a run.
     """
-    searcher = make_searcher(spec, prepared.space, prepared.teacher_family)
+    # A run continued with a raised budget has evaluated the standard point already.
+    searcher = make_searcher(spec, prepared.space, prepared.teacher_family, warm_start=continue_from is None)
     if continue_from is not None:
         searcher.restore_from_dir(experiment_path(spec, continue_from))
     tune_config = tune.TuneConfig(

@@ -5,7 +5,16 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from spaces import ChoiceParam, FamilyBounds, IntParam, SearchSpace, baseline_space, bound_space, suggest_config
+from spaces import (
+    ChoiceParam,
+    FamilyBounds,
+    IntParam,
+    SearchSpace,
+    baseline_space,
+    bound_space,
+    standard_point,
+    suggest_config,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -86,3 +95,29 @@ def test_mixed_log_scales_across_families_are_refused() -> None:
              "resnet": FamilyBounds(depth=IntParam(1, 2), width=IntParam(4, 32))}
     with pytest.raises(ValueError, match="width must be on a log scale for every family or for none"):
         SearchSpace(families=mixed)
+
+
+def test_the_standard_point_is_the_usual_recipe_on_the_widest_fitting_depth_2_student() -> None:
+    bounded = bound_space(SPACE, params_of, max_params=400)
+    assert standard_point(bounded) == {"family": "cnn", "depth": 2, "width": 14, "alpha": 0.9, "temperature": 4.0,
+                                       "feature_loss": "none", "distill_interval": 1, "init_from_teacher": False,
+                                       "lr": 0.05, "weight_decay": 5e-4, "batch_size": 64}
+    baseline = baseline_space(bounded, "cnn", 1, 6, augment_choices=(False, True))
+    assert standard_point(baseline) == {"family": "cnn", "depth": 1, "width": 6, "lr": 0.05, "weight_decay": 5e-4,
+                                        "batch_size": 64, "augment": False}
+
+
+def test_the_standard_point_leaves_out_what_the_space_cannot_take() -> None:
+    narrow = SearchSpace(families={"cnn": FamilyBounds(depth=IntParam(3, 3), width=IntParam(8, 16, step=8))},
+                         alpha=ChoiceParam((0.5,)), batch_size=ChoiceParam((128,)))
+    point = standard_point(narrow)
+    assert (point["depth"], point["width"]) == (3, 16)
+    assert "alpha" not in point and "batch_size" not in point and point["temperature"] == 4.0
+
+
+def test_a_search_evaluates_the_standard_point_first() -> None:
+    bounded = bound_space(SPACE, params_of, max_params=400)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(standard_point(bounded))
+    first = suggest_config(study.ask(), bounded, teacher_family=None)
+    assert first == {key: value for key, value in standard_point(bounded).items() if key != "init_from_teacher"}
