@@ -191,7 +191,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
     baseline_trained = tasks.launch(baseline_config)
     baseline_pending = tasks.finetune(baseline_trained)
-    curve = _curve_plan(spec, records, runs[winner_id], teacher_family)
+    winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
+    curve = _curve_plan(spec, records, winner_record)
     curve_configs = {arch: curve_recipes(winner_config, baseline_config, arch, teacher_family) for arch in curve}
     # The curve compares trained students (no finetuning); at the winner's size its baseline arm is the
     # baseline's own training runs.
@@ -211,7 +212,6 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if pareto_pending:
         result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
     # The final stage's winner (by validation mean over seeds) is the run's best configuration.
-    winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
     result["best_config"] = winner_config
     result["best_trial"] = {key: winner_record[key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
     result["final"] = {
@@ -234,14 +234,12 @@ def _recipe_text(config: dict[str, Any]) -> str:
                      for key in RECIPE_KEYS if key in config)
 
 
-def _curve_plan(spec: SearchSpec, records: list[dict[str, Any]], winner: list[SeedRun],
-                teacher_family: str | None) -> list[Arch]:
-    """The architectures of the gain curve (none with ``--gain-curve 0``)."""
+def _curve_plan(spec: SearchSpec, records: list[dict[str, Any]], winner: dict[str, Any]) -> list[Arch]:
+    """The architectures of the gain curve (none with ``--gain-curve 0``); ``winner`` is its trial record."""
     if spec.gain_curve == 0:
         return []
-    winner_arch = arch_of(winner[0].config)
     others = [r for r in records if r["state"] != FAILED and r["params"]]
-    return curve_architectures(pareto_front(records), others, winner_arch, count_parameters(_model(winner[0])),
+    return curve_architectures(pareto_front(records), others, arch_of(winner["config"]), winner["params"],
                                spec.gain_curve)
 
 

@@ -53,6 +53,7 @@ class Prepared:
     teacher_seconds: float
     space: SearchSpace  # the spec's space cut to the size bound: what the searcher samples
     max_params: int
+    teacher_params: int
     teacher_check: dict[str, Any] | None = None
 
 
@@ -190,6 +191,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
         teacher_seconds=teacher_seconds,
         space=space,
         max_params=max_params,
+        teacher_params=teacher_params,
         teacher_check=teacher_check,
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from spaces import baseline_space
-from trainers import count_parameters, evaluate
+from trainers import evaluate
 from trainers.files import atomic_write_json
 from tuning import final, tuner
 from tuning.journal import JournalMirror, rebuild_if_stale
@@ -146,7 +146,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
     """``summary.json`` as the search alone can fill it (the final stage adds student and baseline)."""
     data = prepared.data
     best = final.top_configs(records, 1)
-    teacher_params = count_parameters(prepared.teacher.model)
+    teacher_params = prepared.teacher_params
     return {
         "run": spec.run_name,
         "budget": spec.budget,
