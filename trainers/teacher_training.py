@@ -115,10 +115,21 @@ def train_teacher(name: str, data: TensorSplits, recipe: TeacherRecipe, log: Log
                         state={key: value.detach().clone() for key, value in model.state_dict().items()})
         log(f"teacher {name}: epoch {report.epoch}/{recipe.epochs} val accuracy {report.val_accuracy:.4f} "
             f"({report.epoch_seconds:.1f}s)")
+        if report.epoch == 1 and recipe.epochs > 1:
+            log(eta_line(name, report.epoch_seconds, recipe.epochs - 1))
 
     result = distill(config, data, None, student=model, on_epoch=progress)
     result.model.load_state_dict(best["state"])
     return result.model.eval(), float(best["val_accuracy"])
+
+
+def eta_line(name: str, epoch_seconds: float, epochs_left: int) -> str:
+    """The one line printed after the teacher's first epoch: about how long the remaining epochs take."""
+    seconds = round(epoch_seconds * epochs_left)
+    minutes, seconds = divmod(seconds, 60)
+    left = f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+    return (f"teacher {name}: ETA about {left} for the remaining {epochs_left} epochs "
+            f"(at {epoch_seconds:.1f} s per epoch; cached afterwards, later runs load it)")
 
 
 def load_teacher_checkpoint(path: str | Path, data: TensorSplits) -> TeacherResult:

@@ -91,6 +91,21 @@ def test_get_teacher_trains_then_caches_then_loads(data: TensorSplits, tmp_path:
     assert sorted(cache_dir.iterdir()) == [expected]
 
 
+def test_training_prints_one_eta_line_after_the_first_epoch(data: TensorSplits, tmp_path: Path) -> None:
+    log = _Log()
+    get_teacher("cnn-large", data, tmp_path / "teachers", TeacherRecipe(epochs=3), log=log)
+    eta = [index for index, line in enumerate(log.lines) if "ETA" in line]
+    first_epoch = next(index for index, line in enumerate(log.lines) if ": epoch 1/3 " in line)
+    assert eta == [first_epoch + 1]  # one line, right after epoch 1
+    assert "remaining 2 epochs" in log.lines[eta[0]]
+
+
+def test_a_one_epoch_teacher_prints_no_eta(data: TensorSplits, tmp_path: Path) -> None:
+    log = _Log()
+    get_teacher("cnn-large", data, tmp_path / "teachers", RECIPE, log=log)
+    assert not any("ETA" in line for line in log.lines)
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
