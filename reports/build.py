@@ -10,8 +10,6 @@ a failed report. Script errors in the page are caught into ``<pre id="kdsearch-e
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,9 +24,8 @@ from reports import figures as F
 from reports import optuna_figures as OF
 from reports import text as T
 from reports.run import RunRecords, load_run
+from runfolder import REPORT_FILE, SUMMARY_MD_FILE, atomic_write_text
 
-REPORT_FILE = "report.html"
-SUMMARY_MD_FILE = "summary.md"
 ERRORS_ID = "kdsearch-errors"
 FIGURE_CLASS = "kd-figure"
 
@@ -53,8 +50,8 @@ def build(run_dir: str | Path) -> Path:
     records = load_run(run_dir)
     sections = figure_sections(records)
     report = records.run_dir / REPORT_FILE
-    _write_atomic(report, render_html(records, sections))
-    _write_atomic(records.run_dir / SUMMARY_MD_FILE, T.summary_markdown(records, REPORT_FILE))
+    atomic_write_text(report, render_html(records, sections))
+    atomic_write_text(records.run_dir / SUMMARY_MD_FILE, T.summary_markdown(records, REPORT_FILE))
     return report
 
 
@@ -342,21 +339,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    # Temp file in the same folder so os.replace is a rename on one filesystem (atomic).
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _ERROR_HOOK = f"""

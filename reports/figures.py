@@ -29,6 +29,7 @@ from reports.run import (
     interval,
     verdict_from_interval,
 )
+from runfolder import pareto_front
 
 FAMILY_COLORS = {"cnn": "#1f77b4", "resnet": "#ff7f0e", "mobilenet": "#2ca02c"}
 _EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -58,23 +59,6 @@ def format_params(n: float | None) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Accuracy vs parameters, with the Pareto front
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated ``(accuracy, params)`` points: maximise accuracy, minimise params.
-
-    Returned in increasing params order (so they can be drawn as a line). Exact duplicates and points
-    tied on params with lower accuracy are dominated or redundant and only the first is kept.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], i))
-    front: list[int] = []
-    best_acc = float("-inf")
-    for i in order:
-        # Sorted by params, so a point is on the front exactly when it beats every smaller model.
-        if points[i][0] > best_acc:
-            front.append(i)
-            best_acc = points[i][0]
-    return front
 
 
 @dataclass(frozen=True)

@@ -18,23 +18,26 @@ from typing import Any
 
 import optuna
 
-STUDY_NAME = "kdsearch"
-JOURNAL_FILE = "optuna.journal"
-TRIALS_FILE = "trials.json"
-SUMMARY_FILE = "summary.json"
-SPEC_FILE = "spec.json"
+from runfolder import (
+    COMPLETE,
+    FAILED,
+    HELPS,
+    HURTS,
+    JOURNAL_FILE,
+    NO_DIFFERENCE,
+    SPEC_FILE,
+    STOPPED,
+    STUDY_NAME,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    VERDICTS,
+    verdict,
+)
 
-# Ray-side trial states written by the tuning code; anything else (e.g. RUNNING in an interrupted run)
-# is kept as-is and drawn as "other".
-COMPLETE = "COMPLETE"
-STOPPED = "STOPPED"
-FAILED = "FAILED"
-
-# The final stage's verdict on distillation, read off the 95 % interval of the paired per-seed gain.
-HELPS = "helps"
-NO_DIFFERENCE = "no detectable difference"
-HURTS = "hurts"
-VERDICTS = (HELPS, NO_DIFFERENCE, HURTS)
+# Trial states and verdicts come from the run folder's one definition; re-exported for the report modules.
+__all__ = ["COMPLETE", "FAILED", "HELPS", "HURTS", "NO_DIFFERENCE", "STOPPED", "VERDICTS", "CurvePoint",
+           "RunFolderError", "RunRecords", "Trial", "as_float", "as_int", "interval", "load_run",
+           "trials_from_study", "verdict_from_interval"]
 
 
 class RunFolderError(ValueError):
@@ -285,9 +288,5 @@ def interval(value: Any) -> tuple[float, float] | None:
 
 
 def verdict_from_interval(ci95: tuple[float, float]) -> str:
-    """``helps`` when the whole interval is above 0, ``hurts`` when below, else no detectable difference."""
-    if ci95[0] > 0:
-        return HELPS
-    if ci95[1] < 0:
-        return HURTS
-    return NO_DIFFERENCE
+    """The verdict a 95 % interval of the gain gives (``runfolder.verdict``)."""
+    return verdict(*ci95)

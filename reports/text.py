@@ -123,9 +123,8 @@ def format_duration(seconds: float | None) -> str:
 class KdResult:
     """What the summary says distillation bought, in percentage points.
 
-    ``ci95`` is the 95 % t-interval of the mean paired per-seed gain; ``std`` is only set by runs made
-    before the interval was recorded (``kd_gain_std``). ``verdict`` is one of ``VERDICTS`` or ``None``
-    when it cannot be told (no interval).
+    ``gain`` and ``ci95`` are the final stage's paired statistic (``runfolder.paired_gain``), read, never
+    recomputed. ``verdict`` is one of ``VERDICTS`` or ``None`` when it cannot be told (no interval).
     """
 
     gain: float | None
@@ -133,7 +132,6 @@ class KdResult:
     verdict: str | None = None
     seeds: int | None = None
     resolution: float | None = None
-    std: float | None = None
     own_recipe: bool = False
 
 
@@ -141,16 +139,12 @@ def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
     """The distillation gain, its interval and verdict from ``summary.json``, whatever its age.
 
     New runs carry ``kd_gain``, ``kd_gain_ci95`` and ``kd_verdict``; a verdict missing or unknown is
-    read off the interval (above 0: helps, below 0: hurts, else no detectable difference). Old runs
-    carry ``kd_gain_std`` instead and get no verdict. Without ``kd_gain`` the gain is the difference of
-    the student's and baseline's test means, when both are there.
+    read off the interval (``runfolder.verdict``). Runs made before the interval was recorded carry
+    ``kd_gain`` alone and get no verdict.
     """
     summary = summary or {}
     student, baseline = _mapping(summary.get("student")), _mapping(summary.get("baseline"))
     gain = as_float(summary.get("kd_gain"))
-    if gain is None and student and baseline:
-        s_mean, b_mean = as_float(student.get("test_accuracy_mean")), as_float(baseline.get("test_accuracy_mean"))
-        gain = 100 * (s_mean - b_mean) if s_mean is not None and b_mean is not None else None
     ci95 = interval(summary.get("kd_gain_ci95"))
     verdict = summary.get("kd_verdict") if summary.get("kd_verdict") in VERDICTS else None
     if verdict is None and ci95 is not None:
@@ -165,7 +159,6 @@ def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
         verdict=verdict if gain is not None else None,
         seeds=seeds,
         resolution=points_per_test_image(summary),
-        std=as_float(summary.get("kd_gain_std")),
         own_recipe=bool(baseline) and any(isinstance(baseline.get(k), Mapping) for k in ("recipe", "search")),
     )
 
@@ -227,9 +220,8 @@ def kd_sentence(result: KdResult) -> str:
 def _no_interval_sentence(result: KdResult, diff: str, resolution: str | None) -> str:
     """Runs made before the 95 % interval was recorded: the gain and its old spread, and no verdict."""
     seeds = f" over {result.seeds} seeds" if result.seeds else ""
-    spread = f" (± {result.std:.2f} std{seeds})" if result.std is not None else ""
     return (
-        f"Distillation gain: the distilled student is {diff}{spread}. The 95 % confidence interval of the gain "
+        f"Distillation gain: the distilled student is {diff}{seeds}. The 95 % confidence interval of the gain "
         "is unknown (this run did not record it), so whether the difference is more than seed-to-seed noise "
         "cannot be told" + (f"; {resolution}." if resolution else ".")
     )

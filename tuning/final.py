@@ -25,6 +25,8 @@ from typing import Any
 import ray
 import torch
 
+from runfolder import mean_std, paired_gain, resolution_points
+from runfolder import pareto_front as front_indices
 from trainers import (
     DistillConfig,
     Teacher,
@@ -40,7 +42,6 @@ from trainers.models import build_from_arch
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
-from tuning.verdict import paired_gain, resolution_points
 
 Log = Callable[[str], None]
 FINETUNE_LR_FACTOR = 0.1
@@ -78,15 +79,9 @@ def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "conf
 
 
 def pareto_front(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trials no other trial beats on both validation accuracy (higher) and parameters (fewer)."""
+    """Trials no other trial beats on both validation accuracy (higher) and parameters (fewer), by size."""
     scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r["params"]]
-    front = [r for r in scored if not any(_dominates(o, r) for o in scored)]
-    return sorted(front, key=lambda r: r["params"])
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    return [scored[i] for i in front_indices([(r["val_accuracy"], r["params"]) for r in scored])]
 
 
 def _device() -> str:
@@ -315,12 +310,6 @@ def _test_accuracy(run: SeedRun, data: TensorSplits) -> float:
 def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:
     mean, std = mean_std(values)
     return {f"{name}_mean": mean, f"{name}_std": std}
-
-
-def _dominates(other: dict[str, Any], record: dict[str, Any]) -> bool:
-    at_least = other["val_accuracy"] >= record["val_accuracy"] and other["params"] <= record["params"]
-    better = other["val_accuracy"] > record["val_accuracy"] or other["params"] < record["params"]
-    return at_least and better
 
 
 def pareto_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

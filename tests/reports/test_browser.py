@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from reports import build, figure_sections, load_run
+from reports import build
+from reports.build import figure_sections
+from reports.run import load_run
 from tests.reports.conftest import RunFactory
 
 CHROMIUM = Path("/usr/bin/chromium")

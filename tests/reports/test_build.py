@@ -13,7 +13,10 @@ from pathlib import Path
 import plotly.offline
 import pytest
 
-from reports import build, figure_sections, load_run
+import runfolder._files
+from reports import build
+from reports.build import figure_sections
+from reports.run import load_run
 from tests.reports.conftest import RunFactory, edit_summary
 
 # The package exports the function build(), which shadows the module of the same name.
@@ -193,7 +196,7 @@ def test_writes_are_atomic(run_factory: RunFactory, monkeypatch: pytest.MonkeyPa
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(B.os, "replace", failing_replace)
+    monkeypatch.setattr(runfolder._files.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         build(run_dir)
     monkeypatch.undo()

@@ -25,7 +25,6 @@ from reports.figures import (
     gain_curve_data,
     learning_curves_data,
     max_concurrency,
-    pareto_front,
     timeline_data,
 )
 from reports.run import Trial
@@ -43,40 +42,6 @@ def curve(*accs: float, t0: float = 0.0) -> list[dict[str, Any]]:
 
 
 # --- Pareto front ------------------------------------------------------------------------------------
-
-
-def test_pareto_front_keeps_only_non_dominated_points_in_size_order() -> None:
-    points = [
-        (0.90, 1000),  # 0: front
-        (0.80, 500),  # 1: front (smaller)
-        (0.85, 1200),  # 2: dominated by 0
-        (0.95, 5000),  # 3: front (most accurate)
-        (0.70, 800),  # 4: dominated by 1
-        (0.90, 3000),  # 5: dominated by 0 (same accuracy, bigger)
-    ]
-    assert pareto_front(points) == [1, 0, 3]
-
-
-def test_pareto_front_collapses_ties_and_handles_edge_cases() -> None:
-    assert pareto_front([]) == []
-    assert pareto_front([(0.5, 10)]) == [0]
-    # Exact duplicates: one representative. Same size, lower accuracy: dominated.
-    assert pareto_front([(0.9, 100), (0.9, 100), (0.8, 100)]) == [0]
-    # Strictly better in both: only the one point.
-    assert pareto_front([(0.7, 200), (0.9, 100)]) == [1]
-
-
-def test_pareto_front_matches_brute_force_definition() -> None:
-    import random
-
-    rng = random.Random(3)
-    points = [(round(rng.random(), 2), rng.randint(1, 30)) for _ in range(60)]
-
-    def dominated(p: tuple[float, int]) -> bool:
-        return any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)
-
-    expected = {p for p in points if not dominated(p)}
-    assert {points[i] for i in pareto_front(points)} == expected
 
 
 def test_accuracy_vs_params_data_uses_trials_with_both_values_and_marks_front_and_winner() -> None:

@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from tuning.verdict import HELPS, HURTS, NO_DIFFERENCE, paired_gain, resolution_points, t_quantile, verdict
+from runfolder._stats import (
+    HELPS,
+    HURTS,
+    NO_DIFFERENCE,
+    paired_gain,
+    pareto_front,
+    resolution_points,
+    t_quantile,
+    verdict,
+)
 
 
 def test_t_quantiles_match_the_table() -> None:
@@ -74,3 +83,37 @@ def test_verdict_from_the_interval(low: float, high: float, expected: str) -> No
 def test_resolution_is_one_test_image_in_points() -> None:
     assert resolution_points(360) == pytest.approx(100 / 360)
     assert math.isclose(resolution_points(10_000), 0.01)
+
+
+def test_pareto_front_keeps_only_non_dominated_points_in_size_order() -> None:
+    points = [
+        (0.90, 1000),  # 0: front
+        (0.80, 500),  # 1: front (smaller)
+        (0.85, 1200),  # 2: dominated by 0
+        (0.95, 5000),  # 3: front (most accurate)
+        (0.70, 800),  # 4: dominated by 1
+        (0.90, 3000),  # 5: dominated by 0 (same accuracy, bigger)
+    ]
+    assert pareto_front(points) == [1, 0, 3]
+
+
+def test_pareto_front_collapses_ties_and_handles_edge_cases() -> None:
+    assert pareto_front([]) == []
+    assert pareto_front([(0.5, 10)]) == [0]
+    # Exact duplicates: one representative. Same size, lower accuracy: dominated.
+    assert pareto_front([(0.9, 100), (0.9, 100), (0.8, 100)]) == [0]
+    # Strictly better in both: only the one point.
+    assert pareto_front([(0.7, 200), (0.9, 100)]) == [1]
+
+
+def test_pareto_front_matches_brute_force_definition() -> None:
+    import random
+
+    rng = random.Random(3)
+    points = [(round(rng.random(), 2), rng.randint(1, 30)) for _ in range(60)]
+
+    def dominated(p: tuple[float, int]) -> bool:
+        return any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)
+
+    expected = {p for p in points if not dominated(p)}
+    assert {points[i] for i in pareto_front(points)} == expected

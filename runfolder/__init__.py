@@ -1,0 +1,69 @@
+"""The run folder ``results/<run>/``, defined once: its file names, trial states, schema version, the
+atomic writer and reader every layer uses, and the statistics both its writer (``tuning``) and its
+reader (``reports``) derive from the records (the Pareto front, the paired gain and its verdict).
+
+Torch-, Ray- and Optuna-free, so any layer may import it.
+"""
+
+from runfolder._files import atomic_write, atomic_write_json, atomic_write_text, read_json
+from runfolder._layout import (
+    BASELINE_FOLDER,
+    COMPLETE,
+    EXPERIMENTS_FILE,
+    FAILED,
+    JOURNAL_FILE,
+    REPORT_FILE,
+    RUNNING,
+    SCHEMA_VERSION,
+    SPEC_FILE,
+    STOPPED,
+    STUDY_NAME,
+    SUMMARY_FILE,
+    SUMMARY_MD_FILE,
+    TRIALS_CSV_FILE,
+    TRIALS_FILE,
+)
+from runfolder._stats import (
+    HELPS,
+    HURTS,
+    NO_DIFFERENCE,
+    VERDICTS,
+    GainVerdict,
+    mean_std,
+    paired_gain,
+    pareto_front,
+    resolution_points,
+    verdict,
+)
+
+__all__ = [
+    "BASELINE_FOLDER",
+    "COMPLETE",
+    "EXPERIMENTS_FILE",
+    "FAILED",
+    "GainVerdict",
+    "HELPS",
+    "HURTS",
+    "JOURNAL_FILE",
+    "NO_DIFFERENCE",
+    "REPORT_FILE",
+    "RUNNING",
+    "SCHEMA_VERSION",
+    "SPEC_FILE",
+    "STOPPED",
+    "STUDY_NAME",
+    "SUMMARY_FILE",
+    "SUMMARY_MD_FILE",
+    "TRIALS_CSV_FILE",
+    "TRIALS_FILE",
+    "VERDICTS",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "mean_std",
+    "paired_gain",
+    "pareto_front",
+    "read_json",
+    "resolution_points",
+    "verdict",
+]
