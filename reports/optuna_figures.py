@@ -18,11 +18,13 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from spaces import PARAMETERS
+
 ACCURACY = "validation accuracy"
 PARAMS = "student parameters"
-# The distillation knobs whose response the report shows: the KL weight, the softmax temperature and
-# how often the KD terms run.
-KD_KNOBS = ("temperature", "alpha", "distill_interval")
+# The distillation knobs whose response the report shows: the softmax temperature, the KL weight and
+# how often the KD terms run (looked up in the parameter table, so a renamed parameter fails here at once).
+KD_KNOBS = tuple(PARAMETERS[name].name for name in ("temperature", "alpha", "distill_interval"))
 
 
 class FigureUnavailable(Exception):

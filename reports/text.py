@@ -25,36 +25,12 @@ from reports.run import (
     interval,
     verdict_from_interval,
 )
+from spaces import PARAMETERS
 
-# The search space's parameters in the order a person reads them (architecture, loss, optimiser).
-PARAM_ORDER = (
-    "family",
-    "depth",
-    "width",
-    "alpha",
-    "temperature",
-    "feature_loss",
-    "beta",
-    "lr",
-    "weight_decay",
-    "batch_size",
-    "distill_interval",
-    "init_from_teacher",
-)
-PARAM_MEANING = {
-    "family": "student architecture family",
-    "depth": "student depth (blocks)",
-    "width": "student width (base channels)",
-    "alpha": "weight of the soft-label KL term (the rest goes to cross-entropy)",
-    "temperature": "softmax temperature of the KL term",
-    "feature_loss": "feature loss (attention transfer, FitNets hint, or none)",
-    "beta": "weight of the feature loss",
-    "lr": "learning rate",
-    "weight_decay": "weight decay",
-    "batch_size": "batch size",
-    "distill_interval": "KD terms run every k-th optimizer step",
-    "init_from_teacher": "student starts from sliced teacher weights",
-}
+# The search space's parameters in the order a person reads them (architecture, loss, optimiser), and
+# what each means: both from the one table of searched parameters.
+PARAM_ORDER = tuple(PARAMETERS)
+PARAM_MEANING = {name: parameter.meaning for name, parameter in PARAMETERS.items()}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 File shape (every key optional)::
 
-    families:                 # a list keeps those families with their default bounds,
+    families:                 # a list keeps those registered families with their default bounds,
       cnn: {depth: {low: 1, high: 2}, width: {low: 8, high: 32, step: 8}}
       resnet: {}              # a mapping also sets their depth/width bounds
     temperature: {low: 1, high: 10, log: true}   # a range
@@ -15,29 +15,33 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import fields, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param
-from spaces._presets import STUDENT_FAMILY_BOUNDS
-from spaces._space import FamilyBounds, SearchSpace
+from spaces._space import SPACE_PARAMETERS, FamilyBounds, SearchSpace
 
 
 class SpaceError(ValueError):
     """A search-space file or override is invalid; the message names the file and the value."""
 
 
-_SCALAR_NAMES = tuple(f.name for f in fields(SearchSpace) if f.name not in ("families", "metadata", "distills"))
 # Parameters a default space does not search: an override starts from these kinds.
 _UNSEARCHED_DEFAULTS: dict[str, Param] = {"augment": ChoiceParam((False, True))}
 _RANGE_KEYS = {"low", "high", "log", "step"}
 
 
-def load_space_file(path: str | Path, base: SearchSpace) -> SearchSpace:
-    """Read ``path`` (``.json``, ``.yaml`` or ``.yml``) and apply it on top of ``base``."""
+def load_space_file(path: str | Path, base: SearchSpace,
+                    families: Mapping[str, FamilyBounds] | None = None) -> SearchSpace:
+    """Read ``path`` (``.json``, ``.yaml`` or ``.yml``) and apply it on top of ``base``.
+
+    ``families`` are the families a file may name, with their default bounds (the registered student
+    families); by default, those of ``base``.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -50,32 +54,37 @@ def load_space_file(path: str | Path, base: SearchSpace) -> SearchSpace:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise SpaceError(f"space file {path} is malformed: {_syntax_error(error)}; fix the syntax") from None
     try:
-        return apply_overrides(base, overrides if overrides is not None else {})
+        return apply_overrides(base, overrides if overrides is not None else {}, families)
     except SpaceError as error:
         raise SpaceError(f"space file {path}: {error}") from None
 
 
-def apply_overrides(base: SearchSpace, overrides: Any) -> SearchSpace:
-    """Return ``base`` with each parameter named in ``overrides`` replaced."""
+def apply_overrides(base: SearchSpace, overrides: Any,
+                    families: Mapping[str, FamilyBounds] | None = None) -> SearchSpace:
+    """Return ``base`` with each parameter named in ``overrides`` replaced.
+
+    ``families`` are the families ``overrides`` may name, with their default bounds; by default, those of
+    ``base``. The result is checked against the trainer's limits (``SpaceError`` naming the value).
+    """
     if not isinstance(overrides, dict):
         raise SpaceError(f"expected a mapping of parameter names, got {type(overrides).__name__}")
     changes: dict[str, Any] = {}
     for name, value in overrides.items():
         if name == "families":
-            changes["families"] = _families(value, base.families)
-        elif name in _SCALAR_NAMES:
+            changes["families"] = _families(value, {**(families or {}), **base.families})
+        elif name in SPACE_PARAMETERS:
             current = getattr(base, name)
             changes[name] = _checked_param(name, value, current if current is not None else _UNSEARCHED_DEFAULTS[name])
         else:
-            raise SpaceError(_unknown("parameter", name, ("families", *_SCALAR_NAMES)))
+            raise SpaceError(_unknown("parameter", name, ("families", *SPACE_PARAMETERS)))
     try:
         return replace(base, **changes, metadata={**base.metadata, "overridden": sorted(changes)})
     except ValueError as error:
         raise SpaceError(str(error)) from None
 
 
-def _families(value: Any, current: dict[str, FamilyBounds]) -> dict[str, FamilyBounds]:
-    known = {**STUDENT_FAMILY_BOUNDS, **current}
+def _families(value: Any, known: Mapping[str, FamilyBounds]) -> dict[str, FamilyBounds]:
+    """The families an override names, with their bounds: ``known``'s, narrowed where it says so."""
     if isinstance(value, list):
         names = value
     elif isinstance(value, dict):

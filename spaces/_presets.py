@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from spaces._params import ChoiceParam, IntParam
 from spaces._space import FamilyBounds, SearchSpace
 
-# Widths from 2 channels: on 10 classes the smallest student (cnn, depth 1, width 2) has 536 parameters,
-# 0.1 % of digits' default teacher (cnn-large, 491k) and 0.05 % of resnet-large (1.08M). The size bound
-# (--max-params, default 5 % of the teacher) then cuts each family's depth and width.
-STUDENT_FAMILY_BOUNDS: dict[str, FamilyBounds] = {
-    "cnn": FamilyBounds(depth=IntParam(1, 3), width=IntParam(2, 32)),
-    "resnet": FamilyBounds(depth=IntParam(1, 3), width=IntParam(2, 32)),
-    "mobilenet": FamilyBounds(depth=IntParam(1, 3), width=IntParam(2, 32)),
-}
+# The smoke space's one family: small plain CNNs train in seconds on any dataset.
+SMOKE_FAMILY = "cnn"
 
 
-def default_space() -> SearchSpace:
-    """The default space: every family, the full loss mix, broad optimisation ranges."""
-    return SearchSpace(families=dict(STUDENT_FAMILY_BOUNDS), metadata={"preset": "default"})
+def family_bounds(depth: tuple[int, int], width: tuple[int, int]) -> FamilyBounds:
+    """A family's depth and width ranges from plain ``(low, high)`` pairs, e.g. a model registry's defaults."""
+    return FamilyBounds(depth=IntParam(*depth), width=IntParam(*width))
 
 
-def smoke_space() -> SearchSpace:
-    """A tiny space for ``--smoke``: small plain CNNs, so a setup check takes seconds."""
+def default_space(families: Mapping[str, FamilyBounds]) -> SearchSpace:
+    """The default space: ``families`` (the registered student families and their default depth and width
+    ranges, as the search layer reads them from ``trainers.models``), the full loss mix, broad optimisation
+    ranges."""
+    return SearchSpace(families=dict(families), metadata={"preset": "default"})
+
+
+def smoke_space(families: Mapping[str, FamilyBounds] | None = None) -> SearchSpace:
+    """A tiny space for ``--smoke``: small plain CNNs, so a setup check takes seconds.
+
+    ``families`` (the registered ones) is accepted so every preset is called alike; the smoke space
+    always uses its own small ``cnn`` bounds.
+    """
     return SearchSpace(
-        families={"cnn": FamilyBounds(depth=IntParam(1, 1), width=IntParam(8, 16, step=8))},
+        families={SMOKE_FAMILY: FamilyBounds(depth=IntParam(1, 1), width=IntParam(8, 16, step=8))},
         batch_size=ChoiceParam((64,)),
         metadata={"preset": "smoke"},
     )
@@ -43,4 +49,6 @@ def baseline_space(base: SearchSpace, family: str, depth: int, width: int,
                    metadata={"preset": "baseline"})
 
 
-PRESETS = {"default": default_space, "smoke": smoke_space}
+# A preset builds a space from the registered student families (name -> default bounds).
+PRESETS: dict[str, Callable[[Mapping[str, FamilyBounds]], SearchSpace]] = {
+    "default": default_space, "smoke": smoke_space}

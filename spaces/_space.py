@@ -1,4 +1,8 @@
-"""The distillation search space (DESIGN.md, "The search space") and its define-by-run sampler."""
+"""The distillation search space and its define-by-run sampler.
+
+Which parameters exist, what they mean and which values the trainer accepts come from the table in
+``spaces._parameters``; this module holds the default ranges and the conditional structure.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from spaces._parameters import FEATURE_LOSSES, PARAMETERS
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param, TrialLike
 
-FEATURE_LOSSES = ("none", "attention", "hint")
+# A space holds one distribution for each of these; family, depth and width are held per family.
+SPACE_PARAMETERS = tuple(name for name in PARAMETERS if name not in ("family", "depth", "width"))
+# Sampled only with a teacher; the others are the optimisation recipe every trial samples.
+DISTILLATION_PARAMETERS = ("alpha", "temperature", "feature_loss", "beta", "distill_interval", "init_from_teacher")
 
 
 @dataclass(frozen=True)
@@ -71,34 +79,19 @@ class SearchSpace:
             if len(set(scales.values())) > 1:
                 raise ValueError(f"families: {name} must be on a log scale for every family or for none, got "
                                  + ", ".join(f"{family} log={log}" for family, log in scales.items()))
-        if isinstance(self.feature_loss, ChoiceParam):
-            unknown = [name for name in self.feature_loss.choices if name not in FEATURE_LOSSES]
-            if unknown:
-                raise ValueError(f"unknown feature_loss {unknown[0]!r}: choose from {list(FEATURE_LOSSES)}")
-        if isinstance(self.distill_interval, ChoiceParam):
-            bad = [k for k in self.distill_interval.choices if isinstance(k, bool) or not isinstance(k, int)
-                   or k < 1]
-            if bad:
-                raise ValueError(f"distill_interval choices must be integers >= 1, got {bad[0]!r}")
-        if self.augment is not None:
-            bad = [value for value in self.augment.choices if not isinstance(value, bool)]
-            if bad:
-                raise ValueError(f"augment choices must be true or false, got {bad[0]!r}")
-
-    def with_families(self, families: dict[str, FamilyBounds]) -> SearchSpace:
-        """A copy of this space restricted to (or widened to) ``families``."""
-        return replace(self, families=dict(families))
+        # The trainer's limits, checked now: a bad value fails here, not in every trial.
+        for family, bounds in self.families.items():
+            for name in ("depth", "width"):
+                _check_limits(name, getattr(bounds, name), prefix=f"families.{family}: ")
+        for name in space_parameters(self):
+            _check_limits(name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (saved in spec.json, shown in the report)."""
-        scalar_names = ("alpha", "temperature", "feature_loss", "beta", "lr", "weight_decay",
-                        "batch_size", "distill_interval", "init_from_teacher")
         described: dict[str, Any] = {
             "families": {name: bounds.to_dict() for name, bounds in self.families.items()}
         }
-        described.update({name: getattr(self, name).to_dict() for name in scalar_names})
-        if self.augment is not None:
-            described["augment"] = self.augment.to_dict()
+        described.update({name: getattr(self, name).to_dict() for name in space_parameters(self)})
         if not self.distills:
             described["distills"] = False
         return described
@@ -121,14 +114,32 @@ def standard_point(space: SearchSpace) -> dict[str, Any]:
     depth = min(max(STANDARD_DEPTH, bounds.depth.low), bounds.depth.high)
     depth = depth if bounds.depth.contains(depth) else bounds.depth.low
     point: dict[str, Any] = {"family": family, "depth": depth, "width": bounds.width_at(depth).high}
-    names = ("lr", "weight_decay", "batch_size", "augment")
-    if space.distills:
-        names = ("alpha", "temperature", "feature_loss", "distill_interval", "init_from_teacher", *names)
-    for name in names:
-        param = getattr(space, name)
-        if param is not None and param.contains(STANDARD_RECIPE[name]):
+    for name in space_parameters(space):
+        if name not in STANDARD_RECIPE or (not space.distills and name in DISTILLATION_PARAMETERS):
+            continue
+        if getattr(space, name).contains(STANDARD_RECIPE[name]):
             point[name] = STANDARD_RECIPE[name]
     return point
+
+
+def space_parameters(space: SearchSpace) -> list[str]:
+    """The names of the distributions ``space`` holds, in the table's order (``augment`` only when set)."""
+    return [name for name in SPACE_PARAMETERS if getattr(space, name) is not None]
+
+
+def _check_limits(name: str, param: Param, prefix: str = "") -> None:
+    """``ValueError`` naming the first value of ``param`` the trainer would refuse for parameter ``name``.
+
+    The two ends of a range are enough to check: every limit in the table is an interval.
+    """
+    parameter = PARAMETERS[name]
+    if isinstance(param, ChoiceParam):
+        values = [("", choice) for choice in param.choices]
+    else:
+        values = [("low ", param.low), ("high ", param.high)]
+    for label, value in values:
+        if not parameter.accepts(value):
+            raise ValueError(f"{prefix}{name} must be {parameter.limits}, got {label}{value!r}")
 
 
 def bound_space(space: SearchSpace, params_of: ParamsOf, max_params: int) -> SearchSpace:

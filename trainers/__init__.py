@@ -8,13 +8,16 @@ Usable without Ray or Optuna (a benchmark, a notebook or a GPU check imports it 
 from trainers.data import AUGMENTATIONS, DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
 from trainers.distill import DistillConfig, DistillResult, EpochReport, NonFiniteLossError, distill, evaluate, finetune
 from trainers.export import export_model, load_exported, load_torchscript
+from trainers.losses import feature_loss_names, get_feature_loss, register_feature_loss
 from trainers.measure import ModelCost, measure
 from trainers.models import (
     build_student,
     build_teacher,
     can_init_from_teacher,
     count_parameters,
+    register_student,
     student_families,
+    student_family_bounds,
     student_parameter_count,
     teacher_family,
     teacher_names,
@@ -50,14 +53,19 @@ __all__ = [
     "distill",
     "evaluate",
     "export_model",
+    "feature_loss_names",
     "finetune",
+    "get_feature_loss",
     "get_teacher",
     "load_dataset",
     "load_exported",
     "load_teacher_checkpoint",
     "load_torchscript",
     "measure",
+    "register_feature_loss",
+    "register_student",
     "student_families",
+    "student_family_bounds",
     "student_parameter_count",
     "teacher_family",
     "teacher_names",

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces import PARAMETERS
 from trainers.data import TensorSplits, augment_views
-from trainers.losses import HintRegressor, attention_loss, hint_loss, kd_loss
+from trainers.losses import FeatureLoss, get_feature_loss, kd_loss
 from trainers.models import build_student, count_parameters, init_from_teacher
 from trainers.teacher import Teacher
 
-FEATURE_LOSSES = ("none", "attention", "hint")
 EVAL_BATCH_SIZE = 1024
 
 
@@ -57,19 +57,13 @@ class DistillConfig:
     momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.feature_loss not in FEATURE_LOSSES:
-            raise ValueError(f"feature_loss must be one of {FEATURE_LOSSES}, got {self.feature_loss!r}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        for name in ("depth", "width", "batch_size", "distill_interval", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        # The searched parameters' limits are spaces.PARAMETERS', the same the search space checks.
+        for parameter in PARAMETERS.values():
+            value = getattr(self, parameter.name)
+            if not (parameter.name == "augment" and value is None):  # None: the dataset's default
+                parameter.check(value)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> DistillConfig:
@@ -224,7 +218,8 @@ class _TrainingLoop:
         self.device = data.train_x.device
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        self.regressor = self._hint_regressor() if config.uses_features and config.feature_loss == "hint" else None
+        self.feature_loss = get_feature_loss(config.feature_loss) if config.uses_features else None
+        self.regressor = self._regressor(self.feature_loss) if self.feature_loss is not None else None
         parameters = list(student.parameters())
         if self.regressor is not None:
             parameters += list(self.regressor.parameters())
@@ -293,20 +288,22 @@ class _TrainingLoop:
         loss = (1 - config.alpha) * F.cross_entropy(logits, labels)
         if config.alpha > 0:
             loss = loss + config.alpha * kd_loss(logits, signal.logits, config.temperature)
-        if wants_features and config.feature_loss == "attention":
-            loss = loss + config.beta * attention_loss(student_features, signal.attention_maps)
-        elif wants_features and config.feature_loss == "hint":
-            assert self.regressor is not None
-            loss = loss + config.beta * hint_loss(student_features[-1], signal.hint_feature, self.regressor)
+        if self.feature_loss is not None:
+            assert signal.features is not None
+            loss = loss + config.beta * self.feature_loss.loss(student_features, signal.features, self.regressor)
         return loss
 
-    def _hint_regressor(self) -> HintRegressor:
+    def _regressor(self, feature_loss: FeatureLoss) -> nn.Module | None:
+        """The loss's trained regressor (FitNets' hint), sized on a two-image probe; ``None`` if it has none."""
+        if feature_loss.regressor is None:
+            return None
         assert self.teacher is not None
         probe = self.data.train_x[:2]
         with torch.no_grad():
             _, student_features = self.student.forward_features(probe)
-        teacher_channels = self.teacher.hint_channels(probe)
-        return HintRegressor(student_features[-1].shape[1], teacher_channels).to(self.device)
+        teacher_signal = self.teacher.probe_signal(probe, feature_loss.name)
+        assert teacher_signal is not None
+        return feature_loss.regressor(student_features, teacher_signal).to(self.device)
 
     def state(self) -> dict[str, Any]:
         """A resumable snapshot (weights, optimizer, schedule, RNG, history) as plain tensors and dicts."""

@@ -11,23 +11,97 @@ Attention maps follow one convention throughout: :func:`attention_map` returns `
 ``H * W`` values have unit L2 norm per sample. Keeping the spatial shape (rather than flattening) lets
 :func:`attention_loss` compute each student map directly at its teacher map's resolution, so teacher
 maps can be computed once with :func:`teacher_attention_maps` and cached.
+
+Feature losses are looked up by name in a small registry (:func:`register_feature_loss`,
+:func:`get_feature_loss`): the distillation loop and the teacher's cache know no loss by name.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spaces import FEATURE_LOSSES
+
 __all__ = [
+    "FeatureLoss",
     "HintRegressor",
+    "TeacherFeatures",
     "attention_loss",
     "attention_map",
+    "feature_loss_names",
+    "get_feature_loss",
     "hint_loss",
     "kd_loss",
+    "register_feature_loss",
     "resize_spatial",
     "teacher_attention_maps",
 ]
+
+# What a feature loss needs from the teacher for a batch: one tensor, or one per stage.
+TeacherFeatures = Tensor | list[Tensor]
+FeatureLossFn = Callable[[list[Tensor], TeacherFeatures, nn.Module | None], Tensor]
+
+
+@dataclass(frozen=True)
+class FeatureLoss:
+    """A registered feature-matching term between student and teacher stage features.
+
+    ``teacher_signal(stage_features)`` turns the teacher's stage features into what ``loss`` compares
+    with (computed once per training image and cached, unless it exceeds ``max_cached_bytes``).
+    ``loss(student_stage_features, teacher_signal, regressor)`` returns the term. ``regressor``, when
+    given, builds a module trained together with the student from a probe batch's
+    ``(student_stage_features, teacher_signal)``; ``loss`` then receives it.
+    """
+
+    name: str
+    teacher_signal: Callable[[list[Tensor]], TeacherFeatures]
+    loss: FeatureLossFn
+    regressor: Callable[[list[Tensor], TeacherFeatures], nn.Module] | None = None
+    max_cached_bytes: int | None = None
+
+
+_FEATURE_LOSSES: dict[str, FeatureLoss] = {}
+
+
+def register_feature_loss(name: str, *, teacher_signal: Callable[[list[Tensor]], TeacherFeatures],
+                          regressor: Callable[[list[Tensor], TeacherFeatures], nn.Module] | None = None,
+                          max_cached_bytes: int | None = None) -> Callable[[FeatureLossFn], FeatureLossFn]:
+    """Register ``fn(student_stage_features, teacher_signal, regressor) -> loss`` as feature loss ``name``.
+
+    ``name`` must be one of the ``feature_loss`` choices of ``spaces.PARAMETERS`` (the torch-free table the
+    search space reads): add it there first.
+    """
+    if name == "none" or name not in FEATURE_LOSSES:
+        raise ValueError(f"feature loss {name!r} is not a feature_loss choice of spaces.PARAMETERS "
+                         f"({', '.join(FEATURE_LOSSES)}); add it there first")
+
+    def decorator(loss: FeatureLossFn) -> FeatureLossFn:
+        if name in _FEATURE_LOSSES:
+            raise ValueError(f"feature loss {name!r} is already registered")
+        _FEATURE_LOSSES[name] = FeatureLoss(name, teacher_signal, loss, regressor, max_cached_bytes)
+        return loss
+
+    return decorator
+
+
+def get_feature_loss(name: str) -> FeatureLoss:
+    """The registered feature loss ``name``; ``ValueError`` naming the registered ones otherwise."""
+    if name not in _FEATURE_LOSSES:
+        close = difflib.get_close_matches(name, list(_FEATURE_LOSSES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown feature loss {name!r}{hint}; registered: {', '.join(_FEATURE_LOSSES)}")
+    return _FEATURE_LOSSES[name]
+
+
+def feature_loss_names() -> tuple[str, ...]:
+    """The registered feature losses, in registration order ("none", no feature term, is not one)."""
+    return tuple(_FEATURE_LOSSES)
 
 
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -146,3 +220,39 @@ def hint_loss(student_feature: Tensor, teacher_feature: Tensor, regressor: HintR
         )
     regressed = resize_spatial(regressed, (teacher_feature.shape[2], teacher_feature.shape[3]))
     return F.mse_loss(regressed, teacher_feature)
+
+
+# --------------------------------------------------------------------------------------------------
+# The registered feature losses.
+
+# Hint features (the teacher's last stage) are cached only below this size; above it they are
+# recomputed online, which costs time but never exhausts memory.
+MAX_CACHED_HINT_BYTES = 256 * 2**20
+
+
+def last_stage(stage_features: list[Tensor]) -> Tensor:
+    """The deepest stage's feature map: FitNets' hint layer."""
+    return stage_features[-1]
+
+
+def hint_regressor(student_features: list[Tensor], teacher_feature: TeacherFeatures) -> nn.Module:
+    """A regressor from the student's last-stage channels to the teacher's hint channels."""
+    assert isinstance(teacher_feature, Tensor)
+    return HintRegressor(student_features[-1].shape[1], teacher_feature.shape[1])
+
+
+@register_feature_loss("attention", teacher_signal=teacher_attention_maps)
+def attention_term(student_features: list[Tensor], teacher_maps: TeacherFeatures,
+                   regressor: nn.Module | None) -> Tensor:
+    """Attention transfer (:func:`attention_loss`) against the teacher's cached attention maps."""
+    assert isinstance(teacher_maps, list)
+    return attention_loss(student_features, teacher_maps)
+
+
+@register_feature_loss("hint", teacher_signal=last_stage, regressor=hint_regressor,
+                       max_cached_bytes=MAX_CACHED_HINT_BYTES)
+def hint_term(student_features: list[Tensor], teacher_feature: TeacherFeatures,
+              regressor: nn.Module | None) -> Tensor:
+    """FitNets hint (:func:`hint_loss`) of the student's last stage through the trained regressor."""
+    assert isinstance(teacher_feature, Tensor) and isinstance(regressor, HintRegressor)
+    return hint_loss(student_features[-1], teacher_feature, regressor)

@@ -9,19 +9,16 @@ by (view, index); otherwise the teacher runs online on the views the student see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from trainers.data import DatasetInfo, render_view, view_count
-from trainers.losses import teacher_attention_maps
+from trainers.losses import TeacherFeatures, feature_loss_names, get_feature_loss
 
 OUTPUT_BATCH_SIZE = 512
-# Hint features (the teacher's last stage) are cached only below this size; above it they are
-# recomputed online, which costs time but never exhausts memory.
-MAX_CACHED_HINT_BYTES = 256 * 2**20
 # Per-view outputs are cached only when computing them costs at most this many image forwards (views x
 # training images; digits: 9 x 1,077) and the logits take at most this much memory; above, the teacher
 # runs online. Per-view feature maps (attention, hint) are kept while all of them fit the same budget.
@@ -31,42 +28,40 @@ MAX_VIEW_BYTES = 256 * 2**20
 
 @dataclass
 class TeacherSignal:
-    """What the KD terms of one step need from the teacher for one batch."""
+    """What the KD terms of one step need from the teacher for one batch: its logits and, for a feature
+    loss, that loss's ``teacher_signal`` (``None`` for ``"none"``)."""
 
     logits: torch.Tensor
-    attention_maps: list[torch.Tensor] | None = None
-    hint_feature: torch.Tensor | None = None
+    features: TeacherFeatures | None = None
 
 
 @dataclass
 class TeacherOutputs:
-    """The teacher's outputs on the whole (un-augmented) training split, row-aligned with it."""
+    """The teacher's outputs on the whole (un-augmented) training split, row-aligned with it.
+
+    ``features`` maps each registered feature loss to its cached teacher signal; a loss whose signal
+    was too large to cache is missing, and the teacher then runs online for it.
+    """
 
     logits: torch.Tensor
-    attention_maps: list[torch.Tensor]
-    hint_features: torch.Tensor | None
+    features: dict[str, TeacherFeatures]
     # The same outputs on every augmented view, each tensor with a leading view dimension: (views, N, ...).
     per_view: TeacherOutputs | None = None
 
     def to(self, device: torch.device | str) -> TeacherOutputs:
-        hint = self.hint_features.to(device) if self.hint_features is not None else None
         per_view = self.per_view.to(device) if self.per_view is not None else None
-        return TeacherOutputs(self.logits.to(device), [m.to(device) for m in self.attention_maps], hint, per_view)
+        features = {name: _map_tensors(signal, lambda t: t.to(device)) for name, signal in self.features.items()}
+        return TeacherOutputs(self.logits.to(device), features, per_view)
 
     def answers(self, feature_loss: str) -> bool:
         """Whether these cached outputs hold what a step with ``feature_loss`` needs."""
-        if feature_loss == "attention":
-            return bool(self.attention_maps)
-        return feature_loss != "hint" or self.hint_features is not None
+        return feature_loss == "none" or feature_loss in self.features
 
     def rows(self, rows: tuple[torch.Tensor, ...], feature_loss: str) -> TeacherSignal:
         """The cached signal at ``rows`` (``(indices,)``, or ``(views, indices)`` for per-view outputs)."""
-        return TeacherSignal(
-            logits=self.logits[rows],
-            attention_maps=[maps[rows] for maps in self.attention_maps] if feature_loss == "attention" else None,
-            hint_feature=self.hint_features[rows] if feature_loss == "hint" and self.hint_features is not None
-            else None,
-        )
+        features = self.features.get(feature_loss)
+        return TeacherSignal(logits=self.logits[rows],
+                             features=_map_tensors(features, lambda t: t[rows]) if features is not None else None)
 
 
 class Teacher:
@@ -108,23 +103,23 @@ class Teacher:
                 return per_view.rows((views, indices), feature_loss)
         elif indices is not None and cached is not None and cached.answers(feature_loss):
             return cached.rows((indices,), feature_loss)
+        return self._forward(images, feature_loss)
+
+    def probe_signal(self, first_images: torch.Tensor, feature_loss: str) -> TeacherFeatures | None:
+        """``feature_loss``'s teacher signal on the first rows of the training split (e.g. to size a
+        regressor): read from the cache when it holds them, so no teacher forward runs then."""
+        cached = self.outputs
+        if cached is not None and cached.answers(feature_loss):
+            rows = torch.arange(len(first_images), device=cached.logits.device)
+            return cached.rows((rows,), feature_loss).features
+        return self._forward(first_images, feature_loss).features
+
+    def _forward(self, images: torch.Tensor, feature_loss: str) -> TeacherSignal:
         with torch.no_grad():
             if feature_loss == "none":
                 return TeacherSignal(logits=self.model(images))
             logits, features = self.model.forward_features(images)
-        return TeacherSignal(
-            logits=logits,
-            attention_maps=teacher_attention_maps(features) if feature_loss == "attention" else None,
-            hint_feature=features[-1] if feature_loss == "hint" else None,
-        )
-
-    def hint_channels(self, probe: torch.Tensor) -> int:
-        """Channels of the teacher's last stage (the FitNets hint layer)."""
-        if self.outputs is not None and self.outputs.hint_features is not None:
-            return int(self.outputs.hint_features.shape[1])
-        with torch.no_grad():
-            _, features = self.model.forward_features(probe)
-        return int(features[-1].shape[1])
+            return TeacherSignal(logits=logits, features=get_feature_loss(feature_loss).teacher_signal(features))
 
 
 def fits_view_cache(info: DatasetInfo, train_images: torch.Tensor) -> bool:
@@ -141,34 +136,52 @@ def compute_view_outputs(model: nn.Module, images: torch.Tensor, info: DatasetIn
     when they would take more than ``MAX_VIEW_BYTES`` in all.
     """
     per_view = [compute_outputs(model, render_view(images, info, view, background)) for view in range(view_count(info))]
-    first = per_view[0]
-    feature_bytes = len(per_view) * sum(t.numel() * t.element_size() for t in
-                                        [*first.attention_maps, *([first.hint_features] if first.hint_features
-                                                                  is not None else [])])
-    keep_features = feature_bytes <= MAX_VIEW_BYTES
-    hints_kept = keep_features and all(outputs.hint_features is not None for outputs in per_view)
-    return TeacherOutputs(
-        logits=torch.stack([outputs.logits for outputs in per_view]),
-        attention_maps=[torch.stack(stage) for stage in zip(*(o.attention_maps for o in per_view), strict=True)]
-        if keep_features else [],
-        hint_features=torch.stack([o.hint_features for o in per_view]) if hints_kept else None,
-    )
+    # A loss's signal is kept when every view has it cached (none was over its own cap).
+    names = [name for name in per_view[0].features if all(name in outputs.features for outputs in per_view)]
+    if len(per_view) * sum(_bytes(per_view[0].features[name]) for name in names) > MAX_VIEW_BYTES:
+        names = []
+    features = {name: _stack([outputs.features[name] for outputs in per_view]) for name in names}
+    return TeacherOutputs(logits=torch.stack([outputs.logits for outputs in per_view]), features=features)
 
 
 def compute_outputs(model: nn.Module, images: torch.Tensor) -> TeacherOutputs:
-    """Run ``model`` once over ``images`` in eval mode and keep logits, attention maps, hint features."""
+    """Run ``model`` once over ``images`` in eval mode and keep its logits and every registered feature
+    loss's teacher signal (each within that loss's ``max_cached_bytes``)."""
     model.eval()
-    logits, maps, hints = [], [], []
+    losses = [get_feature_loss(name) for name in feature_loss_names()]
+    logits: list[torch.Tensor] = []
+    signals: dict[str, list[TeacherFeatures]] = {loss.name: [] for loss in losses}
     # no_grad, not inference_mode: inference tensors cannot be saved for the student's backward.
     with torch.no_grad():
         for start in range(0, len(images), OUTPUT_BATCH_SIZE):
             batch_logits, features = model.forward_features(images[start:start + OUTPUT_BATCH_SIZE])
             logits.append(batch_logits)
-            maps.append(teacher_attention_maps(features))
-            hints.append(features[-1])
-    hint_bytes = sum(h.numel() * h.element_size() for h in hints)
-    return TeacherOutputs(
-        logits=torch.cat(logits),
-        attention_maps=[torch.cat(stage) for stage in zip(*maps, strict=True)],
-        hint_features=torch.cat(hints) if hint_bytes <= MAX_CACHED_HINT_BYTES else None,
-    )
+            for loss in losses:
+                signals[loss.name].append(loss.teacher_signal(features))
+    features = {loss.name: _concatenate(signals[loss.name]) for loss in losses
+                if loss.max_cached_bytes is None or sum(map(_bytes, signals[loss.name])) <= loss.max_cached_bytes}
+    return TeacherOutputs(logits=torch.cat(logits), features=features)
+
+
+def _map_tensors(signal: TeacherFeatures, function: Callable[[torch.Tensor], torch.Tensor]) -> TeacherFeatures:
+    """``function`` applied to a signal's tensor, or to each of its per-stage tensors."""
+    return [function(tensor) for tensor in signal] if isinstance(signal, list) else function(signal)
+
+
+def _bytes(signal: TeacherFeatures) -> int:
+    tensors = signal if isinstance(signal, list) else [signal]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+def _concatenate(batches: list[TeacherFeatures]) -> TeacherFeatures:
+    """Batches of one signal joined along the sample dimension (stage by stage for per-stage signals)."""
+    if isinstance(batches[0], list):
+        return [torch.cat(stage) for stage in zip(*batches, strict=True)]
+    return torch.cat(batches)  # type: ignore[arg-type]
+
+
+def _stack(views: list[TeacherFeatures]) -> TeacherFeatures:
+    """One signal per view stacked on a leading view dimension (stage by stage for per-stage signals)."""
+    if isinstance(views[0], list):
+        return [torch.stack(stage) for stage in zip(*views, strict=True)]
+    return torch.stack(views)  # type: ignore[arg-type]

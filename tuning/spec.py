@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces import PRESETS, SearchSpace, SpaceError, load_space_file
+from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, family_bounds, load_space_file
+from trainers.models import student_family_bounds
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 SCHEDULERS = ("asha", "none")
@@ -36,6 +37,17 @@ class UserError(Exception):
     """Bad input: ``search.py`` prints the message on one line and exits with status 2."""
 
 
+def registered_families() -> dict[str, FamilyBounds]:
+    """The student families of the model registry (``@register_student``) with their default bounds:
+    what the default space searches and what a ``--space`` file may name."""
+    return {name: family_bounds(depth, width) for name, (depth, width) in student_family_bounds().items()}
+
+
+def preset_space(name: str) -> SearchSpace:
+    """The preset space ``name`` (``default`` or ``smoke``) over the registered student families."""
+    return PRESETS[name](registered_families())
+
+
 @dataclass(frozen=True)
 class SearchSpec:
     """One search, fully specified. Build it with ``build_spec``, which validates every field."""
@@ -54,7 +66,7 @@ class SearchSpec:
     scheduler: str = "asha"
     objective: str = "accuracy"
     space_file: str | None = None
-    space: SearchSpace = field(default_factory=PRESETS["default"])
+    space: SearchSpace = field(default_factory=lambda: preset_space("default"))
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
@@ -239,11 +251,11 @@ def _run_name(name: str | None, dataset: str) -> str:
 
 
 def _space(space_file: str | None, smoke: bool) -> SearchSpace:
-    base = PRESETS["smoke" if smoke else "default"]()
+    base = preset_space("smoke" if smoke else "default")
     if space_file is None:
         return base
     try:
-        return load_space_file(space_file, base)
+        return load_space_file(space_file, base, registered_families())
     except SpaceError as error:
         raise UserError(str(error)) from None
 

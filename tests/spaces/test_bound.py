@@ -86,7 +86,7 @@ def test_baseline_space_fixes_the_architecture_and_samples_no_kd_parameter() -> 
 def test_augment_is_searched_only_when_the_space_asks() -> None:
     trial = optuna.create_study().ask()
     assert "augment" not in suggest_config(trial, SPACE, teacher_family=None)
-    with pytest.raises(ValueError, match="augment choices must be true or false"):
+    with pytest.raises(ValueError, match="augment must be true or false"):
         SearchSpace(families=FAMILIES, augment=ChoiceParam(("yes",)))
 
 

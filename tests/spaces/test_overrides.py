@@ -10,7 +10,6 @@ import optuna
 import pytest
 
 from spaces import (
-    STUDENT_FAMILY_BOUNDS,
     ChoiceParam,
     FamilyBounds,
     FloatParam,
@@ -19,12 +18,21 @@ from spaces import (
     SpaceError,
     apply_overrides,
     default_space,
+    family_bounds,
     load_space_file,
     smoke_space,
     suggest_config,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# The registered families a file may name, with their default bounds (the search layer reads them from
+# the model registry; tests/spaces/test_space.py checks they are these).
+REGISTERED = {name: family_bounds((1, 3), (2, 32)) for name in ("cnn", "resnet", "mobilenet")}
+
+
+def _default() -> SearchSpace:
+    return default_space(REGISTERED)
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -57,9 +65,9 @@ def _sample(space: SearchSpace, n: int = 30, teacher_family: str | None = "cnn")
     ],
 )
 def test_narrowing_a_range_from_each_file_kind(tmp_path: Path, name: str, text: str) -> None:
-    space = load_space_file(_write(tmp_path, name, text), default_space())
+    space = load_space_file(_write(tmp_path, name, text), _default())
     assert space.temperature == FloatParam(2, 8, log=True)  # log kept from the default
-    assert space.lr == default_space().lr
+    assert space.lr == _default().lr
     assert space.metadata == {"preset": "default", "overridden": ["temperature"]}
     assert all(2 <= config["temperature"] <= 8 for config in _sample(space))
 
@@ -72,13 +80,13 @@ families:
   resnet: {}
   mobilenet:
 """
-    base = smoke_space()  # cnn only: resnet and mobilenet come back with their default bounds
-    space = load_space_file(_write(tmp_path, "wide.yaml", text), base)
+    base = smoke_space()  # cnn only: resnet and mobilenet come back with their registered bounds
+    space = load_space_file(_write(tmp_path, "wide.yaml", text), base, REGISTERED)
     assert space.lr == FloatParam(0.0001, 1.0, log=True)
     assert list(space.families) == ["cnn", "resnet", "mobilenet"]
     assert space.families["cnn"] == FamilyBounds(depth=IntParam(1, 4), width=IntParam(4, 64, step=4))
-    assert space.families["resnet"] == STUDENT_FAMILY_BOUNDS["resnet"]
-    assert space.families["mobilenet"] == STUDENT_FAMILY_BOUNDS["mobilenet"]
+    assert space.families["resnet"] == REGISTERED["resnet"]
+    assert space.families["mobilenet"] == REGISTERED["mobilenet"]
     assert space.batch_size == base.batch_size
     configs = _sample(space, n=60)
     assert {config["family"] for config in configs} == {"cnn", "resnet", "mobilenet"}
@@ -87,7 +95,7 @@ families:
 
 def test_fixing_float_int_and_categorical_with_a_scalar(tmp_path: Path) -> None:
     text = "alpha: 0.5\nfeature_loss: none\ndistill_interval: 4\nfamilies: {resnet: {depth: 2, width: 12}}\n"
-    space = load_space_file(_write(tmp_path, "fixed.yaml", text), default_space())
+    space = load_space_file(_write(tmp_path, "fixed.yaml", text), _default())
     assert space.alpha == FloatParam(0.5, 0.5)
     assert space.feature_loss == ChoiceParam(("none",))
     assert space.distill_interval == ChoiceParam((4,))
@@ -100,7 +108,7 @@ def test_fixing_float_int_and_categorical_with_a_scalar(tmp_path: Path) -> None:
 
 def test_choices_as_a_list_and_as_a_mapping(tmp_path: Path) -> None:
     data = {"batch_size": [32, 256], "distill_interval": {"choices": [1, 8]}, "init_from_teacher": [False]}
-    space = load_space_file(_write(tmp_path, "choices.json", json.dumps(data)), default_space())
+    space = load_space_file(_write(tmp_path, "choices.json", json.dumps(data)), _default())
     assert space.batch_size == ChoiceParam((32, 256))
     assert space.distill_interval == ChoiceParam((1, 8))
     configs = _sample(space, n=40, teacher_family="cnn")
@@ -110,35 +118,35 @@ def test_choices_as_a_list_and_as_a_mapping(tmp_path: Path) -> None:
 
 
 def test_a_numeric_parameter_can_become_categorical(tmp_path: Path) -> None:
-    space = load_space_file(_write(tmp_path, "s.yaml", "alpha: [0.3, 0.7]\n"), default_space())
+    space = load_space_file(_write(tmp_path, "s.yaml", "alpha: [0.3, 0.7]\n"), _default())
     assert space.alpha == ChoiceParam((0.3, 0.7))
     assert {config["alpha"] for config in _sample(space)} == {0.3, 0.7}
 
 
 def test_families_as_a_list_keep_their_default_bounds(tmp_path: Path) -> None:
-    space = load_space_file(_write(tmp_path, "s.yml", "families: [resnet, cnn]\n"), default_space())
-    assert space.families == {"resnet": STUDENT_FAMILY_BOUNDS["resnet"], "cnn": STUDENT_FAMILY_BOUNDS["cnn"]}
+    space = load_space_file(_write(tmp_path, "s.yml", "families: [resnet, cnn]\n"), _default())
+    assert space.families == {"resnet": REGISTERED["resnet"], "cnn": REGISTERED["cnn"]}
     assert {config["family"] for config in _sample(space)} == {"resnet", "cnn"}
 
 
 def test_an_integer_log_range_gets_step_one(tmp_path: Path) -> None:
     text = "families: {cnn: {width: {low: 4, high: 64, log: true}}}\n"
-    space = load_space_file(_write(tmp_path, "s.yaml", text), default_space())
+    space = load_space_file(_write(tmp_path, "s.yaml", text), _default())
     assert space.families["cnn"].width == IntParam(4, 64, step=1, log=True)
 
 
 def test_an_empty_file_changes_nothing(tmp_path: Path) -> None:
-    base = default_space()
+    base = _default()
     assert load_space_file(_write(tmp_path, "empty.yaml", ""), base) == base
     assert load_space_file(_write(tmp_path, "empty.json", "{}"), base) == base
 
 
 def test_apply_overrides_leaves_the_base_untouched() -> None:
-    base = default_space()
+    base = _default()
     space = apply_overrides(base, {"lr": {"high": 0.2}, "families": ["cnn"]})
     assert space.lr == FloatParam(0.01, 0.2, log=True)
     assert base.lr == FloatParam(0.01, 0.4, log=True)
-    assert set(base.families) == set(STUDENT_FAMILY_BOUNDS)
+    assert set(base.families) == set(REGISTERED)
     assert space.metadata["overridden"] == ["families", "lr"]
 
 
@@ -150,7 +158,7 @@ temperature: {low: 1, high: 10, log: true}
 alpha: 0.5                 # a single value fixes a parameter
 batch_size: [64, 128]      # a list sets the choices
 """
-    space = load_space_file(_write(tmp_path, "readme.yaml", text), default_space())
+    space = load_space_file(_write(tmp_path, "readme.yaml", text), _default())
     for config in _sample(space):
         assert config["family"] == "cnn" and config["width"] in (8, 16, 24, 32)
         assert 1 <= config["temperature"] <= 10 and config["alpha"] == 0.5
@@ -199,7 +207,7 @@ ERRORS = [
 def test_bad_files_raise_one_line_space_errors(tmp_path: Path, name: str, text: str, fragments: list[str]) -> None:
     path = _write(tmp_path, name, text)
     with pytest.raises(SpaceError) as info:
-        load_space_file(path, default_space())
+        load_space_file(path, _default())
     message = str(info.value)
     assert "\n" not in message
     assert str(path) in message
@@ -211,20 +219,20 @@ def test_bad_files_raise_one_line_space_errors(tmp_path: Path, name: str, text: 
 def test_a_missing_file_is_a_space_error(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
     with pytest.raises(SpaceError, match="cannot be read") as info:
-        load_space_file(path, default_space())
+        load_space_file(path, _default())
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_a_directory_is_a_space_error(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="cannot be read"):
-        load_space_file(tmp_path, default_space())
+        load_space_file(tmp_path, _default())
 
 
 def test_a_binary_file_is_a_space_error(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_bytes(b"\xff\xfe\x00\x01 not text")
     with pytest.raises(SpaceError, match="UTF-8") as info:
-        load_space_file(path, default_space())
+        load_space_file(path, _default())
     assert str(path) in str(info.value)
 
 
@@ -240,4 +248,4 @@ def test_a_binary_file_is_a_space_error(tmp_path: Path) -> None:
 )
 def test_apply_overrides_errors_name_the_parameter(overrides: Any, fragment: str) -> None:
     with pytest.raises(SpaceError, match=fragment.replace("(", r"\(")):
-        apply_overrides(default_space(), overrides)
+        apply_overrides(_default(), overrides)

@@ -16,7 +16,6 @@ from optuna.trial import FixedTrial, TrialState, create_trial
 from spaces import (
     FEATURE_LOSSES,
     PRESETS,
-    STUDENT_FAMILY_BOUNDS,
     ChoiceParam,
     FamilyBounds,
     FloatParam,
@@ -25,6 +24,7 @@ from spaces import (
     apply_overrides,
     bound_space,
     default_space,
+    family_bounds,
     smoke_space,
     suggest_config,
 )
@@ -39,9 +39,15 @@ FAMILIES = {
     "resnet": FamilyBounds(depth=IntParam(3, 4), width=IntParam(28, 36, step=4)),
     "mobilenet": FamilyBounds(depth=IntParam(5, 7), width=IntParam(40, 48, step=2)),
 }
+# The model registry's three families with their default bounds, as the search layer passes them in.
+REGISTERED = {name: family_bounds((1, 3), (2, 32)) for name in ("cnn", "resnet", "mobilenet")}
 SAMPLERS = ("tpe", "tpe-multivariate", "random")
 NAMES = ("family", "depth", "width", "alpha", "temperature", "feature_loss", "beta", "lr", "weight_decay",
          "batch_size", "distill_interval", "init_from_teacher")
+
+
+def _default() -> SearchSpace:
+    return default_space(REGISTERED)
 
 
 def _space() -> SearchSpace:
@@ -158,7 +164,7 @@ def _every_kind_of_config(space: SearchSpace) -> list[tuple[dict[str, Any], str 
 
 def test_fixed_trial_replay_recovers_the_distributions_of_every_config_kind() -> None:
     """tuning/journal.py replays ``FixedTrial(config)`` through suggest_config to rebuild a trial."""
-    space = default_space()
+    space = _default()
     cases = _every_kind_of_config(space)
     assert any("beta" in c and "init_from_teacher" in c for c, _ in cases)
     study = optuna.create_study(direction="maximize")
@@ -176,7 +182,7 @@ def test_fixed_trial_replay_recovers_the_distributions_of_every_config_kind() ->
 
 @pytest.mark.parametrize("kind", SAMPLERS)
 def test_fixed_trial_replay_matches_the_sampled_trials(kind: str) -> None:
-    space = default_space()
+    space = _default()
     study, configs = _search(kind, seed=5, space=space, teacher_family="resnet", n=20)
     assert any("beta" in config for config in configs)
     assert any("init_from_teacher" in config for config in configs)
@@ -193,7 +199,7 @@ def test_replay_ignores_a_parameter_the_branch_does_not_sample() -> None:
               "lr": 0.05, "weight_decay": 1e-4, "batch_size": 64, "distill_interval": 1, "beta": 3.0,
               "init_from_teacher": True}
     replay = FixedTrial(config)
-    suggest_config(replay, default_space(), teacher_family="resnet")
+    suggest_config(replay, _default(), teacher_family="resnet")
     assert "beta" not in replay.distributions and "init_from_teacher" not in replay.distributions
 
 
@@ -224,15 +230,7 @@ def test_valid_restrictions_are_accepted() -> None:
     assert all(config["distill_interval"] == 16 and "beta" in config for config in configs)
 
 
-def test_with_families_returns_a_new_space() -> None:
-    space = default_space()
-    narrowed = space.with_families({"cnn": FAMILIES["cnn"]})
-    assert list(narrowed.families) == ["cnn"]
-    assert set(space.families) == set(STUDENT_FAMILY_BOUNDS)
-    assert narrowed.lr == space.lr
-
-
-@pytest.mark.parametrize("make", [default_space, smoke_space, _space], ids=["default", "smoke", "custom"])
+@pytest.mark.parametrize("make", [_default, smoke_space, _space], ids=["default", "smoke", "custom"])
 def test_to_dict_is_json_and_a_valid_override_file(make: Any) -> None:
     """The description is JSON-serialisable and, fed back as an override, rebuilds the same space."""
     space = make()
@@ -248,22 +246,25 @@ def test_to_dict_is_json_and_a_valid_override_file(make: Any) -> None:
 def test_presets_are_valid_spaces() -> None:
     assert set(PRESETS) == {"default", "smoke"}
     for name, make in PRESETS.items():
-        space = make()
+        space = make(REGISTERED)
         assert isinstance(space, SearchSpace)
         assert space.metadata["preset"] == name
         _, configs = _search("random", seed=0, space=space, teacher_family="cnn", n=10)
         for config in configs:
             _check_config(config, space, "cnn")
-    assert default_space() == default_space() and default_space() is not default_space()
-    assert set(smoke_space().families) <= set(default_space().families)
+    assert _default() == _default() and _default() is not _default()
+    assert set(smoke_space().families) <= set(_default().families)
     assert smoke_space().batch_size == ChoiceParam((64,))
 
 
-def test_default_families_are_the_registered_student_families() -> None:
+def test_default_families_are_the_registered_student_families_with_their_bounds() -> None:
     from trainers.models import student_families
+    from tuning.spec import preset_space, registered_families
 
-    assert set(default_space().families) == set(student_families())
-    assert set(STUDENT_FAMILY_BOUNDS) == set(student_families())
+    assert list(registered_families()) == student_families()
+    assert registered_families() == REGISTERED  # cnn, resnet, mobilenet: depth 1-3, width 2-32
+    assert preset_space("default") == _default()
+    assert preset_space("smoke") == smoke_space()
 
 
 def test_the_default_space_under_the_default_bound_spans_0_1_to_5_percent_of_the_teacher() -> None:
@@ -277,7 +278,7 @@ def test_the_default_space_under_the_default_bound_spans_0_1_to_5_percent_of_the
     def params_of(family: str, depth: int, width: int) -> int:
         return student_parameter_count(family, depth, width, 1, 10)
 
-    space = bound_space(default_space(), params_of, bound)
+    space = bound_space(_default(), params_of, bound)
     sizes = [params_of(family, depth, width)
              for family, bounds in space.families.items()
              for depth in range(bounds.depth.low, bounds.depth.high + 1)
@@ -288,7 +289,7 @@ def test_the_default_space_under_the_default_bound_spans_0_1_to_5_percent_of_the
 
 
 def test_spaces_imports_neither_torch_nor_ray() -> None:
-    code = ("import sys, spaces; spaces.default_space(); "
+    code = ("import sys, spaces; spaces.default_space({'cnn': spaces.family_bounds((1, 3), (2, 32))}); "
             "bad = sorted(m for m in ('torch', 'ray', 'torchvision') if m in sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

@@ -12,12 +12,16 @@ import pytest
 import torch
 from torch import Tensor
 
+from spaces import FEATURE_LOSSES, PARAMETERS
 from trainers.losses import (
     HintRegressor,
     attention_loss,
     attention_map,
+    feature_loss_names,
+    get_feature_loss,
     hint_loss,
     kd_loss,
+    register_feature_loss,
     resize_spatial,
     teacher_attention_maps,
 )
@@ -277,3 +281,41 @@ def test_hint_loss_gradcheck() -> None:
     # The regressor's own parameters get gradients too: it is trained with the student.
     hint_loss(student_feature, teacher_feature, regressor).backward()
     assert regressor.conv.weight.grad is not None and regressor.conv.weight.grad.abs().sum() > 0
+
+
+# --- the feature-loss registry ---------------------------------------------------------------------------
+
+
+def test_the_registered_feature_losses_are_the_search_spaces_choices() -> None:
+    """The space (torch-free) offers the table's names; the trainer must have a loss for each, and no other."""
+    assert ("none", *feature_loss_names()) == FEATURE_LOSSES == PARAMETERS["feature_loss"].choices
+
+
+def test_a_loss_outside_the_parameter_table_is_refused_at_registration() -> None:
+    with pytest.raises(ValueError, match="'gram' is not a feature_loss choice of spaces.PARAMETERS"):
+        register_feature_loss("gram", teacher_signal=lambda features: features[-1])
+    with pytest.raises(ValueError, match="already registered"):
+        register_feature_loss("hint", teacher_signal=lambda features: features[-1])(lambda s, t, r: t)
+    assert feature_loss_names() == ("attention", "hint")
+
+
+def test_an_unknown_feature_loss_names_the_registered_ones() -> None:
+    with pytest.raises(ValueError, match="unknown feature loss 'hints' \\(did you mean 'hint'\\?\\); registered: "
+                                         "attention, hint"):
+        get_feature_loss("hints")
+
+
+def test_the_registered_terms_are_the_documented_losses() -> None:
+    torch.manual_seed(0)
+    student = [torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4)]
+    teacher = [torch.randn(2, 6, 8, 8), torch.randn(2, 12, 4, 4)]
+    attention = get_feature_loss("attention")
+    maps = attention.teacher_signal(teacher)
+    assert attention.regressor is None and attention.max_cached_bytes is None
+    assert torch.equal(attention.loss(student, maps, None), attention_loss(student, teacher_attention_maps(teacher)))
+    hint = get_feature_loss("hint")
+    assert torch.equal(hint.teacher_signal(teacher), teacher[-1])
+    regressor = hint.regressor(student, hint.teacher_signal(teacher))
+    assert isinstance(regressor, HintRegressor)
+    assert (regressor.conv.in_channels, regressor.conv.out_channels) == (8, 12)
+    assert torch.equal(hint.loss(student, teacher[-1], regressor), hint_loss(student[-1], teacher[-1], regressor))

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainers import models
 from trainers.models import (
     STUDENT_FAMILIES,
     KDModel,
@@ -19,7 +20,9 @@ from trainers.models import (
     can_init_from_teacher,
     count_parameters,
     init_from_teacher,
+    register_student,
     student_families,
+    student_family_bounds,
     teacher_family,
     teacher_names,
 )
@@ -227,3 +230,23 @@ def test_count_parameters_grows_with_width_and_depth(family: str) -> None:
 
 def test_count_parameters_counts_scalars() -> None:
     assert count_parameters(nn.Linear(3, 2)) == 3 * 2 + 2
+
+
+def test_a_family_registers_its_default_search_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert student_family_bounds() == {name: ((1, 3), (2, 32)) for name in ("cnn", "resnet", "mobilenet")}
+    monkeypatch.setattr(models, "_STUDENT_BUILDERS", dict(models._STUDENT_BUILDERS))
+    monkeypatch.setattr(models, "_STUDENT_BOUNDS", dict(models._STUDENT_BOUNDS))
+    register_student("wide", width=(16, 128))(models.cnn)
+    register_student("shallow", depth=(1, 1))(models.cnn)
+    assert student_family_bounds()["wide"] == ((1, 3), (16, 128))
+    assert student_family_bounds()["shallow"] == ((1, 1), (2, 32))
+    assert student_families()[-2:] == ["wide", "shallow"]
+
+
+@pytest.mark.parametrize(("bounds", "fragment"),
+                         [({"depth": (0, 2)}, "depth low"), ({"width": (8, 4)}, "low above high"),
+                          ({"width": (2.5, 8)}, "width low")], ids=["depth 0", "reversed", "float"])
+def test_bad_default_bounds_are_refused_at_registration(bounds: dict, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        register_student("bad", **bounds)
+    assert "bad" not in student_families()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from trainers import Teacher, TensorSplits, build_teacher, distill, load_dataset
-from trainers import teacher as teacher_module
+from trainers import Teacher, TensorSplits, build_teacher, distill, load_dataset, losses
 from trainers.distill import DistillConfig
-from trainers.losses import teacher_attention_maps
+from trainers.losses import get_feature_loss, teacher_attention_maps
 from trainers.teacher import OUTPUT_BATCH_SIZE, TeacherOutputs, compute_outputs
 
 # Rows chosen to span two output batches of compute_outputs (OUTPUT_BATCH_SIZE is 512).
@@ -68,16 +69,16 @@ def test_the_teacher_is_frozen_and_in_eval_mode(teacher: Teacher) -> None:
 
 def test_cached_rows_equal_a_direct_forward(teacher: Teacher, digits: TensorSplits) -> None:
     outputs = teacher.outputs
-    assert outputs is not None and outputs.hint_features is not None
+    assert outputs is not None and set(outputs.features) == {"attention", "hint"}
     assert outputs.logits.shape == (len(digits.train_y), 10)
     logits, features = _direct(teacher.model, digits.train_x[ROWS])
     torch.testing.assert_close(outputs.logits[ROWS], logits, **TOLERANCE)
     maps = teacher_attention_maps(features)
-    assert len(outputs.attention_maps) == len(maps) == len(features)
-    for cached, direct in zip(outputs.attention_maps, maps, strict=True):
+    assert len(outputs.features["attention"]) == len(maps) == len(features)
+    for cached, direct in zip(outputs.features["attention"], maps, strict=True):
         assert cached.shape[0] == len(digits.train_y)
         torch.testing.assert_close(cached[ROWS], direct, **TOLERANCE)
-    torch.testing.assert_close(outputs.hint_features[ROWS], features[-1], **TOLERANCE)
+    torch.testing.assert_close(outputs.features["hint"][ROWS], features[-1], **TOLERANCE)
     assert not outputs.logits.requires_grad and not outputs.logits.is_inference()
 
 
@@ -91,13 +92,12 @@ def test_signal_with_indices_reads_the_cache_without_running_the_model(teacher: 
         hint = teacher.signal(images, ROWS, "hint")
     assert forwards.count == 0
     assert torch.equal(plain.logits, teacher.outputs.logits[ROWS])
-    assert plain.attention_maps is None and plain.hint_feature is None
-    assert attention.attention_maps is not None and attention.hint_feature is None
-    for got, cached in zip(attention.attention_maps, teacher.outputs.attention_maps, strict=True):
+    assert plain.features is None
+    assert isinstance(attention.features, list)
+    for got, cached in zip(attention.features, teacher.outputs.features["attention"], strict=True):
         assert torch.equal(got, cached[ROWS])
-    assert hint.attention_maps is None
-    assert hint.hint_feature is not None and teacher.outputs.hint_features is not None
-    assert torch.equal(hint.hint_feature, teacher.outputs.hint_features[ROWS])
+    assert isinstance(hint.features, torch.Tensor)
+    assert torch.equal(hint.features, teacher.outputs.features["hint"][ROWS])
 
 
 def test_signal_uses_the_cache_even_when_the_images_differ(teacher: Teacher, digits: TensorSplits) -> None:
@@ -119,16 +119,14 @@ def test_signal_without_indices_runs_the_model(feature_loss: str, teacher: Teach
     assert teacher.outputs is not None
     assert not torch.allclose(signal.logits, teacher.outputs.logits[ROWS])
     if feature_loss == "attention":
-        assert signal.attention_maps is not None
-        for got, direct in zip(signal.attention_maps, teacher_attention_maps(features), strict=True):
+        assert isinstance(signal.features, list)
+        for got, direct in zip(signal.features, teacher_attention_maps(features), strict=True):
             torch.testing.assert_close(got, direct, **TOLERANCE)
+    elif feature_loss == "hint":
+        assert isinstance(signal.features, torch.Tensor)
+        torch.testing.assert_close(signal.features, features[-1], **TOLERANCE)
     else:
-        assert signal.attention_maps is None
-    if feature_loss == "hint":
-        assert signal.hint_feature is not None
-        torch.testing.assert_close(signal.hint_feature, features[-1], **TOLERANCE)
-    else:
-        assert signal.hint_feature is None
+        assert signal.features is None
     assert not signal.logits.requires_grad
 
 
@@ -143,9 +141,10 @@ def test_a_teacher_without_outputs_always_runs_the_model(model: nn.Module, digit
 
 def test_hint_features_above_the_memory_cap_are_recomputed(model: nn.Module, digits: TensorSplits,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(teacher_module, "MAX_CACHED_HINT_BYTES", 0)
+    monkeypatch.setitem(losses._FEATURE_LOSSES, "hint",
+                        dataclasses.replace(get_feature_loss("hint"), max_cached_bytes=0))
     capped = Teacher.with_cached_outputs(model, "resnet-large", digits.train_x[:100])
-    assert capped.outputs is not None and capped.outputs.hint_features is None
+    assert capped.outputs is not None and set(capped.outputs.features) == {"attention"}
     rows = torch.tensor([1, 50, 99])
     with _Forwards(capped.model) as forwards:
         logits_only = capped.signal(digits.train_x[rows], rows, "none")
@@ -153,14 +152,20 @@ def test_hint_features_above_the_memory_cap_are_recomputed(model: nn.Module, dig
     assert forwards.count == 1  # logits came from the cache; the hint needed the model
     assert torch.equal(logits_only.logits, capped.outputs.logits[rows])
     _, features = _direct(model, digits.train_x[rows])
-    assert hint.hint_feature is not None
-    torch.testing.assert_close(hint.hint_feature, features[-1], **TOLERANCE)
-    assert capped.hint_channels(digits.train_x[:2]) == features[-1].shape[1]
+    assert isinstance(hint.features, torch.Tensor)
+    torch.testing.assert_close(hint.features, features[-1], **TOLERANCE)
+    with _Forwards(capped.model) as forwards:
+        probe = capped.probe_signal(digits.train_x[:2], "hint")
+    assert forwards.count == 1 and isinstance(probe, torch.Tensor)
+    torch.testing.assert_close(probe, _direct(model, digits.train_x[:2])[1][-1], **TOLERANCE)
 
 
-def test_hint_channels_and_to(teacher: Teacher, digits: TensorSplits) -> None:
+def test_probe_signal_reads_the_cache_and_to_moves_it(teacher: Teacher, digits: TensorSplits) -> None:
     _, features = _direct(teacher.model, digits.train_x[:2])
-    assert teacher.hint_channels(digits.train_x[:2]) == features[-1].shape[1] == 128
+    with _Forwards(teacher.model) as forwards:
+        probe = teacher.probe_signal(digits.train_x[:2], "hint")
+    assert forwards.count == 0
+    assert isinstance(probe, torch.Tensor) and probe.shape[1] == features[-1].shape[1] == 128
     moved = teacher.to("cpu")
     assert moved.name == teacher.name and moved.outputs is not None and teacher.outputs is not None
     assert torch.equal(moved.outputs.logits, teacher.outputs.logits)

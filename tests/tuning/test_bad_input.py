@@ -90,7 +90,27 @@ CASES = {
                                                                         "log: true}}, resnet: {}}")],
                                     "log scale for every family"),
     "space file augment not boolean": (lambda tmp: ["--space", _space(tmp, "augment: [0, 2]")],
-                                       "augment choices must be true or false"),
+                                       "augment must be true or false"),
+    # Values the trainer refuses fail when the space is built, not in every trial after the teacher trained.
+    "space file alpha above 1": (lambda tmp: ["--space", _space(tmp, "alpha: {low: 0, high: 2}")],
+                                 "alpha must be a number in [0, 1], got high 2"),
+    "space file temperature zero": (lambda tmp: ["--space", _space(tmp, "temperature: {low: 0, high: 4, log: false}")],
+                                    "temperature must be a number > 0, got low 0"),
+    "space file temperature negative": (lambda tmp: ["--space", _space(tmp, "temperature: -2")],
+                                        "temperature must be a number > 0, got low -2"),
+    "space file lr zero": (lambda tmp: ["--space", _space(tmp, "lr: 0")], "lr must be a number > 0, got low 0"),
+    "space file batch size zero": (lambda tmp: ["--space", _space(tmp, "batch_size: 0")],
+                                   "batch_size must be an integer >= 1, got 0"),
+    "space file distill interval zero": (lambda tmp: ["--space", _space(tmp, "distill_interval: [0, 1]")],
+                                         "distill_interval must be an integer >= 1, got 0"),
+    "space file weight decay negative": (lambda tmp: ["--space", _space(tmp, "weight_decay: -0.001")],
+                                         "weight_decay must be a number >= 0, got low -0.001"),
+    "space file beta negative": (lambda tmp: ["--space", _space(tmp, "beta: {low: -1, high: 1, log: false}")],
+                                 "beta must be a number >= 0, got low -1"),
+    "space file unknown feature loss": (lambda tmp: ["--space", _space(tmp, "feature_loss: [none, gram]")],
+                                        "feature_loss must be one of none, attention, hint, got 'gram'"),
+    "space file family depth zero": (lambda tmp: ["--space", _space(tmp, "families: {cnn: {depth: 0}}")],
+                                     "families.cnn: depth must be an integer >= 1, got low 0"),
 }
 
 
