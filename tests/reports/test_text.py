@@ -8,6 +8,7 @@ import pytest
 
 from reports.run import Trial, load_run
 from reports.text import (
+    PARAM_MEANING,
     best_config,
     format_accuracy,
     format_duration,
@@ -20,6 +21,7 @@ from reports.text import (
     trial_counts,
     verdict_sentence,
 )
+from spaces import PARAMETERS
 from tests.reports.conftest import DROP, RunFactory, edit_summary
 
 
@@ -164,6 +166,14 @@ def test_searched_space_shows_ranges_for_continuous_and_tallies_for_choices() ->
 
 def test_ordered_params_known_first_then_alphabetical() -> None:
     assert ordered_params({"zz": 1, "lr": 1, "family": 1, "aa": 1}) == ["family", "lr", "aa", "zz"]
+
+
+def test_parameter_order_and_meanings_are_the_parameter_tables() -> None:
+    assert ordered_params({"augment": 1, "zz": 1, "alpha": 1, "depth": 1}) == ["depth", "alpha", "augment", "zz"]
+    assert PARAM_MEANING == {name: parameter.meaning for name, parameter in PARAMETERS.items()}
+    rows = searched_space([trial(0, config={"augment": True, "temperature": 4.0})])
+    assert [(row.name, row.meaning) for row in rows] == [("temperature", PARAMETERS["temperature"].meaning),
+                                                         ("augment", PARAMETERS["augment"].meaning)]
 
 
 def test_formatting_helpers() -> None:
