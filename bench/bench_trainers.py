@@ -10,6 +10,9 @@ Measures, side by side in one run:
 (c) with an online teacher on every step (an augmented view of digits, a Teacher without cached outputs):
     a KD epoch over (a student-alone epoch on the same augmented data + the teacher's forward passes for
     one epoch, timed on their own): the loop should add nothing beyond the teacher forward.
+(d) on the same augmented data, a KD epoch reading the teacher's per-view cache (``Teacher.with_cached_outputs``
+    with ``views_of``: logits of every crop view of every image, computed once) over the student-alone epoch
+    (target <= 1.1, issue 10 target 3), and the online KD epoch over it (what the cache saves).
 
 Interleaving: the runs compared with each other are started together, each in its own thread, and take
 turns epoch by epoch (A1 B1 A2 B2 ...; only one computes at any time, the others wait in ``on_epoch``), so
@@ -32,6 +35,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,12 +43,15 @@ from pathlib import Path
 
 import torch
 
-from trainers import DistillConfig, Teacher, TensorSplits, distill, get_teacher, load_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainers import DistillConfig, Teacher, TensorSplits, distill, get_teacher, load_dataset  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEACHER = "resnet-large"
 TRIAL_TARGET_S = (1.0, 2.0)
 CACHED_RATIO_TARGET = 1.1
+PER_VIEW_RATIO_TARGET = 1.1
 ONLINE_RATIO_TARGET = 1.1
 
 # A job runs its epochs and calls the given function after each one.
@@ -162,6 +169,13 @@ def main() -> None:
     cache_seconds = time.perf_counter() - started
     online_teacher = Teacher(teacher_result.model, TEACHER)  # no outputs: every KD step runs the model
     augmented = dataclasses.replace(data, info=dataclasses.replace(data.info, crop_padding=1, student_augment=True))
+    started = time.perf_counter()
+    per_view_teacher = Teacher.with_cached_outputs(teacher_result.model, TEACHER, data.train_x,
+                                                   views_of=augmented.info, background=data.background)
+    per_view_seconds = time.perf_counter() - started
+    per_view = per_view_teacher.outputs.per_view if per_view_teacher.outputs is not None else None
+    if per_view is None:
+        raise SystemExit("the per-view cache was not built (outside its bounds): (d) cannot be measured")
 
     kd, kd_online = kd_config(args.epochs), kd_config(args.online_epochs)
     cached_jobs = [distill_job(kd, data, cached_teacher), distill_job(kd.without_teacher(), data, None)]
@@ -169,6 +183,7 @@ def main() -> None:
         distill_job(kd_online, augmented, online_teacher),
         distill_job(kd_online.without_teacher(), augmented, None),
         teacher_forwards_job(online_teacher, augmented, kd_online.batch_size, args.online_epochs),
+        distill_job(kd_online, augmented, per_view_teacher),
     ]
     run_in_lockstep([distill_job(dataclasses.replace(kd, epochs=2), data, cached_teacher)], 0)  # warm-up
 
@@ -177,11 +192,13 @@ def main() -> None:
     online_runs: list[list[Segment]] = []
     alone_aug_runs: list[list[Segment]] = []
     forward_runs: list[list[Segment]] = []
+    per_view_runs: list[list[Segment]] = []
     for round_index in range(args.rounds):
         kd_run, alone_run = run_in_lockstep(cached_jobs, round_index)
         kd_runs.append(kd_run)
         alone_runs.append(alone_run)
-        online_run, alone_aug_run, forward_run = run_in_lockstep(online_jobs, round_index)
+        online_run, alone_aug_run, forward_run, per_view_run = run_in_lockstep(online_jobs, round_index)
+        per_view_runs.append(per_view_run)
         online_runs.append(online_run)
         alone_aug_runs.append(alone_aug_run)
         forward_runs.append(forward_run)
@@ -198,6 +215,8 @@ def main() -> None:
     trial = statistics.median(trials)
     cached_ratio = {clock: ratios(kd_runs, [alone_runs], clock) for clock in (0, 1)}
     online_ratio = {clock: ratios(online_runs, [alone_aug_runs, forward_runs], clock) for clock in (0, 1)}
+    per_view_ratio = {clock: ratios(per_view_runs, [alone_aug_runs], clock) for clock in (0, 1)}
+    online_over_view = {clock: ratios(online_runs, [per_view_runs], clock) for clock in (0, 1)}
     steps = math.ceil(len(data.train_y) / kd.batch_size)
 
     print()
@@ -206,6 +225,8 @@ def main() -> None:
     print(f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, {os.cpu_count()} cores")
     print(f"teacher {TEACHER}: {teacher_result.source} ({teacher_result.seconds:.1f} s), val accuracy "
           f"{teacher_result.val_accuracy:.4f}; caching its outputs on the train split: {cache_seconds:.3f} s")
+    print(f"per-view cache ({tuple(per_view.logits.shape)} logits: views x images x classes, "
+          f"{per_view.logits.dtype}): built in {per_view_seconds:.3f} s")
     print()
 
     def epoch_ms(runs: list[list[Segment]]) -> tuple[str, str]:
@@ -226,6 +247,12 @@ def main() -> None:
         ("    teacher forwards, one epoch", *epoch_ms(forward_runs), "", ""),
         ("(c) KD epoch (online) / (student-alone + teacher fwd)", f"{online_ratio[0]:.3f}", f"{online_ratio[1]:.3f}",
          f"<= {ONLINE_RATIO_TARGET}", verdict(online_ratio[0] <= ONLINE_RATIO_TARGET)),
+        ("    KD epoch, per-view cached teacher (augmented)", *epoch_ms(per_view_runs), "", ""),
+        ("(d) KD epoch (per-view cache) / student-alone epoch (augmented)", f"{per_view_ratio[0]:.3f}",
+         f"{per_view_ratio[1]:.3f}", f"<= {PER_VIEW_RATIO_TARGET}",
+         verdict(per_view_ratio[0] <= PER_VIEW_RATIO_TARGET)),
+        ("    KD epoch (online) / KD epoch (per-view cache)", f"{online_over_view[0]:.3f}",
+         f"{online_over_view[1]:.3f}", "", ""),
     ]
     width = max(len(row[0]) for row in rows)
     print(f"{'measurement':{width}s}  {'wall':>10s}  {'cpu':>10s}  {'target':>8s}  (verdict on wall)")

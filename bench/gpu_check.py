@@ -8,33 +8,57 @@ teacher briefly, then distills students with an online teacher (KD + attention, 
 and with cached teacher outputs, and checks that everything stays on the device, losses stay finite,
 the exported student predicts like the trained one, and prints epoch times, the KD/student-alone ratios
 (cached: target <= 1.1) and peak GPU memory. It measures, it does not assert speed.
+
+Then (issue 10, target 6) one throughput table for a CIFAR-100-shaped resnet32x4 -> resnet8x4-class pair
+(the registry's ``resnet`` family: depth 5 width 64 as the teacher, 3 stages of 5 basic blocks at 64/128/256
+channels, stem 64 where resnet32x4 has 32; depth 1 width 64 as the student), batch 512, bf16 autocast,
+channels_last, random crop (padding 4) + flip on the device: images/s of the student alone, KD with the
+teacher online, KD with the per-view cache (logits of every one of the 162 views of every image, looked up
+by (view, index); filled with the teacher's logits on the plain images, as the cache's bounds would refuse
+building it for real at this size; the step's cost does not depend on the values), a hand-written loop of
+the student alone for reference, and the total images/s of 1, 2 and 4 concurrent KD-cached trials, each its
+own process on the one GPU (as Ray's fractional GPUs run them). Reference points (issue 10), on an H200 with
+a hand-written loop: 106k img/s student alone, 46k KD online, 95k KD cached.
+
+    python bench/gpu_check.py --skip-checks     # the throughput table only (about a minute on an H100)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import multiprocessing
+import queue as queue_module
+import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainers import DistillConfig, Teacher, TensorSplits, distill, export_model, load_exported  # noqa: E402
-from trainers.data import DatasetInfo  # noqa: E402
-from trainers.models import build_teacher  # noqa: E402
+from trainers.data import DatasetInfo, augment_batch, view_count  # noqa: E402
+from trainers.models import build_student, build_teacher, count_parameters  # noqa: E402
+
+CONCURRENCY = (1, 2, 4)
+WORKER_TIMEOUT_S = 240.0
 
 
-def synthetic_cifar(samples: int, device: str) -> TensorSplits:
-    """Random CIFAR-shaped images whose class shifts the mean of one channel: learnable, no download."""
+def synthetic_cifar(samples: int, device: str, classes: int = 10, val: int | None = None) -> TensorSplits:
+    """Random CIFAR-shaped images whose class shifts the mean of one channel: learnable, no download.
+
+    80/10/10 % train/val/test, or with ``val`` that many validation and test images and the rest to train."""
     generator = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 10, (samples,), generator=generator)
-    images = torch.randn(samples, 3, 32, 32, generator=generator) + (labels.float() / 5).view(-1, 1, 1, 1)
-    info = DatasetInfo("synthetic-cifar", (3, 32, 32), 10, crop_padding=4, horizontal_flip=True)
-    cut = [int(samples * 0.8), int(samples * 0.9)]
+    labels = torch.randint(0, classes, (samples,), generator=generator)
+    images = torch.randn(samples, 3, 32, 32, generator=generator) + (labels.float() / (classes / 2)).view(-1, 1, 1, 1)
+    info = DatasetInfo(f"synthetic-cifar{classes}", (3, 32, 32), classes, crop_padding=4, horizontal_flip=True)
+    cut = [int(samples * 0.8), int(samples * 0.9)] if val is None else [samples - 2 * val, samples - val]
     splits = TensorSplits(info, images[:cut[0]], labels[:cut[0]], images[cut[0]:cut[1]], labels[cut[0]:cut[1]],
                           images[cut[1]:], labels[cut[1]:], mean=(0.0,) * 3, std=(1.0,) * 3)
     return splits.to(device)
@@ -55,11 +79,30 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--skip-checks", action="store_true", help="only the throughput table")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the checks")
+    parser.add_argument("--tp-samples", type=int, default=None,
+                        help="training images of the throughput runs (cuda: 25,600; cpu: 256)")
+    parser.add_argument("--tp-epochs", type=int, default=None, help="epochs per throughput run, the first left "
+                        "out (cuda: 5; cpu: 2)")
+    parser.add_argument("--tp-width", type=int, default=None, help="width of the pair (cuda: 64; cpu: 8, tiny)")
+    parser.add_argument("--tp-batch", type=int, default=None, help="batch size (cuda: 512; cpu: 64)")
     args = parser.parse_args()
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible; pass --device cpu to check the script on the CPU")
         return 2
+    ok = True
+    if not args.skip_checks:
+        ok &= checks(args, device)
+    if not args.skip_throughput:
+        ok &= throughput(args, device)
+    print("gpu_check:", "OK" if ok else "PROBLEMS (see above)")
+    return 0 if ok else 1
+
+
+def checks(args: argparse.Namespace, device: str) -> bool:
+    """The correctness checks: a brief teacher, online and cached distillation, export and reload."""
     data = synthetic_cifar(args.samples, device)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"device {device} ({name}), torch {torch.__version__}, "
@@ -106,8 +149,239 @@ def main() -> int:
     print(f"export from {device}, load on cpu, same predictions: {same}")
     if device == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
-    print("gpu_check:", "OK" if ok else "PROBLEMS (see above)")
-    return 0 if ok else 1
+    return ok
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Throughput (issue 10, target 6)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    samples: int
+    epochs: int
+    width: int
+    batch: int
+    classes: int = 100
+    val: int = 512
+
+
+def sizes_for(args: argparse.Namespace, device: str) -> Sizes:
+    cuda = device == "cuda"
+    return Sizes(samples=args.tp_samples or (25_600 if cuda else 256), epochs=args.tp_epochs or (5 if cuda else 2),
+                 width=args.tp_width or (64 if cuda else 8), batch=args.tp_batch or (512 if cuda else 64),
+                 val=512 if cuda else 32)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bf16(device: str) -> contextlib.AbstractContextManager:
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    return model.to(memory_format=torch.channels_last)
+
+
+def throughput_data(sizes: Sizes, device: str) -> TensorSplits:
+    return synthetic_cifar(sizes.samples + 2 * sizes.val, device, classes=sizes.classes, val=sizes.val)
+
+
+def teacher_model(sizes: Sizes, device: str) -> torch.nn.Module:
+    """resnet32x4-class: the registry's resnet family at depth 5 (5 basic blocks per stage), width 64.
+
+    Untrained (random weights): throughput does not depend on what it learnt."""
+    torch.manual_seed(0)
+    return channels_last(build_student("resnet", 5, sizes.width, 3, sizes.classes).to(device)).eval()
+
+
+def student_model(sizes: Sizes, device: str) -> torch.nn.Module:
+    """resnet8x4-class: the resnet family at depth 1 (one basic block per stage), width 64."""
+    torch.manual_seed(1)
+    return channels_last(build_student("resnet", 1, sizes.width, 3, sizes.classes).to(device))
+
+
+def kd_config(sizes: Sizes, epochs: int, alpha: float = 0.9) -> DistillConfig:
+    return DistillConfig(family="resnet", depth=1, width=sizes.width, batch_size=sizes.batch, alpha=alpha,
+                         temperature=4.0, augment=True, epochs=epochs)
+
+
+def per_view_teacher(model: torch.nn.Module, data: TensorSplits) -> Teacher:
+    """A teacher whose per-view cache holds, for each of the views, its logits on the plain images.
+
+    Built by hand: at this size the cache's bounds (``trainers.teacher``) refuse to build it for real (162 views x
+    25,600 images); a cached KD step indexes a (views, N, classes) tensor by (view, index) either way."""
+    teacher = Teacher.with_cached_outputs(model, "resnet32x4-class", data.train_x)
+    outputs = teacher.outputs
+    assert outputs is not None
+    views = view_count(data.info)
+    outputs.per_view = dataclasses.replace(outputs, logits=outputs.logits.unsqueeze(0).repeat(views, 1, 1),
+                                           per_view=None)
+    return teacher
+
+
+def run_distill(device: str, config: DistillConfig, data: TensorSplits, teacher: Teacher | None,
+                student: torch.nn.Module) -> list[float]:
+    """``distill`` under bf16 autocast; the wall time of each epoch (training steps + validation pass)."""
+    stamps: list[float] = []
+
+    def on_epoch(report: object, state: object) -> None:
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    sync(device)
+    started = time.perf_counter()
+    with bf16(device):
+        distill(config, data, teacher, student=student, on_epoch=on_epoch)
+    return [end - start for start, end in zip([started, *stamps[:-1]], stamps, strict=True)]
+
+
+def run_hand_loop(device: str, sizes: Sizes, data: TensorSplits) -> list[float]:
+    """The student alone in a minimal hand-written loop (no per-step checks), for reference."""
+    model = student_model(sizes, device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    generator = torch.Generator(device=device).manual_seed(1)
+    background = data.background
+    count = len(data.train_y)
+    times: list[float] = []
+    for _ in range(sizes.epochs):
+        sync(device)
+        started = time.perf_counter()
+        order = torch.randperm(count, device=device, generator=generator)
+        for start in range(0, count, sizes.batch):
+            indices = order[start:start + sizes.batch]
+            images = augment_batch(data.train_x[indices], data.info, generator, background)
+            with bf16(device):
+                loss = F.cross_entropy(model(images), data.train_y[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync(device)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def concurrent_worker(index: int, sizes: Sizes, device: str, barrier: object, results: object) -> None:
+    """One KD-cached trial in its own process: warm-up epoch, wait for the others, then the timed epochs."""
+    try:
+        if device == "cpu":
+            torch.set_num_threads(1)
+        data = throughput_data(sizes, device)
+        teacher = per_view_teacher(teacher_model(sizes, device), data)
+        run_distill(device, kd_config(sizes, 1), data, teacher, student_model(sizes, device))  # warm-up
+        barrier.wait(timeout=WORKER_TIMEOUT_S)
+        started = time.time()
+        run_distill(device, kd_config(sizes, sizes.epochs - 1), data, teacher, student_model(sizes, device))
+        results.put((index, "ok", len(data.train_y) * (sizes.epochs - 1), started, time.time()))
+    except BaseException:  # reported by the parent, which then fails the row
+        with contextlib.suppress(Exception):
+            barrier.abort()
+        results.put((index, "error", traceback.format_exc().strip().splitlines()[-1], 0.0, 0.0))
+
+
+def run_concurrent(trials: int, sizes: Sizes, device: str) -> tuple[float | None, str]:
+    """Total images/s of ``trials`` processes sharing the device, from the first start to the last end."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(trials), context.Queue()
+    processes = [context.Process(target=concurrent_worker, args=(index, sizes, device, barrier, results),
+                                 daemon=True) for index in range(trials)]
+    for process in processes:
+        process.start()
+    answers, deadline = [], time.monotonic() + WORKER_TIMEOUT_S + 60
+    try:
+        while len(answers) < trials and time.monotonic() < deadline:
+            try:
+                answers.append(results.get(timeout=1.0))
+            except queue_module.Empty:
+                if not any(process.is_alive() for process in processes) and results.empty():
+                    break
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+    errors = [answer[2] for answer in answers if answer[1] == "error"]
+    if errors or len(answers) < trials:
+        why = errors[0] if errors else f"{trials - len(answers)} of {trials} processes ended without a result"
+        return None, why
+    images = sum(answer[2] for answer in answers)
+    window = max(answer[4] for answer in answers) - min(answer[3] for answer in answers)
+    return images / window, ""
+
+
+def throughput(args: argparse.Namespace, device: str) -> bool:
+    """The images/s table; False when a measurement failed (the others still run)."""
+    sizes = sizes_for(args, device)
+    if device == "cpu":
+        torch.set_num_threads(1)
+    rows, speeds, ok = measure_in_process(sizes, device)
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the processes below need the memory
+    for trials in CONCURRENCY:
+        total, why = run_concurrent(trials, sizes, device)
+        if total is None:
+            ok = False
+            rows.append((f"{trials} concurrent KD-cached trials (processes), total", "FAILED", why[:100], ""))
+        else:
+            rows.append((f"{trials} concurrent KD-cached trials (processes), total", f"{total:,.0f}",
+                         f"{total / trials:,.0f} img/s per trial", ""))
+    header = ("measurement", "img/s", "ms/epoch", "H200 hand-loop reference")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:{width}s}" for cell, width in zip(row, widths, strict=True)).rstrip())
+    if "KD per-view cache (distill)" in speeds and "student alone (distill)" in speeds:
+        ratio = speeds["student alone (distill)"] / speeds["KD per-view cache (distill)"]
+        print(f"KD epoch (per-view cache) / student-alone epoch: {ratio:.3f} (target <= 1.1: "
+              f"{'pass' if ratio <= 1.1 else 'FAIL'})")
+    if device == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB (this process)")
+    return ok
+
+
+def measure_in_process(sizes: Sizes, device: str) -> tuple[list[tuple[str, ...]], dict[str, float], bool]:
+    """Student alone, KD online, KD per-view cache and the hand loop, one after the other in this process."""
+    data = throughput_data(sizes, device)
+    count = len(data.train_y)
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    teacher = teacher_model(sizes, device)
+    student_params = count_parameters(student_model(sizes, device))
+    print()
+    print(f"throughput on {device} ({name}): resnet depth 5 width {sizes.width} ({count_parameters(teacher):,} "
+          f"parameters, resnet32x4-class) -> depth 1 width {sizes.width} ({student_params:,}, resnet8x4-class), "
+          f"{sizes.classes} classes, {count} train images 3x32x32, batch {sizes.batch}, bf16 autocast, "
+          f"channels_last, crop+flip ({view_count(data.info)} views), {sizes.epochs} epochs per run (first left out)")
+    online = Teacher(teacher, "resnet32x4-class")
+    cached = per_view_teacher(teacher, data)
+    runs = {
+        "student alone (distill)": lambda: run_distill(device, kd_config(sizes, sizes.epochs).without_teacher(),
+                                                       data, None, student_model(sizes, device)),
+        "KD online teacher (distill)": lambda: run_distill(device, kd_config(sizes, sizes.epochs), data, online,
+                                                           student_model(sizes, device)),
+        "KD per-view cache (distill)": lambda: run_distill(device, kd_config(sizes, sizes.epochs), data, cached,
+                                                           student_model(sizes, device)),
+        "student alone (hand loop, reference)": lambda: run_hand_loop(device, sizes, data),
+    }
+    reference = {"student alone (distill)": "106k", "KD online teacher (distill)": "46k",
+                 "KD per-view cache (distill)": "95k", "student alone (hand loop, reference)": "106k"}
+    rows, speeds, ok = [], {}, True
+    for label, action in runs.items():
+        try:
+            times = action()
+            epoch = statistics.median(times[1:] or times)
+            speeds[label] = count / epoch
+            rows.append((label, f"{count / epoch:,.0f}", f"{1000 * epoch:.1f}", reference[label]))
+        except Exception as error:  # one failed row does not hide the others
+            ok = False
+            rows.append((label, "FAILED", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+                         reference[label]))
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return rows, speeds, ok
 
 
 if __name__ == "__main__":
