@@ -13,6 +13,7 @@ from typing import Any
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 3
+EXIT_FAILED = 1  # every trial failed: nothing to report on
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (2 for bad input)."""
     args = parse_args(argv)
     # Imported here so that --help answers at once, without loading torch and ray.
-    from tuning import SearchInterrupted, UserError, build_spec, run
+    from tuning import SearchFailed, SearchInterrupted, UserError, build_spec, run
 
     try:
         spec = build_spec(**vars(args))
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchInterrupted as error:
         print(f"search.py: {error}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SearchFailed as error:
+        print(f"search.py: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     trials = outcome.summary["trials"]
     print(f"\nrun '{spec.run_name}': {trials['completed']} completed, {trials['stopped_early']} stopped early, "
           f"{trials['failed']} failed")

@@ -1,4 +1,5 @@
-"""The layering rules of DESIGN.md: ``trainers`` works without Ray and Optuna, ``spaces`` without torch and Ray.
+"""The layering rules of docs/ARCHITECTURE.md: ``trainers`` works without Ray and Optuna, ``spaces`` without torch
+and Ray, ``runfolder`` without any of torch, Ray and Optuna, ``reports`` without torch and Ray.
 
 Checked twice: dynamically (a fresh interpreter imports the package and every submodule, then looks at
 ``sys.modules``, which also catches imports made by third-party dependencies) and statically (no file of
@@ -22,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "trainers": ("ray", "optuna"),
     "spaces": ("torch", "ray"),
+    "runfolder": ("torch", "ray", "optuna"),
+    "reports": ("torch", "ray"),
 }
 
 IMPORT_ALL = """

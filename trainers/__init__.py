@@ -6,6 +6,7 @@ Usable without Ray or Optuna (a benchmark, a notebook or a GPU check imports it 
 """
 
 from trainers.data import AUGMENTATIONS, DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
+from trainers.device import pick_device
 from trainers.distill import DistillConfig, DistillResult, EpochReport, NonFiniteLossError, distill, evaluate, finetune
 from trainers.export import export_model, load_exported, load_torchscript
 from trainers.losses import feature_loss_names, get_feature_loss, register_feature_loss
@@ -51,6 +52,7 @@ __all__ = [
     "can_init_from_teacher",
     "count_parameters",
     "distill",
+    "pick_device",
     "evaluate",
     "export_model",
     "feature_loss_names",

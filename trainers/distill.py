@@ -334,6 +334,16 @@ class _TrainingLoop:
         return int(state["epoch"])
 
 
+# The keys of a training state (``state()``): the one definition ``load_state`` and a checkpoint check use.
+TRAINING_STATE_KEYS = frozenset({"epoch", "step", "student", "regressor", "optimizer", "scheduler", "generator",
+                                 "augment_generator", "history"})
+
+
+def missing_state_keys(state: Any) -> list[str]:
+    """The training-state keys ``state`` lacks (all of them when it is not a dict), sorted."""
+    return sorted(TRAINING_STATE_KEYS - set(state)) if isinstance(state, dict) else sorted(TRAINING_STATE_KEYS)
+
+
 def _cpu_copy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()}
 

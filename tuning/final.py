@@ -37,6 +37,7 @@ from trainers import (
     export_model,
     finetune,
     measure,
+    pick_device,
 )
 from trainers.models import build_from_arch
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
@@ -84,15 +85,11 @@ def pareto_front(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [scored[i] for i in front_indices([(r["val_accuracy"], r["params"]) for r in scored])]
 
 
-def _device() -> str:
-    return "cuda" if torch.cuda.is_available() and torch.cuda.device_count() > 0 else "cpu"
-
-
 def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits, teacher: Teacher | None,
                threads: int) -> SeedRun:
     """Train ``config`` with ``seed`` for ``epochs`` (a Ray task of the final stage)."""
     torch.set_num_threads(threads)
-    device = _device()
+    device = pick_device()
     data = data.to(device)
     distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
@@ -105,7 +102,7 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
     """Finetune a trained run on hard labels at a tenth of its lr; the finetuned weights are kept only
     if validation accuracy does not drop (a Ray task of the final stage)."""
     torch.set_num_threads(threads)
-    data = data.to(_device())
+    data = data.to(pick_device())
     config = DistillConfig.from_mapping({**run.config, "seed": run.seed})
     model = _model(run).to(data.train_x.device)
     finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,

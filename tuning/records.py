@@ -1,16 +1,16 @@
 """Per-trial records of a run: ``trials.json`` (with curves), ``trials.csv``, and live progress lines.
 
 ``RunRecorder`` is a Ray Tune callback on the driver. It keeps one record per trial (config,
-per-epoch curve, state, timing, error), rewrites both files atomically whenever a trial ends, and
-hands each finished trial to the Optuna journal mirror. On resume it starts from the existing
-``trials.json``, so trials finished before an interruption keep their records.
+per-epoch curve, state, node, timing, error), rewrites both files atomically whenever a trial ends, and
+appends each finished trial to the Optuna journal (``tuning.journal``, derived from these records). On
+resume it starts from the existing ``trials.json`` (``tuning.resume`` has already dropped what the
+restored experiment will not know), so trials finished before an interruption keep their records.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,21 +18,28 @@ from typing import Any
 
 from ray import tune
 
-from trainers.files import atomic_write_json, atomic_write_text
-from tuning.trainable import DIVERGED
+from runfolder import (
+    COMPLETE,
+    FAILED,
+    RUNNING,
+    STOPPED,
+    TRIALS_CSV_FILE,
+    TRIALS_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
+from tuning.journal import JournalSpec, sync_journal
+from tuning.trainable import DIVERGED, NODE_ID, NODE_IP
 
-COMPLETE, STOPPED, FAILED, RUNNING = "COMPLETE", "STOPPED", "FAILED", "RUNNING"
 CURVE_KEYS = ("epoch", "val_accuracy", "val_loss", "train_loss", "params", "epoch_seconds", "busy_s")
 CSV_COLUMNS = ("trial_id", "number", "state", "epochs", "val_accuracy", "best_val_accuracy", "params",
-               "busy_s", "start_time", "end_time", "error")
+               "busy_s", "start_time", "end_time", NODE_ID, NODE_IP, "error")
 
 
 def load_records(run_dir: Path) -> dict[str, dict[str, Any]]:
     """Records from ``trials.json`` keyed by trial id (empty for a new run)."""
-    path = run_dir / "trials.json"
-    if not path.exists():
-        return {}
-    return {record["trial_id"]: record for record in json.loads(path.read_text())}
+    return {record["trial_id"]: record for record in read_json(run_dir / TRIALS_FILE) or []}
 
 
 def finished(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -47,19 +54,11 @@ def count_states(records: Iterable[dict[str, Any]]) -> dict[str, int]:
             "failed": states.count(FAILED)}
 
 
-def forget_unfinished(run_dir: Path, experiment: str) -> int:
-    """Drop the unfinished records of ``experiment`` and rewrite the files; returns its finished count."""
-    records = load_records(run_dir)
-    kept = [r for r in records.values() if r["state"] != RUNNING or r.get("experiment") != experiment]
-    write_records(run_dir, kept)
-    return sum(r.get("experiment") == experiment for r in kept)
-
-
 def write_records(run_dir: Path, records: Iterable[dict[str, Any]]) -> None:
     """Write ``trials.json`` and ``trials.csv`` (atomically), in trial order."""
     ordered = sorted(records, key=lambda r: r["number"])
-    atomic_write_json(run_dir / "trials.json", ordered)
-    atomic_write_text(run_dir / "trials.csv", trials_csv(ordered))
+    atomic_write_json(run_dir / TRIALS_FILE, ordered)
+    atomic_write_text(run_dir / TRIALS_CSV_FILE, trials_csv(ordered))
 
 
 def trials_csv(records: list[dict[str, Any]]) -> str:
@@ -77,53 +76,28 @@ def trials_csv(records: list[dict[str, Any]]) -> str:
 class RunRecorder(tune.Callback):
     """Keeps and writes the records of every trial as Ray Tune reports them.
 
-    ``make_mirror()`` builds the object whose ``add(record)`` receives each finished trial (the
-    Optuna journal mirror). Ray pickles callbacks into its experiment state, so everything opened
-    at run time (records, the mirror) is rebuilt from disk in ``setup`` instead of being pickled.
+    Ray pickles callbacks into its experiment state and restores them with it, so only plain values
+    are kept across pickling (``__getstate__``); the records are read back from ``trials.json``.
     """
 
-    def __init__(self, run_dir: Path, experiment: str, epochs: int, budget: int, make_mirror: Callable[[], Any],
+    def __init__(self, run_dir: Path, experiment: str, epochs: int, budget: int, journal: JournalSpec,
                  log: Callable[[str], None] = print) -> None:
         self.run_dir, self.experiment, self.epochs, self.budget = run_dir, experiment, epochs, budget
-        self.make_mirror, self.log = make_mirror, log
+        self.journal, self.log = journal, log
         self._open()
 
     def _open(self) -> None:
         self.records = load_records(self.run_dir)
-        self.reconciled = False
-        self.mirror: Any = None
         self.started = time.time()
 
     def __getstate__(self) -> dict[str, Any]:
         # The log function stays behind: Ray replaces print in its workers, so it may not pickle.
-        return {key: getattr(self, key) for key in ("run_dir", "experiment", "epochs", "budget", "make_mirror")}
+        return {key: getattr(self, key) for key in ("run_dir", "experiment", "epochs", "budget", "journal")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.log = print
         self._open()
-
-    def setup(self, **info: Any) -> None:
-        self.mirror = self.make_mirror()
-        for record in finished(self.records):  # trials that ended while the mirror was not running
-            self.mirror.add(record)
-
-    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        if self.reconciled:
-            return
-        # After a restore, Ray knows the trials of its last saved experiment state. A trial that
-        # started (or, within the instant before a kill, even ended) after that state was saved is
-        # unknown to it and Ray samples a new trial in its place: drop that record, so the run still
-        # holds exactly the budget.
-        known = {trial.trial_id for trial in trials}
-        ours = [tid for tid, r in self.records.items() if r.get("experiment") == self.experiment]
-        for trial_id in [tid for tid in ours if tid not in known]:
-            record = self.records.pop(trial_id)
-            if record["state"] != RUNNING:
-                self.log(f"trial {record['number']} ended after Ray's last saved state; a new trial replaces it")
-        for number, record in enumerate(sorted(self.records.values(), key=lambda r: r["number"])):
-            record["number"] = number
-        self.reconciled = True
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self.records.get(trial.trial_id)
@@ -133,7 +107,7 @@ class RunRecorder(tune.Callback):
                 "state": RUNNING,
                 "config": dict(trial.config), "curve": [], "start_time": time.time(), "end_time": None,
                 "error": None, "epochs": 0, "val_accuracy": None, "best_val_accuracy": None,
-                "params": None, "busy_s": 0.0,
+                "params": None, "busy_s": 0.0, NODE_ID: None, NODE_IP: None,
             }
         else:  # resumed or retried: keep the curve, the epochs it repeats overwrite their rows
             record["state"] = RUNNING
@@ -143,6 +117,7 @@ class RunRecorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = self.records[trial.trial_id]
+        record.update({key: result[key] for key in (NODE_ID, NODE_IP) if key in result})
         if DIVERGED in result:  # the trial's last word: no epoch to plot, an error to keep
             record.update(error=result[DIVERGED], params=result.get("params"), busy_s=result["busy_s"])
             return
@@ -167,9 +142,7 @@ class RunRecorder(tune.Callback):
     def _finish(self, record: dict[str, Any], state: str, error: str | None) -> None:
         record.update(state=state, error=error, end_time=time.time())
         self.write()
-        if self.mirror is None:
-            self.setup()
-        self.mirror.add(record)
+        sync_journal(self.journal, finished(self.records))
         self.log(self._progress_line(record))
 
     def write(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import time
@@ -12,21 +13,25 @@ from typing import Any
 
 import ray
 
+from runfolder import BASELINE_FOLDER, FAILED, JOURNAL_FILE, SCHEMA_VERSION, SPEC_FILE, SUMMARY_FILE, atomic_write_json
 from spaces import baseline_space
 from trainers import evaluate
-from trainers.files import atomic_write_json
-from tuning import final, tuner
-from tuning.journal import JournalMirror, rebuild_if_stale
-from tuning.plan import next_experiment_name, planned_trials, read_plan, write_plan
+from tuning import final, resume, tuner
+from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
-from tuning.records import RunRecorder, count_states, finished, forget_unfinished, load_records
-from tuning.spec import SearchSpec, check_resumable, load_saved_spec
+from tuning.records import RunRecorder, count_states, finished, load_records
+from tuning.resume import ResumePlan
+from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
 
 
 class SearchInterrupted(Exception):
     """The search stopped before its budget (a signal); the run folder can be resumed."""
+
+
+class SearchFailed(Exception):
+    """Every trial of the search failed; the run folder is kept and the message says where to look."""
 
 
 @dataclass
@@ -41,23 +46,22 @@ class RunOutcome:
 def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
     """Run (or resume) the search described by ``spec`` and write everything under ``spec.run_dir``."""
     started = time.perf_counter()
-    saved = load_saved_spec(spec.run_dir)
-    if saved is not None:
-        check_resumable(spec, saved, planned=planned_trials(read_plan(spec.run_dir)))
+    plan = resume.decide(spec)  # before any work: a rerun that does not match its run folder is refused
     owns_ray = not ray.is_initialized()
     try:
         prepared = prepare(spec, log)
         spec.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(spec.run_dir / "spec.json", spec.to_dict())
+        atomic_write_json(spec.run_dir / SPEC_FILE, spec.to_dict())
         search_started = time.perf_counter()
-        records = search(spec, prepared, log)
+        records = search(spec, prepared, plan, log)
         search_seconds = time.perf_counter() - search_started
         if spec.time_budget is None:
             check_complete(spec, records)
+        check_some_succeeded(spec, records)
         summary = base_summary(spec, prepared, records)
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
-        atomic_write_json(spec.run_dir / "summary.json", summary)
+        atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
         final_started = time.perf_counter()
         final_result = final.run_final_stage(
             spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
@@ -66,7 +70,7 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
         summary.update(final_result)
         summary["timings"]["final_s"] = time.perf_counter() - final_started
         summary["timings"]["total_s"] = time.perf_counter() - started
-        atomic_write_json(spec.run_dir / "summary.json", summary)
+        atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
     finally:
         if owns_ray and ray.is_initialized():
             ray.shutdown()
@@ -81,7 +85,14 @@ def check_complete(spec: SearchSpec, records: list[dict[str, Any]]) -> None:
                                 f"same command (--run-name {spec.run_name.split('/')[0]}) to resume it")
 
 
-BASELINE_FOLDER = "baseline"
+def check_some_succeeded(spec: SearchSpec, records: list[dict[str, Any]]) -> None:
+    """A search whose every trial failed has nothing to report on: say why, in one line."""
+    if not records or any(r["state"] != FAILED for r in records):
+        return
+    errors = collections.Counter(r["error"] or "no error message recorded" for r in records)
+    error, count = errors.most_common(1)[0]
+    raise SearchFailed(f"all {len(records)} trials failed ({count} with: {error}); the run folder is kept, "
+                       f"each trial's error is in {spec.run_dir / 'trials.csv'}")
 
 
 def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[str, Any], log: Log) -> dict[str, Any]:
@@ -100,7 +111,7 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
     sub_spec.run_dir.mkdir(parents=True, exist_ok=True)
     log(f"baseline search: {sub_spec.budget} trials of {winner_config['family']} depth {winner_config['depth']} "
         f"width {winner_config['width']} without a teacher (lr, weight decay, batch size, augmentation)")
-    records = search(sub_spec, dataclasses.replace(prepared, space=space), log)
+    records = search(sub_spec, dataclasses.replace(prepared, space=space), resume.decide(sub_spec), log)
     check_complete(sub_spec, records)
     best = final.top_configs(records, 1)
     if not best:
@@ -110,35 +121,23 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
             "best_trial": best[0]["trial_id"], "best_val_accuracy": best[0]["val_accuracy"]}
 
 
-def search(spec: SearchSpec, prepared: Prepared, log: Log) -> list[dict[str, Any]]:
-    """Run the Ray Tune search, resuming this run's experiments (``tuning.plan``); return the records."""
-    make_mirror = functools.partial(JournalMirror, spec.run_dir / "optuna.journal", spec.objective, prepared.space,
-                                    prepared.teacher_family)
-    plan = read_plan(spec.run_dir)
-    if plan and not tuner.can_restore(spec, plan[-1]["name"]):
-        plan = plan[:-1]  # killed before Ray saved anything: that experiment never ran a trial
-    previous = plan[-1]["name"] if plan else None
-    if plan and not tuner.saved_state_readable(spec, plan[-1]["name"]):
-        # Keep what that experiment finished (our records are written atomically) and run the rest in a
-        # new experiment whose searcher starts afresh: the damaged searcher state cannot be loaded.
-        kept = forget_unfinished(spec.run_dir, plan[-1]["name"])
-        log(f"Ray's saved state of experiment '{plan[-1]['name']}' is damaged (killed while writing it); "
-            f"keeping its {kept} finished trials and running the rest in a new experiment")
-        plan[-1]["trials"], previous = kept, None
-        write_plan(spec.run_dir, plan)
-    elif plan:
+def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log) -> list[dict[str, Any]]:
+    """Carry out the resume ``plan`` (``tuning.resume``) with Ray Tune; return the finished records."""
+    journal = JournalSpec(spec.run_dir / JOURNAL_FILE, spec.objective, prepared.space, prepared.teacher_family)
+    resume.apply(spec, plan)
+    if plan.message:
+        log(plan.message)
+    if plan.restore:
         done = len(finished(load_records(spec.run_dir)))
-        log(f"resuming run '{spec.run_name}': {done} of {planned_trials(plan)} trials done")
-        tuner.fit(tuner.restore_tuner(spec, prepared, plan[-1]["name"]), log)
-    remaining = spec.budget - planned_trials(plan)
-    if remaining > 0:
-        name = next_experiment_name(plan)
-        write_plan(spec.run_dir, [*plan, {"name": name, "trials": remaining}])
-        log(f"search: {remaining} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
-        recorder = RunRecorder(spec.run_dir, name, spec.epochs, spec.budget, make_mirror, log)
-        tuner.fit(tuner.build_tuner(spec, prepared, recorder, name, remaining, continue_from=previous), log)
+        log(f"resuming run '{spec.run_name}': {done} of {plan.planned_trials} trials done")
+        tuner.fit(tuner.restore_tuner(spec, prepared, plan.restore), log)
+    if plan.new_experiment:
+        log(f"search: {plan.new_trials} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
+        recorder = RunRecorder(spec.run_dir, plan.new_experiment, spec.epochs, spec.budget, journal, log)
+        tuner.fit(tuner.build_tuner(spec, prepared, recorder, plan.new_experiment, plan.new_trials,
+                                    continue_from=plan.continue_from), log)
     records = finished(load_records(spec.run_dir))
-    rebuild_if_stale(spec.run_dir / "optuna.journal", records, make_mirror())
+    sync_journal(journal, records)
     return records
 
 
@@ -148,6 +147,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
     best = final.top_configs(records, 1)
     teacher_params = prepared.teacher_params
     return {
+        "schema_version": SCHEMA_VERSION,
         "run": spec.run_name,
         "budget": spec.budget,
         "objective": spec.objective,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import re
 import tempfile
@@ -189,32 +188,6 @@ def parse_max_params(text: str) -> tuple[float, bool]:
         raise UserError(f"--max-params must be a parameter count such as 50000 or a percentage of the teacher "
                         f"such as 5%, got {text!r}")
     return number, percent
-
-
-def load_saved_spec(run_dir: Path) -> dict[str, Any] | None:
-    """The ``spec.json`` of an existing run, or ``None`` when the folder holds no run yet."""
-    path = run_dir / "spec.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path} is corrupt; move the run folder away or choose another --run-name") from None
-
-
-def check_resumable(spec: SearchSpec, saved: dict[str, Any], planned: int) -> None:
-    """Refuse to mix two different searches under one run name."""
-    saved_identity = {name: saved.get(name) for name in IDENTITY_FIELDS}
-    current = json.loads(json.dumps(spec.identity()))
-    differing = [name for name in IDENTITY_FIELDS if saved_identity[name] != current[name]]
-    if differing:
-        name = differing[0]
-        raise UserError(
-            f"run '{spec.run_name}' exists with a different {name} ({saved_identity[name]!r} there, "
-            f"{current[name]!r} now); rerun with the original flags to resume, or pick a new --run-name")
-    if spec.budget < planned:
-        raise UserError(f"run '{spec.run_name}' was started with --budget {planned}, and a budget can only be "
-                        f"raised; pass --budget {planned} or more to continue it")
 
 
 def _check_int(name: str, value: Any, flag: str, minimum: int) -> None:

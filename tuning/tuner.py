@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
+import os
 import warnings
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
-from ray import cloudpickle, tune
+from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -18,10 +18,17 @@ from ray.tune.search.optuna import OptunaSearch
 from spaces import SearchSpace, standard_point, suggest_config
 from tuning.prepare import Prepared
 from tuning.records import RunRecorder
+from tuning.resume import experiment_path
 from tuning.spec import SearchSpec
 from tuning.trainable import run_trial
 
 METRIC = "val_accuracy"
+# Ray Tune settings read from the environment when a search starts, applied for each search whatever the
+# user's environment says. A snapshot of the experiment at every controller step is what lets a driver
+# killed at any moment resume with exactly the trials it had (Ray's default snapshots every 10 s or more
+# and loses what ended since); the others replace Ray's console output with kdsearch's progress lines.
+RUN_SETTINGS = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+                "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdsearch prints its own progress lines
 
 
@@ -109,34 +116,6 @@ def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder, nam
                       run_config=run_config(spec, recorder, name))
 
 
-def experiment_path(spec: SearchSpec, name: str) -> str:
-    return str(spec.tune_storage / name)
-
-
-def can_restore(spec: SearchSpec, name: str) -> bool:
-    """Whether Ray Tune left a restorable experiment ``name`` for this run."""
-    return tune.Tuner.can_restore(experiment_path(spec, name))
-
-
-def saved_state_readable(spec: SearchSpec, name: str) -> bool:
-    """Whether the newest experiment, searcher and callback state files of ``name`` all load.
-
-    Ray writes them in place, so a kill in the middle of a write leaves a truncated file; Ray's own
-    restore then logs "Failed to restore the run state" and waits forever for trials. Checked first.
-    """
-    folder = Path(experiment_path(spec, name))
-    for pattern, load in (("experiment_state-*.json", json.loads), ("search_gen_state-*.json", cloudpickle.loads),
-                          ("searcher-state-*.pkl", cloudpickle.loads), ("callback-states-*.pkl", cloudpickle.loads)):
-        newest = max(folder.glob(pattern), default=None, key=lambda path: path.name)
-        if newest is None:
-            continue
-        try:
-            load(newest.read_bytes())
-        except Exception:  # truncated or garbled: any unpickling error means unusable
-            return False
-    return True
-
-
 def restore_tuner(spec: SearchSpec, prepared: Prepared, name: str) -> tune.Tuner:
     """Ray Tune's own restore: finished trials kept, unfinished ones resumed from their checkpoints.
 
@@ -147,7 +126,26 @@ def restore_tuner(spec: SearchSpec, prepared: Prepared, name: str) -> tune.Tuner
 
 
 def fit(tuner: tune.Tuner, log: Callable[[str], None]) -> tune.ResultGrid:
-    """Run the search to the end of the budget."""
-    results = tuner.fit()
+    """Run the search to the end of the budget, under ``RUN_SETTINGS``."""
+    with run_settings():
+        results = tuner.fit()
     log(f"search: {len(results)} trials, {results.num_errors} failed")
     return results
+
+
+@contextlib.contextmanager
+def run_settings() -> Iterator[None]:
+    """``RUN_SETTINGS`` in the environment while a search runs; the user's own values come back after."""
+    saved = {name: os.environ.get(name) for name in RUN_SETTINGS}
+    os.environ.update(RUN_SETTINGS)
+    try:
+        with warnings.catch_warnings():
+            # A trial resumed from its last checkpoint reports the epochs after it again; Optuna keeps the first.
+            warnings.filterwarnings("ignore", message="The reported value is ignored because this `step")
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

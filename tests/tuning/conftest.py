@@ -14,10 +14,6 @@ from trainers import DistillConfig, build_student, distill, load_dataset
 from tuning import build_spec, run
 from tuning.run import RunOutcome
 
-# Faults injected into trials by weight decay values no default space contains (tuning/trainable.py).
-FAULT_WEIGHT_DECAYS = {"raise": 0.000123, "nan": 0.000234, "oom": 0.000345}
-FAULT_RULES = ",".join(f"{kind}:weight_decay={value}" for kind, value in FAULT_WEIGHT_DECAYS.items())
-
 # Tiny but real: Ray Tune + OptunaSearch + the distillation loop on digits.
 SMALL = {"epochs": 2, "scheduler": "none", "top_k": 1, "final_seeds": 1, "finetune_epochs": 0,
          "max_train_samples": 300, "baseline_budget": 2, "gain_curve": 0}
@@ -28,10 +24,19 @@ def ray_cluster() -> Iterator[None]:
     """One Ray instance for the session's search tests (starting Ray costs seconds)."""
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"KDSEARCH_INJECT_FAULT": FAULT_RULES}})
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def inject_faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Searches of this test run the fault-injecting trainable of ``tests.tuning.faults``."""
+    import tuning.tuner
+    from tests.tuning import faults
+
+    faults.CALL_LOG.unlink(missing_ok=True)
+    monkeypatch.setattr(tuning.tuner, "run_trial", faults.faulty_trial)
 
 
 @pytest.fixture(scope="session")

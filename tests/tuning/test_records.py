@@ -1,4 +1,4 @@
-"""Run records without Ray: what the recorder keeps, writes, reconciles after a restore, and mirrors."""
+"""Run records without Ray: what the recorder keeps and writes, and the journal derived from them."""
 
 from __future__ import annotations
 
@@ -9,31 +9,29 @@ from types import SimpleNamespace
 
 import optuna
 
-from spaces import default_space
-from tuning.journal import JournalMirror, open_study, rebuild_if_stale
+from spaces import smoke_space
+from tuning.journal import JournalSpec, open_study, sync_journal
 from tuning.records import RunRecorder, count_states, load_records, trials_csv
 
 CONFIG = {"family": "cnn", "depth": 1, "width": 8, "alpha": 0.5, "temperature": 4.0, "feature_loss": "none",
           "lr": 0.1, "weight_decay": 1e-4, "batch_size": 64, "distill_interval": 1}
 
 
-class _Mirror:
-    def __init__(self) -> None:
-        self.added: list[str] = []
-
-    def add(self, record: dict) -> None:
-        self.added.append(record["trial_id"])
-
-
 def _trial(trial_id: str) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, config=dict(CONFIG), error_file=None)
 
 
-def _recorder(run_dir: Path, experiment: str = "tune", epochs: int = 2) -> tuple[RunRecorder, _Mirror]:
-    mirror = _Mirror()
-    recorder = RunRecorder(run_dir, experiment, epochs, 4, lambda: mirror, log=lambda message: None)
-    recorder.setup()
-    return recorder, mirror
+def _journal(run_dir: Path) -> JournalSpec:
+    return JournalSpec(run_dir / "optuna.journal", "accuracy", smoke_space(), teacher_family=None)
+
+
+def _recorder(run_dir: Path, experiment: str = "tune", epochs: int = 2) -> tuple[RunRecorder, JournalSpec]:
+    journal = _journal(run_dir)
+    return RunRecorder(run_dir, experiment, epochs, 4, journal, log=lambda message: None), journal
+
+
+def _journal_ids(journal: JournalSpec) -> list[str]:
+    return [t.user_attrs["trial_id"] for t in open_study(journal.path, journal.objective).trials]
 
 
 def _run_trial(recorder: RunRecorder, trial_id: str, epochs: int) -> None:
@@ -46,22 +44,25 @@ def _run_trial(recorder: RunRecorder, trial_id: str, epochs: int) -> None:
 
 
 def test_records_states_files_and_mirror(tmp_path: Path) -> None:
-    recorder, mirror = _recorder(tmp_path)
+    recorder, journal = _recorder(tmp_path)
     _run_trial(recorder, "a", epochs=2)
     _run_trial(recorder, "b", epochs=1)
     diverged = _trial("c")
     recorder.on_trial_start(0, [], diverged)
-    recorder.on_trial_result(0, [], diverged, {"diverged": "NonFiniteLossError: nan", "params": 100, "busy_s": 0.1})
+    recorder.on_trial_result(0, [], diverged, {"trial_error": "NonFiniteLossError: nan", "params": 100,
+                                                    "busy_s": 0.1, "node_id": "n1", "node_ip": "10.0.0.2"})
     recorder.on_trial_complete(0, [], diverged)
     records = load_records(tmp_path)
     assert [records[t]["state"] for t in "abc"] == ["COMPLETE", "STOPPED", "FAILED"]
     assert records["c"]["error"] == "NonFiniteLossError: nan" and records["c"]["curve"] == []
     assert records["a"]["best_val_accuracy"] == 0.7 and [p["epoch"] for p in records["a"]["curve"]] == [1, 2]
     assert count_states(records.values()) == {"completed": 1, "stopped_early": 1, "failed": 1}
-    assert mirror.added == ["a", "b", "c"]
+    assert _journal_ids(journal) == ["a", "b", "c"]
+    assert (records["c"]["node_id"], records["c"]["node_ip"]) == ("n1", "10.0.0.2")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "trials.csv").read_text())))
     assert [row["state"] for row in rows] == ["COMPLETE", "STOPPED", "FAILED"]
     assert rows[0]["param_family"] == "cnn" and rows[0]["epochs"] == "2"
+    assert rows[2]["node_ip"] == "10.0.0.2" and rows[0]["node_ip"] == ""
     assert trials_csv([]).strip().startswith("trial_id,number,state")
 
 
@@ -75,36 +76,18 @@ def test_a_resumed_trial_overwrites_the_epochs_it_repeats(tmp_path: Path) -> Non
     assert [p["epoch"] for p in load_records(tmp_path)["a"]["curve"]] == [1, 2, 3]
 
 
-def test_restore_drops_records_ray_did_not_save_and_renumbers(tmp_path: Path) -> None:
-    recorder, _ = _recorder(tmp_path)
-    for trial_id in "abc":
-        _run_trial(recorder, trial_id, epochs=2)
-    recorder.on_trial_start(0, [], _trial("d"))  # running when the driver died
-    recorder.write()
-    restored, _ = _recorder(tmp_path)
-    restored.on_step_begin(0, [_trial("a"), _trial("c")])  # Ray saved a and c only
-    restored.write()
-    records = load_records(tmp_path)
-    assert sorted(records) == ["a", "c"]
-    assert sorted(r["number"] for r in records.values()) == [0, 1]
-    # a later experiment of the same run leaves the earlier experiment's records alone
-    later, _ = _recorder(tmp_path, experiment="tune-2")
-    later.on_step_begin(0, [])
-    assert sorted(later.records) == ["a", "c"]
-
-
-def test_journal_mirror_and_rebuild(tmp_path: Path) -> None:
-    recorder, _ = _recorder(tmp_path)
+def test_the_journal_is_derived_from_the_records_and_rebuilt_when_they_drop_a_trial(tmp_path: Path) -> None:
+    recorder, journal = _recorder(tmp_path)
     for trial_id in "abc":
         _run_trial(recorder, trial_id, epochs=2)
     records = sorted(load_records(tmp_path).values(), key=lambda r: r["number"])
-    path = tmp_path / "optuna.journal"
-    mirror = JournalMirror(path, "accuracy", default_space(), teacher_family=None)
-    for record in records:
-        mirror.add(record)
-        mirror.add(record)  # twice: kept once
-    study = open_study(path, "accuracy")
+    assert _journal_ids(journal) == ["a", "b", "c"]  # appended as each trial ended
+    sync_journal(journal, records)  # again: nothing is added twice
+    study = open_study(journal.path, "accuracy")
     assert [t.user_attrs["trial_id"] for t in study.trials] == ["a", "b", "c"]
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE and study.trials[0].value == 0.7
-    rebuild_if_stale(path, records[:2], JournalMirror(path, "accuracy", default_space(), None))
-    assert [t.user_attrs["trial_id"] for t in open_study(path, "accuracy").trials] == ["a", "b"]
+    sync_journal(journal, records[:2])
+    assert _journal_ids(journal) == ["a", "b"]
+    journal.path.unlink()  # a journal lost or never written is built whole from the records
+    sync_journal(journal, records)
+    assert _journal_ids(journal) == ["a", "b", "c"]

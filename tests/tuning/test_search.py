@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import optuna
 import pytest
 import torch
 
-from tests.tuning.conftest import FAULT_WEIGHT_DECAYS, small_search
+import search
+from tests.tuning.conftest import small_search
+from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
 from trainers import load_dataset, load_exported, load_torchscript
 from tuning.journal import open_study
 from tuning.run import RunOutcome
@@ -88,32 +91,51 @@ def test_pareto_objective_keeps_a_pareto_set(teacher_cache: Path, teacher_checkp
         assert 0.0 <= member["recheck"]["test_accuracy"] <= 1.0
 
 
+@pytest.mark.usefixtures("inject_faults")
 def test_failing_trials_end_failed_and_the_search_goes_on(teacher_cache: Path, teacher_checkpoint: str,
                                                           tmp_path: Path) -> None:
     space = tmp_path / "faults.yaml"
     decays = [*FAULT_WEIGHT_DECAYS.values(), 0.0005]
     space.write_text(f"weight_decay: {decays}\nfamilies: [cnn]\n")
-    # No retries here: each retry of an injected failure fails again and costs an actor start.
-    outcome = small_search(teacher_cache, "faults", budget=8, space_file=str(space), sampler="random",
-                           teacher_checkpoint=teacher_checkpoint, top_k=0, max_failures=0)
+    # One retry: a transient failure is retried once, a deterministic one (diverged, refused config) never.
+    outcome = small_search(teacher_cache, "faults", budget=10, space_file=str(space), sampler="random",
+                           teacher_checkpoint=teacher_checkpoint, top_k=0, max_failures=1)
     records = _records(outcome.run_dir)
-    assert len(records) == 8
+    assert len(records) == 10
     faulty = {value: kind for kind, value in FAULT_WEIGHT_DECAYS.items()}
     expected_failed = [r for r in records if r["config"]["weight_decay"] in faulty]
     assert expected_failed, "the seeded sampler should hit at least one faulty configuration"
     assert outcome.summary["trials"]["failed"] == len(expected_failed)
+    attempts = collections.Counter(trial_id for trial_id, _ in calls())
     for record in records:
         kind = faulty.get(record["config"]["weight_decay"])
         if kind is None:
-            assert record["state"] == "COMPLETE"
+            assert record["state"] == "COMPLETE" and attempts[record["trial_id"]] == 1
             continue
         assert record["state"] == "FAILED"
-        assert {"raise": "InjectedFault", "nan": "NonFiniteLossError", "oom": "OutOfMemoryError"}[kind] in \
-            record["error"]
+        assert {"raise": "InjectedFault", "nan": "NonFiniteLossError", "oom": "OutOfMemoryError",
+                "config": "ValueError"}[kind] in record["error"]
+        assert attempts[record["trial_id"]] == (2 if kind in ("raise", "oom") else 1), kind
     study = open_study(outcome.run_dir / "optuna.journal", "accuracy")
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == len(expected_failed)
     assert all(t.values is None for t in failed)
+
+
+@pytest.mark.usefixtures("inject_faults")
+def test_a_search_whose_every_trial_failed_exits_1_with_the_common_error(
+        teacher_cache: Path, teacher_checkpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "all-fail.yaml"
+    space.write_text(f"weight_decay: [{FAULT_WEIGHT_DECAYS['config']}]\nfamilies: [cnn]\n")
+    status = search.main(["--results-dir", str(teacher_cache), "--run-name", "all-fail", "--budget", "2",
+                          "--space", str(space), "--teacher-checkpoint", teacher_checkpoint, "--epochs", "2",
+                          "--scheduler", "none", "--max-train-samples", "300"])
+    assert status == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1, error
+    assert "all 2 trials failed (2 with: ValueError: injected: a configuration the trainer refuses)" in error[0]
+    assert "trials.csv" in error[0]
+    assert len(_records(teacher_cache / "all-fail")) == 2  # the run folder is kept
 
 
 def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trainers import DistillConfig, distill, load_dataset
+from trainers.distill import TRAINING_STATE_KEYS
 from trainers.files import atomic_torch_save
 from tuning.trainable import read_trial_state
 
@@ -25,6 +26,17 @@ def saved_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_good_state_loads(saved_state: Path) -> None:
     state = read_trial_state(saved_state)
     assert state is not None and state["epoch"] == 1
+    # One definition of the format: what the trainer writes is exactly what a checkpoint check expects.
+    assert set(state) == TRAINING_STATE_KEYS
+
+
+def test_a_state_without_the_augmentation_generator_is_incomplete(saved_state: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    state = torch.load(saved_state, weights_only=True)
+    del state["augment_generator"]  # loading needs it: a check that skipped it would pass a state that fails later
+    torch.save(state, tmp_path / "trial_state.pt")
+    assert read_trial_state(tmp_path / "trial_state.pt") is None
+    assert "missing augment_generator" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing keys", "absent"])
