@@ -177,7 +177,6 @@ def trials_from_study(study: optuna.Study) -> list[Trial]:
     """Rebuild trial records from the Optuna study when ``trials.json`` is missing."""
     optuna_to_state = {
         optuna.trial.TrialState.COMPLETE: COMPLETE,
-        optuna.trial.TrialState.PRUNED: STOPPED,
         optuna.trial.TrialState.FAIL: FAILED,
     }
     trials = []

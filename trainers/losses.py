@@ -1,7 +1,7 @@
 """Knowledge-distillation losses: soft-label KL (Hinton), attention transfer, FitNets hints.
 
 The trial's objective combines them as
-``(1 - alpha) * CE(student, y) + alpha * kd_loss(...) + beta * feature_loss`` (see DESIGN.md).
+``(1 - alpha) * CE(student, y) + alpha * kd_loss(...) + beta * feature_loss`` (see docs/ARCHITECTURE.md).
 
 Teacher tensors are treated as constants only if the caller makes them so (compute them under
 ``torch.no_grad()`` or cache them); these functions never detach, so they can be gradient-checked

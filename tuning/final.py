@@ -1,4 +1,5 @@
-"""The final stage (DESIGN.md step 4): re-check the best configurations, finetune, compare, export.
+"""The final stage (docs/ARCHITECTURE.md, data flow step 4): re-check the best configurations, finetune,
+compare, export.
 
 1. The top-k configurations by validation accuracy (the best of each student architecture) are
    re-trained for the full epoch budget over several seeds, as Ray tasks; the winner is the best
@@ -9,7 +10,7 @@
    small Ray Tune + Optuna search of lr, weight decay, batch size and augmentation), over the same
    seeds, with the same finetuning rule.
 4. Teacher, baseline and student are evaluated once on the held-out test split and measured; the
-   gain is the mean paired per-seed difference with its 95 % interval and verdict (``tuning.verdict``).
+   gain is the mean paired per-seed difference with its 95 % interval and verdict (``runfolder.paired_gain``).
 5. The gain curve: the same comparison at 3-4 student sizes across the Pareto front, both arms on the
    baseline's tuned recipe, the distilled one adding the winner's KD terms (``tuning.gain_curve``).
 """

@@ -29,6 +29,7 @@ from runfolder import (
     atomic_write_text,
     read_json,
 )
+from spaces import PARAMETERS
 from tuning.journal import JournalSpec, sync_journal
 from tuning.trainable import DIVERGED, NODE_ID, NODE_IP
 
@@ -62,8 +63,12 @@ def write_records(run_dir: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def trials_csv(records: list[dict[str, Any]]) -> str:
-    """One row per trial: its outcome columns, then one ``param_<name>`` column per parameter."""
-    param_names = sorted({name for record in records for name in record["config"]})
+    """One row per trial: its outcome columns, then one ``param_<name>`` column per parameter.
+
+    Parameters come in the order of the parameter table (``spaces.PARAMETERS``), any others after them.
+    """
+    present = {name for record in records for name in record["config"]}
+    param_names = [name for name in PARAMETERS if name in present] + sorted(present - set(PARAMETERS))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([*CSV_COLUMNS, *(f"param_{name}" for name in param_names)])

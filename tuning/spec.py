@@ -77,7 +77,6 @@ class SearchSpec:
     final_seeds: int = 5
     finetune_epochs: int = 5
     max_train_samples: int | None = None
-    checkpoint_every: int = 5
     teacher_epochs: int = 60
     max_failures: int = 2
     max_params: str = DEFAULT_MAX_PARAMS
@@ -143,7 +142,7 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
     for name, flag in (("final_seeds", "--final-seeds"), ("teacher_epochs", "--teacher-epochs"),
                        ("max_concurrent", "--max-concurrent"), ("max_train_samples", "--max-train-samples"),
-                       ("checkpoint_every", "--checkpoint-every"), ("image_size", "--image-size")):
+                       ("image_size", "--image-size")):
         if name in flags:
             _check_int(name, flags[name], flag, minimum=1)
     for name, flag in (("finetune_epochs", "--finetune-epochs"), ("top_k", "--top-k"),

@@ -26,6 +26,9 @@ from trainers.distill import missing_state_keys
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 
 STATE_FILE = "trial_state.pt"
+# Epochs between a trial's checkpoints: a trial resumed after a lost node or a killed driver repeats at most
+# these many epochs, and most trials (stopped early by ASHA) save none.
+CHECKPOINT_EVERY = 5
 # The key of the final result of a trial that failed deterministically (its loss became NaN or infinite,
 # or its configuration is one the trainer refuses): retrying it would fail again the same way.
 DIVERGED = "trial_error"
@@ -40,14 +43,13 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
     device = pick_device()
     node = {NODE_ID: ray.get_runtime_context().get_node_id(), NODE_IP: ray.util.get_node_ip_address()}
     resume_state = _load_checkpoint_state()
-    checkpoint_every = recipe["checkpoint_every"]
     last_epoch = [resume_state["epoch"] if resume_state else 0]
 
     def on_epoch(report: EpochReport, get_state: Any) -> None:
         last_epoch[0] = report.epoch
         metrics = {**report.to_dict(), "busy_s": time.perf_counter() - started, **node}
         # A finished trial needs no checkpoint: only epochs a resume could continue from get one.
-        if report.epoch % checkpoint_every or report.epoch == distill_config.epochs:
+        if report.epoch % CHECKPOINT_EVERY or report.epoch == distill_config.epochs:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:

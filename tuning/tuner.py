@@ -74,8 +74,7 @@ def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
 
 def trainable(spec: SearchSpec, prepared: Prepared) -> Any:
     """``run_trial`` with data and teacher put in the object store once, and per-trial resources."""
-    recipe = {"epochs": spec.epochs, "seed": spec.seed, "cpus_per_trial": spec.cpus_per_trial,
-              "checkpoint_every": spec.checkpoint_every}
+    recipe = {"epochs": spec.epochs, "seed": spec.seed, "cpus_per_trial": spec.cpus_per_trial}
     with_data = tune.with_parameters(run_trial, data=prepared.data, teacher=prepared.teacher, recipe=recipe)
     return tune.with_resources(with_data, {"cpu": spec.cpus_per_trial, "gpu": prepared.gpus_per_trial})
 

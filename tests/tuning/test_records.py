@@ -63,6 +63,8 @@ def test_records_states_files_and_mirror(tmp_path: Path) -> None:
     assert [row["state"] for row in rows] == ["COMPLETE", "STOPPED", "FAILED"]
     assert rows[0]["param_family"] == "cnn" and rows[0]["epochs"] == "2"
     assert rows[2]["node_ip"] == "10.0.0.2" and rows[0]["node_ip"] == ""
+    assert [c for c in rows[0] if c.startswith("param_")][:4] == ["param_family", "param_depth", "param_width",
+                                                                   "param_alpha"]  # the parameter table's order
     assert trials_csv([]).strip().startswith("trial_id,number,state")
 
 
