@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 import re
 import tempfile
@@ -16,6 +17,8 @@ from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, family_bounds
 from trainers.models import student_family_bounds
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
+# Samplers Optuna builds on a package of their own: refused before any work when it is not installed.
+SAMPLER_PACKAGES = {"cmaes": "cmaes"}
 SCHEDULERS = ("asha", "none")
 OBJECTIVES = ("accuracy", "pareto")
 DEFAULT_TEACHER = "resnet-large"
@@ -151,6 +154,7 @@ def build_spec(**flags: Any) -> SearchSpec:
         if name in flags:
             _check_int(name, flags[name], flag, minimum=0)
     _check_choice(flags.get("sampler", "tpe"), SAMPLERS, "--sampler")
+    _check_sampler_package(flags.get("sampler", "tpe"))
     _check_choice(flags.get("scheduler", "asha"), SCHEDULERS, "--scheduler")
     _check_choice(flags.get("objective", "accuracy"), OBJECTIVES, "--objective")
     _check_choice(flags.get("augment", "auto"), AUGMENTATIONS, "--augment")
@@ -187,6 +191,13 @@ def parse_max_params(text: str) -> tuple[float, bool]:
         raise UserError(f"--max-params must be a parameter count such as 50000 or a percentage of the teacher "
                         f"such as 5%, got {text!r}")
     return number, percent
+
+
+def _check_sampler_package(sampler: str) -> None:
+    package = SAMPLER_PACKAGES.get(sampler)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise UserError(f"--sampler {sampler} needs the '{package}' package, which is not installed; "
+                        f"run 'pip install {package}' or choose another --sampler")
 
 
 def _check_int(name: str, value: Any, flag: str, minimum: int) -> None:

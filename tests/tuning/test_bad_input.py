@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,15 @@ def test_bad_input_through_the_command(cases: list[str], tmp_path: Path) -> None
         assert process.returncode == 2, f"{case}: {stderr}"
         assert len(lines) == 1 and CASES[case][1] in lines[0], f"{case}: {stderr}"
         assert not (folder / "results" / RUN).exists(), case
+
+
+def test_a_sampler_whose_package_is_missing_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "cmaes" else real_find_spec(name, *args))
+    assert search.main(_args(tmp_path, ["--sampler", "cmaes"])) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("search.py: error: --sampler cmaes needs the 'cmaes' package, which is not installed; "
+                     "run 'pip install cmaes' or choose another --sampler")
+    assert not (tmp_path / "results" / RUN).exists()
