@@ -667,6 +667,7 @@ class TimelineBar:
     start: float
     end: float
     open_ended: bool
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -698,7 +699,7 @@ def timeline_data(trials: Sequence[Trial]) -> TimelineData:
             reported = [p.time for p in t.curve if p.time is not None]
             end = max(reported) if reported else start
         end = max(float(end), start)
-        bars.append(TimelineBar(t.trial_id, t.label, t.state, start - t0, end - t0, open_ended))
+        bars.append(TimelineBar(t.trial_id, t.label, t.state, start - t0, end - t0, open_ended, t.node))
     intervals = [(b.start, b.end) for b in bars]
     return TimelineData(bars=bars, steps=concurrency_steps(intervals), max_concurrent=max_concurrency(intervals), t0=t0)
 
@@ -719,10 +720,11 @@ def draw_timeline(data: TimelineData) -> go.Figure:
                 orientation="h",
                 marker_color=STATE_COLORS.get(state, OTHER_STATE_COLOR),
                 name=state.lower(),
-                customdata=[["still running" if b.open_ended else ""] for b in bs],
+                customdata=[["still running" if b.open_ended else "", f"<br>on node {b.node}" if b.node else ""]
+                            for b in bs],
                 hovertemplate=(
                     f"%{{y}}<br>started at %{{base:.1f}} {unit}, ran %{{x:.1f}} {unit} %{{customdata[0]}}"
-                    f"<extra>{state}</extra>"
+                    f"%{{customdata[1]}}<extra>{state}</extra>"
                 ),
             ),
             row=1,
@@ -752,8 +754,10 @@ def draw_timeline(data: TimelineData) -> go.Figure:
     )
     fig.update_yaxes(title_text="running", row=2, col=1, rangemode="tozero", dtick=1)
     fig.update_xaxes(title_text=f"time since the first trial started ({unit})", row=2, col=1)
+    nodes = {b.node for b in data.bars if b.node}
     fig.update_layout(
-        title=f"Trial timeline (at most {data.max_concurrent} trials at once)",
+        title=f"Trial timeline (at most {data.max_concurrent} trials at once"
+              + (f", on {len(nodes)} Ray nodes)" if len(nodes) > 1 else ")"),
         barmode="overlay",
         height=max(420, 140 + 18 * len(data.bars)),
     )

@@ -71,6 +71,7 @@ class Trial:
     error: str | None = None
     best_val_accuracy: float | None = None
     params: int | None = None
+    node: str | None = None
 
     @property
     def family(self) -> str:
@@ -113,6 +114,7 @@ class Trial:
             error=record.get("error") or None,
             best_val_accuracy=best,
             params=params,
+            node=_node(record),
         )
 
 
@@ -245,6 +247,14 @@ def _read_json_object(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path.name} is not a JSON object; ignored")
         return None
     return data
+
+
+def _node(record: Mapping[str, Any]) -> str | None:
+    """Where a trial ran: the Ray node's IP and the start of its id (several nodes may share an IP)."""
+    node_ip, node_id = record.get("node_ip"), record.get("node_id")
+    if not node_ip and not node_id:
+        return None
+    return " ".join(str(part) for part in (node_ip, f"({str(node_id)[:8]})" if node_id else None) if part)
 
 
 def _curve_point(p: Mapping[str, Any]) -> CurvePoint:

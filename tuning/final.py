@@ -60,6 +60,7 @@ class SeedRun:
     state_dict: dict[str, torch.Tensor]
     arch: dict[str, Any]
     finetuned: bool = False
+    node: dict[str, str] | None = None  # the Ray node that trained it: {"node_id", "node_ip"}
 
 
 def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "config") -> list[dict[str, Any]]:
@@ -96,7 +97,7 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplit
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
     model = distill(distill_config, data, teacher).model
     val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-    return SeedRun(config, seed, val_accuracy, _cpu_state(model), model.arch, finetuned=False)
+    return SeedRun(config, seed, val_accuracy, _cpu_state(model), model.arch, finetuned=False, node=_this_node())
 
 
 def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
@@ -110,7 +111,8 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
              batch_size=config.batch_size, seed=run.seed)
     tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
     if tuned_accuracy >= run.val_accuracy:
-        return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True)
+        return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True,
+                       node=run.node)
     return run
 
 
@@ -283,7 +285,15 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
 def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun], tests: list[float]) -> dict[str, Any]:
     """One model's line of ``summary.json``: architecture, cost, per-seed test accuracies and their spread."""
     return {"arch": f"{arch['family']} depth {arch['depth']} width {arch['width']}", "arch_config": arch, **cost,
-            "seeds": [run.seed for run in runs], "test_accuracies": tests, **_named_mean_std("test_accuracy", tests)}
+            "seeds": [run.seed for run in runs], "test_accuracies": tests, **_named_mean_std("test_accuracy", tests),
+            "nodes": [run.node for run in runs]}
+
+
+def _this_node() -> dict[str, str] | None:
+    """The Ray node this task runs on (``None`` outside Ray, e.g. a direct call in a test)."""
+    if not ray.is_initialized():
+        return None
+    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
 
 
 def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits) -> list[dict[str, Any]]:

@@ -324,5 +324,19 @@ def test_draw_timeline_smoke() -> None:
     assert list(fig.layout.yaxis.categoryarray) == ["#0 t0", "#1 t1"]
 
 
+def test_the_timeline_says_where_each_trial_ran() -> None:
+    trials = [trial(0, start_time=0.0, end_time=5.0, node_ip="10.0.0.1", node_id="aaaaaaaabbbb"),
+              trial(1, start_time=1.0, end_time=4.0, node_ip="10.0.0.2", node_id="ccccccccdddd"),
+              trial(2, start_time=2.0, end_time=3.0)]  # a run made before nodes were recorded
+    data = timeline_data(trials)
+    assert [b.node for b in data.bars] == ["10.0.0.1 (aaaaaaaa)", "10.0.0.2 (cccccccc)", None]
+    fig = draw_timeline(data)
+    assert "on 2 Ray nodes" in fig.layout.title.text
+    bar = next(t for t in fig.data if isinstance(t, go.Bar))
+    assert [row[1] for row in bar.customdata] == [
+        "<br>on node 10.0.0.1 (aaaaaaaa)", "<br>on node 10.0.0.2 (cccccccc)", ""]
+    assert "on 2 Ray nodes" not in draw_timeline(timeline_data(trials[2:])).layout.title.text
+
+
 def test_format_params() -> None:
     assert [format_params(n) for n in (None, 950, 12_345, 1_234_567)] == ["n/a", "950", "12.3k", "1.23M"]

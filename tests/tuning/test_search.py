@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import search
+from runfolder import SCHEMA_VERSION
 from tests.tuning.conftest import small_search
 from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
 from trainers import load_dataset, load_exported, load_torchscript
@@ -143,6 +144,7 @@ def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     assert {"run", "budget", "trials", "dataset", "teacher", "best_config", "student", "baseline", "kd_gain",
             "timings"} <= set(summary)
+    assert summary["schema_version"] == SCHEMA_VERSION
     assert set(summary["trials"]) == {"completed", "stopped_early", "failed"}
     assert {"name", "train", "val", "test", "classes"} <= set(summary["dataset"])
     assert {"arch", "params", "test_accuracy"} <= set(summary["teacher"])
@@ -150,10 +152,13 @@ def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
     for entry in (summary["student"], summary["baseline"]):
         assert 0.0 <= entry["test_accuracy_mean"] <= 1.0
         assert len(entry["seeds"]) == 1
+        assert [set(node) for node in entry["nodes"]] == [{"node_id", "node_ip"}]  # where each seed trained
     assert summary["kd_gain"] == pytest.approx(
         100 * (summary["student"]["test_accuracy_mean"] - summary["baseline"]["test_accuracy_mean"]))
     assert (outcome.run_dir / "best" / "model.ts").exists()
     assert (outcome.run_dir / "report.html").exists()
+    trials = json.loads((outcome.run_dir / "trials.json").read_text())
+    assert all(trial["node_id"] and trial["node_ip"] for trial in trials)  # every trial says where it ran
 
 
 def test_exported_student_predicts_like_the_trained_one(basic_run: RunOutcome) -> None:
