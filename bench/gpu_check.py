@@ -87,12 +87,17 @@ def main() -> int:
                         "out (cuda: 5; cpu: 2)")
     parser.add_argument("--tp-width", type=int, default=None, help="width of the pair (cuda: 64; cpu: 8, tiny)")
     parser.add_argument("--tp-batch", type=int, default=None, help="batch size (cuda: 512; cpu: 64)")
+    parser.add_argument("--compile", action="store_true", help="add the hand loop with torch.compile to the table")
+    parser.add_argument("--profile", action="store_true", help="also profile one epoch of the student alone "
+                        "and of KD with the per-view cache (torch.profiler): where the time goes")
     args = parser.parse_args()
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible; pass --device cpu to check the script on the CPU")
         return 2
     ok = True
+    if args.profile:
+        ok &= profile(args, device)
     if not args.skip_checks:
         ok &= checks(args, device)
     if not args.skip_throughput:
@@ -240,9 +245,11 @@ def run_distill(device: str, config: DistillConfig, data: TensorSplits, teacher:
     return [end - start for start, end in zip([started, *stamps[:-1]], stamps, strict=True)]
 
 
-def run_hand_loop(device: str, sizes: Sizes, data: TensorSplits) -> list[float]:
-    """The student alone in a minimal hand-written loop (no per-step checks), for reference."""
+def run_hand_loop(device: str, sizes: Sizes, data: TensorSplits, compiled: bool = False) -> list[float]:
+    """The student alone in a minimal hand-written loop (no per-step checks), for reference; ``compiled``:
+    its forward through ``torch.compile`` (the first epoch, left out of the median, pays the compiling)."""
     model = student_model(sizes, device).train()
+    forward = torch.compile(model) if compiled else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     generator = torch.Generator(device=device).manual_seed(1)
     background = data.background
@@ -256,7 +263,7 @@ def run_hand_loop(device: str, sizes: Sizes, data: TensorSplits) -> list[float]:
             indices = order[start:start + sizes.batch]
             images = augment_batch(data.train_x[indices], data.info, generator, background)
             with bf16(device):
-                loss = F.cross_entropy(model(images), data.train_y[indices])
+                loss = F.cross_entropy(forward(images), data.train_y[indices])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -319,7 +326,7 @@ def throughput(args: argparse.Namespace, device: str) -> bool:
     sizes = sizes_for(args, device)
     if device == "cpu":
         torch.set_num_threads(1)
-    rows, speeds, ok = measure_in_process(sizes, device)
+    rows, speeds, ok = measure_in_process(sizes, device, args.compile)
     if device == "cuda":
         torch.cuda.empty_cache()  # the processes below need the memory
     for trials in CONCURRENCY:
@@ -343,7 +350,8 @@ def throughput(args: argparse.Namespace, device: str) -> bool:
     return ok
 
 
-def measure_in_process(sizes: Sizes, device: str) -> tuple[list[tuple[str, ...]], dict[str, float], bool]:
+def measure_in_process(sizes: Sizes, device: str,
+                       compiled: bool = False) -> tuple[list[tuple[str, ...]], dict[str, float], bool]:
     """Student alone, KD online, KD per-view cache and the hand loop, one after the other in this process."""
     data = throughput_data(sizes, device)
     count = len(data.train_y)
@@ -366,8 +374,11 @@ def measure_in_process(sizes: Sizes, device: str) -> tuple[list[tuple[str, ...]]
                                                            student_model(sizes, device)),
         "student alone (hand loop, reference)": lambda: run_hand_loop(device, sizes, data),
     }
+    if compiled:
+        runs["student alone (hand loop, torch.compile)"] = lambda: run_hand_loop(device, sizes, data, compiled=True)
     reference = {"student alone (distill)": "106k", "KD online teacher (distill)": "46k",
-                 "KD per-view cache (distill)": "95k", "student alone (hand loop, reference)": "106k"}
+                 "KD per-view cache (distill)": "95k", "student alone (hand loop, reference)": "106k",
+                 "student alone (hand loop, torch.compile)": "106k"}
     rows, speeds, ok = [], {}, True
     for label, action in runs.items():
         try:
@@ -382,6 +393,48 @@ def measure_in_process(sizes: Sizes, device: str) -> tuple[list[tuple[str, ...]]
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows, speeds, ok
+
+
+def profile(args: argparse.Namespace, device: str) -> bool:
+    """One epoch of the student alone and of KD with the per-view cache under torch.profiler: device time
+    (sum of kernel times) against wall time, the augmentation's share, and the top operators."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    sizes = sizes_for(args, device)
+    data = throughput_data(sizes, device)
+    cached = per_view_teacher(teacher_model(sizes, device), data)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    for label, teacher, config in (("student alone", None, kd_config(sizes, 2).without_teacher()),
+                                   ("KD per-view cache", cached, kd_config(sizes, 2))):
+        try:
+            run_distill(device, dataclasses.replace(config, epochs=1), data, teacher, student_model(sizes, device))
+            sync(device)
+            started = time.perf_counter()
+            with torch_profile(activities=activities) as prof:
+                run_distill(device, dataclasses.replace(config, epochs=1), data, teacher,
+                            student_model(sizes, device))
+            wall = time.perf_counter() - started
+            events = prof.key_averages()
+            attribute = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+            if device == "cuda":
+                from torch.autograd import DeviceType
+
+                kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+                busy = sum(e.self_device_time_total for e in kernels) / 1e6
+                ops = [e for e in prof.events() if e.device_type == DeviceType.CPU]
+                lookups = sum(e.self_device_time_total for e in ops
+                              if e.name in ("aten::index", "aten::where", "aten::flip")) / 1e6
+                print(f"\nprofile, {label}, one epoch: wall {wall:.3f} s (profiler on), GPU kernels {busy:.3f} s "
+                      f"({100 * busy / wall:.0f} % busy); aten::index/where/flip kernels (crop, flip, cache "
+                      f"lookups) {lookups:.3f} s")
+            else:
+                print(f"\nprofile, {label}, one epoch: wall {wall:.3f} s (profiler on)")
+            print(events.table(sort_by=attribute, row_limit=12, max_name_column_width=40))
+        except Exception as error:
+            print(f"profile {label} failed: {type(error).__name__}: {error}")
+            return False
+    return True
 
 
 if __name__ == "__main__":
