@@ -58,6 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     rows = []
+    # A Ray of its own: a bare ray.init() would join a cluster someone started with `ray start` on this machine.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for seed in args.seeds:
             # Alternate which side runs first, so a slow patch of the shared machine does not always hit one.

@@ -1,7 +1,7 @@
 """Benchmark: training throughput (images/s) of kdsearch's tensor path against a plain DataLoader loop and
 against the fastest settings torch offers for the same models on this CPU (a benchmark, not a test).
 
-    .venv/bin/python bench/bench_throughput.py                # about 3 minutes on 2 cores
+    .venv/bin/python bench/bench_throughput.py                # about 3-4 minutes on 2 cores
     .venv/bin/python bench/bench_throughput.py --compile      # adds torch.compile variants (minutes of compiling)
 
 For each input shape (28x28 1 channel, 32x32 3 channels; random images, 10 classes, random crop with
@@ -276,9 +276,9 @@ def images_per_second(runs: list[list[Segment]], images: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3, help="per run and round; the first is left out")
-    parser.add_argument("--student-images", type=int, default=512, help="training images per student epoch")
+    parser.add_argument("--student-images", type=int, default=384, help="training images per student epoch")
     parser.add_argument("--teacher-images", type=int, default=128, help="training images per teacher epoch")
     parser.add_argument("--compile", action="store_true", help="add torch.compile variants (slow to compile)")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
