@@ -1,13 +1,14 @@
 """Everything a search needs before the first trial: data, Ray, the teacher and its outputs.
 
 Every user error is raised here as ``UserError`` before a run folder exists, so bad input leaves
-nothing half-written (DESIGN.md, data flow step 2).
+nothing half-written (docs/ARCHITECTURE.md, data flow step 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -93,23 +94,103 @@ def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int) -> 
 
 
 def start_ray(spec: SearchSpec, log: Log) -> None:
-    """Connect to ``--address`` or start a local Ray instance; a bad address is a ``UserError``."""
+    """Connect to ``--address`` or start a local Ray instance; a bad address is a ``UserError``.
+
+    A cluster with token authentication (Ray 2.5x+) is joined with the token Ray itself would find
+    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) without the user exporting
+    ``RAY_AUTH_MODE``; a token the cluster refuses is one ``UserError`` line, found in about a second.
+    """
     if ray.is_initialized():
         return
     if spec.address and spec.address != "auto":
         _check_reachable(spec.address)
+    if spec.address:
+        _authenticate(spec.address)
     try:
         if spec.address:
             ray.init(address=spec.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError) as error:
+            # "local": a new instance even when `ray start` runs on this machine (a plain ray.init() would
+            # join the cluster recorded in /tmp/ray, e.g. a SLURM job's).
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot connect to the Ray cluster at --address {spec.address}: {first_line}; "
-                        "start it with 'ray start --head' or fix the address (a cluster with token "
-                        "authentication also needs RAY_AUTH_MODE=token here: see cluster/README.md)") from None
+                        "start it with 'ray start --head' or fix the address (see cluster/README.md)") from None
     resources = ray.cluster_resources()
     log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
+
+
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+AUTH_PROBE_TIMEOUT_S = 5.0
+_TOKEN_FIX = ("give this machine the cluster's token: copy the head node's ~/.ray/auth_token to ~/.ray/auth_token "
+              "here, or set RAY_AUTH_TOKEN_PATH to a copy of it")
+
+
+def _authenticate(address: str) -> None:
+    """Turn Ray's token mode on when a token is available, then check that the cluster accepts it.
+
+    Ray 2.60 enables token mode by itself only for ``ray.init()`` / ``address="auto"``; with an explicit
+    address it connects without the token and retries for 20 s before a bare ``ConnectionError``. Ray
+    versions without token authentication have none of these modules: then there is nothing to do.
+    """
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:
+        return
+    mode = os.environ.get(AUTH_MODE_VARIABLE)
+    has_token = AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
+    if mode is None and has_token:
+        _enable_token_auth()  # RAY_AUTH_MODE=token for this process, and Ray's cached config refreshed
+        mode = "token"
+    if not _refused(address):
+        return
+    where = f"--address {address}"
+    if mode is not None and mode.lower() != "token":
+        raise UserError(f"the Ray cluster at {where} uses token authentication but {AUTH_MODE_VARIABLE}={mode} "
+                        f"here; unset {AUTH_MODE_VARIABLE} to use the token Ray finds (RAY_AUTH_TOKEN, "
+                        "RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
+    if not has_token:
+        raise UserError(f"the Ray cluster at {where} uses token authentication and no token was found "
+                        f"(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token); {_TOKEN_FIX}")
+    raise UserError(f"the Ray cluster at {where} refused the authentication token from {_token_source()}; "
+                    f"{_TOKEN_FIX}")
+
+
+def _token_source() -> str:
+    """Where Ray reads the token from, in its own order of precedence."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
+    return "~/.ray/auth_token"
+
+
+def _refused(address: str) -> bool:
+    """Whether the cluster's GCS refuses this process's token (or its lack of one), in milliseconds.
+
+    One GCS call through Ray's own client, which sends the token when token mode is on. The client is
+    given a made-up cluster id so that it does not first fetch the real one (that retries for 20 s); the
+    GCS checks the token before the cluster id, so an accepted token answers ``WrongClusterID`` and a
+    refused one ``InvalidAuthToken``. Anything else (no cluster, a timeout) is left to ``ray.init``.
+    """
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        from ray._raylet import GcsClient
+    except ImportError:
+        return False
+    try:
+        gcs = canonicalize_bootstrap_address(address)
+        if gcs is None:
+            return False
+        GcsClient(address=gcs, cluster_id="01" * 28).internal_kv_get(b"kdsearch-auth-probe", None,
+                                                                     timeout=AUTH_PROBE_TIMEOUT_S)
+    except ray.exceptions.AuthenticationError as error:
+        return "InvalidAuthToken" in str(error)
+    except Exception:  # noqa: BLE001 - not an authentication answer: ray.init reports the real problem
+        return False
+    return False
 
 
 def _check_reachable(address: str) -> None:

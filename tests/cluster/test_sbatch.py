@@ -3,7 +3,7 @@
 The control-flow tests run the real script with ``srun``, ``scontrol`` and ``hostname`` replaced by
 small stubs on ``PATH`` and a fake repo whose ``.venv/bin/{python,ray}`` record how they are called, so
 they check what the script does (Ray head then workers, the search command, requeue on the time-limit
-signal, ``ray stop`` at the end) without a cluster.
+signal, each node's Ray stopped at the end) without a cluster.
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ def test_script_is_valid_bash() -> None:
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None and not os.environ.get("CI"),
                     reason="shellcheck is not installed (.ci/install-tools installs it; under CI it must be there)")
-def test_script_passes_shellcheck() -> None:
-    result = subprocess.run(["shellcheck", "-s", "bash", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("script", [SCRIPT, *sorted((REPO / "cluster").glob("*.sh")), REPO / ".ci" / "install-tools"],
+                         ids=lambda path: path.name)
+def test_script_passes_shellcheck(script: Path) -> None:
+    result = subprocess.run(["shellcheck", "-s", "bash", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
 
 
@@ -169,9 +171,12 @@ def test_starts_ray_runs_the_search_and_stops_ray(fake_cluster: dict[str, str]) 
     calls = _calls(fake_cluster)
     port = 6379 + int(JOB_ID) % 1000
     head = [c for c in calls if c.startswith("ray start --head")]
-    assert head == [f"ray start --head --node-ip-address=10.1.2.3 --port={port} --num-cpus=8 --num-gpus=2 --block"]
+    ray_tmp = f"/tmp/kdsearch-ray-{JOB_ID}"  # the job's own Ray folder: a plain ray.init() does not find it
+    assert head == [f"ray start --head --node-ip-address=10.1.2.3 --port={port} --temp-dir={ray_tmp} "
+                    "--num-cpus=8 --num-gpus=2 --block"]
     workers = [c for c in calls if c.startswith("ray start --address")]
-    assert workers == [f"ray start --address=10.1.2.3:{port} --num-cpus=8 --num-gpus=2 --block"] * 2
+    assert workers == [f"ray start --address=10.1.2.3:{port} --temp-dir={ray_tmp} --num-cpus=8 --num-gpus=2 "
+                       "--block"] * 2
     steps = [c.split(" -w ")[1].split()[0] for c in calls if c.startswith("srun")]
     # The steps run in the background, so their log lines may come in any order: check each step's node.
     head_steps = [c.split(" -w ")[1].split()[0] for c in calls if c.startswith("srun") and "--head" in c]
@@ -184,7 +189,8 @@ def test_starts_ray_runs_the_search_and_stops_ray(fake_cluster: dict[str, str]) 
     assert calls.index("python wait-for-nodes 3") < calls.index(search[0])
     assert f"search env RAY_ADDRESS=10.1.2.3:{port} RAY_AUTH_MODE=token" in calls
     assert calls.index("ray get-auth-token --generate") < calls.index(head[0])
-    assert "ray stop" in calls[calls.index(search[0]):]
+    assert "ray start stopped" in calls[calls.index(search[0]):]
+    assert "ray stop" not in calls  # it would stop other jobs' Ray on a shared node too
     assert calls.count("ray start stopped") == 3  # every Ray node's srun step ended
     assert not any(c.startswith("scontrol requeue") for c in calls)
 
@@ -203,7 +209,7 @@ def test_a_failed_search_is_not_requeued_and_keeps_its_status(fake_cluster: dict
     result = _run(fake_cluster, "--budget", "0")
     assert result.returncode == 2
     calls = _calls(fake_cluster)
-    assert "ray stop" in calls
+    assert calls.count("ray start stopped") == 3
     assert not any(c.startswith("scontrol requeue") for c in calls)
 
 
@@ -254,7 +260,7 @@ def test_time_limit_signal_saves_the_search_and_requeues(fake_cluster: dict[str,
     status, calls = _start_and_signal(fake_cluster, signal.SIGUSR1)
     assert "search got USR1" in calls  # Ray Tune saves its experiment state on SIGUSR1
     assert f"scontrol requeue {JOB_ID}" in calls
-    assert calls.index("search got USR1") < calls.index(f"scontrol requeue {JOB_ID}") < calls.index("ray stop")
+    assert calls.index("search got USR1") < calls.index(f"scontrol requeue {JOB_ID}") < calls.index("ray start stopped")
     assert status == 0
 
 
@@ -269,5 +275,5 @@ def test_preemption_stops_the_search_without_a_second_requeue(fake_cluster: dict
     status, calls = _start_and_signal(fake_cluster, signal.SIGTERM)
     assert "search got USR1" in calls
     assert not any(c.startswith("scontrol requeue") for c in calls)  # SLURM requeues a preempted job itself
-    assert "ray stop" in calls
+    assert calls.count("ray start stopped") == 3
     assert status == 143

@@ -1,0 +1,267 @@
+"""search.py --address on a real two-node Ray cluster on 127.0.0.1, with token authentication.
+
+The head and a second node are started with cluster/ray-start.sh (``ray start ... --block``), each with its
+own CPU and temp folder, and a token file given as RAY_AUTH_TOKEN_PATH (nobody sets RAY_AUTH_MODE: the
+script and search.py turn token mode on by themselves). Everything started here is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import REPO, TINY, assert_complete, finished
+
+RAY_START = REPO / "cluster" / "ray-start.sh"
+START_TIMEOUT_S = 90
+SEARCH_TIMEOUT_S = 240
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Node:
+    process: subprocess.Popen
+    temp_dir: Path
+
+    def processes(self) -> list[int]:
+        """Pids of this node's Ray processes (their command lines name the node's temp folder)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and str(self.temp_dir) in _cmdline(int(entry.name)):
+                pids.append(int(entry.name))
+        return pids
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    nodes: list[Node] = field(default_factory=list)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _environ(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}/environ").read_bytes()).replace(b"\0", b"\n").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_node(cluster: Cluster, log: Path, *args: str) -> Node:
+    # A short temp folder: Ray's socket paths under it must stay within 107 characters.
+    temp_dir = Path(tempfile.mkdtemp(prefix="kdray-", dir="/tmp"))
+    with log.open("w") as out:
+        process = subprocess.Popen([str(RAY_START), *args, "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
+                                    "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"],
+                                   env=cluster.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    node = Node(process, temp_dir)
+    cluster.nodes.append(node)
+    return node
+
+
+def _alive_nodes(cluster: Cluster) -> int:
+    """Alive Ray nodes, asked through search.py's own way in (tuning.prepare.start_ray) in a subprocess."""
+    code = ("import ray, sys\nfrom tuning.prepare import start_ray\n"
+            "class Spec: address = sys.argv[1]\n"
+            "start_ray(Spec, lambda message: None)\n"
+            "print(sum(1 for node in ray.nodes() if node['Alive']))\n")
+    result = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=REPO, env=cluster.env,
+                            capture_output=True, text=True, timeout=60)
+    return int(result.stdout.split()[-1]) if result.returncode == 0 and result.stdout.split() else 0
+
+
+def _wait_nodes(cluster: Cluster, count: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while _alive_nodes(cluster) != count:
+        for node in cluster.nodes:
+            assert node.process.poll() is None, f"a Ray node exited with {node.process.returncode}"
+        assert time.monotonic() < deadline, f"{count} Ray nodes not up within {START_TIMEOUT_S}s"
+        time.sleep(1)
+
+
+def _stop(node: Node) -> None:
+    """SIGTERM to `ray start --block` stops the processes it started; anything left is killed by pid."""
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
+        try:
+            node.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait()
+    deadline = time.monotonic() + 10
+    while node.processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in node.processes():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = tmp_path_factory.mktemp("ray-cluster")
+    token = folder / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update({"RAY_AUTH_TOKEN_PATH": str(token), "PYTHONUNBUFFERED": "1"})
+    port = _free_port()
+    cluster = Cluster(f"127.0.0.1:{port}", env)
+    try:
+        _start_node(cluster, folder / "head.log", "--head", f"--port={port}", "--include-dashboard=false")
+        _wait_nodes(cluster, 1)
+        _start_node(cluster, folder / "worker.log", f"--address={cluster.address}")
+        _wait_nodes(cluster, 2)
+        yield cluster
+    finally:
+        for node in reversed(cluster.nodes):
+            _stop(node)
+
+
+@dataclass
+class Search:
+    process: subprocess.Popen
+    lines: list[str] = field(default_factory=list)
+
+    def wait_for(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not any(text in line for line in self.lines):
+            assert self.process.poll() is None or any(text in line for line in self.lines), "\n".join(self.lines)
+            assert time.monotonic() < deadline, f"'{text}' not printed within {timeout_s}s"
+            time.sleep(0.1)
+
+
+def _search(cluster: Cluster, results: Path, run_name: str, budget: int, *extra: str) -> Search:
+    # Trials of a few epochs, so that the search outlasts the start of a trial actor on the second node.
+    command = [sys.executable, "search.py", "--address", cluster.address, "--budget", str(budget),
+               "--results-dir", str(results), "--run-name", run_name, *TINY, "--epochs", "40", *extra]
+    process = subprocess.Popen(command, cwd=REPO, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    search = Search(process)
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            search.lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return search
+
+
+def _end(search: Search) -> int:
+    try:
+        return search.process.wait(timeout=SEARCH_TIMEOUT_S)
+    finally:
+        if search.process.poll() is None:
+            os.killpg(search.process.pid, signal.SIGKILL)
+            search.process.wait()
+
+
+def _node_ids(cluster: Cluster) -> dict[str, Node]:
+    """Ray node id -> Node, from each node's raylet command line."""
+    ids = {}
+    for node in cluster.nodes:
+        for pid in node.processes():
+            cmdline = _cmdline(pid)
+            if "raylet/raylet" in cmdline and "--node_id=" in cmdline:
+                ids[cmdline.split("--node_id=")[1].split()[0]] = node
+    return ids
+
+
+def test_a_search_uses_both_nodes_and_workers_never_read_the_data(
+        cluster: Cluster, tmp_path: Path, cluster_teacher: str, digits_folder: Path) -> None:
+    data = tmp_path / "images"
+    shutil.copytree(digits_folder, data)
+    budget = 8
+    search = _search(cluster, tmp_path / "results", "two-nodes", budget, "--dataset", "imagefolder",
+                     "--data-dir", str(data), "--teacher-checkpoint", cluster_teacher)
+    # The driver has read the images and the teacher once it starts the search; from then on nobody may.
+    search.wait_for(f"search: {budget} trials", SEARCH_TIMEOUT_S)
+    data.rename(tmp_path / "images-moved")
+    seen_workers = False
+    while search.process.poll() is None:
+        worker_pids = cluster.nodes[1].processes()
+        for pid in worker_pids:
+            assert str(data) not in _cmdline(pid) and str(data) not in _environ(pid), _cmdline(pid)
+        seen_workers = seen_workers or any("default_worker.py" in _cmdline(pid) for pid in worker_pids)
+        time.sleep(0.5)
+    status = _end(search)
+    output = "\n".join(search.lines)
+    assert status == 0, output[-4000:]
+    assert seen_workers  # the second node ran Ray workers, and none of them was given the data folder
+    run_dir = tmp_path / "results" / "two-nodes"
+    ended = assert_complete(run_dir, budget)
+    assert all(r["state"] != "ERROR" for r in ended), [r["error"] for r in ended]  # none looked for the images
+    ids = _node_ids(cluster)
+    assert {r["node_id"] for r in ended} == set(ids), output[-3000:]  # trials ran on both nodes
+    assert all(r["node_ip"] for r in ended)
+    with (run_dir / "trials.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["node_id"] for row in rows} == set(ids) and all(row["node_ip"] for row in rows)
+
+
+def test_losing_a_node_mid_search_still_ends_with_exactly_the_budget(
+        cluster: Cluster, tmp_path: Path, cluster_teacher: str) -> None:
+    budget = 8
+    run_dir = tmp_path / "results" / "lose-a-node"
+    search = _search(cluster, tmp_path / "results", "lose-a-node", budget, "--teacher-checkpoint", cluster_teacher,
+                     "--max-failures", "3")
+    worker = cluster.nodes[1]
+    ids = {node_id for node_id, node in _node_ids(cluster).items() if node is worker}
+    deadline = time.monotonic() + SEARCH_TIMEOUT_S
+    while not any(r["node_id"] in ids for r in finished(run_dir).values()):  # the node has done real work
+        assert search.process.poll() is None, "\n".join(search.lines)[-4000:]
+        assert time.monotonic() < deadline, "no trial ended on the second node"
+        time.sleep(0.2)
+    raylets = [pid for pid in worker.processes() if "raylet/raylet" in _cmdline(pid)]
+    assert len(raylets) == 1
+    os.kill(raylets[0], signal.SIGKILL)
+    status = _end(search)
+    output = "\n".join(search.lines)
+    assert status == 0, output[-4000:]
+    ended = assert_complete(run_dir, budget)
+    assert len({r["trial_id"] for r in ended}) == budget
+    assert worker.process.wait(timeout=30) != 0  # `ray start --block` saw its raylet die
+
+
+def test_a_refused_token_is_one_line_and_writes_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    wrong = {**cluster.env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # RAY_AUTH_TOKEN comes before the file
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "search.py", "--address", cluster.address, "--smoke",
+                             "--results-dir", str(tmp_path / "results"), "--run-name", "refused"],
+                            cwd=REPO, env=wrong, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused the authentication token from RAY_AUTH_TOKEN" in lines[0], lines
+    assert "~/.ray/auth_token" in lines[0]  # and it says how to fix it
+    assert not (tmp_path / "results" / "refused").exists()
+    assert time.monotonic() - started < 60  # not Ray's 20 s of retries after the imports

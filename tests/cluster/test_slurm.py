@@ -1,0 +1,153 @@
+"""cluster/kdsearch.sbatch through a real single-node SLURM (cluster/slurm-setup.sh): submit, requeue, time limit.
+
+The session starts munged, slurmctld and slurmd with cluster/slurm-setup.sh and stops exactly those with
+cluster/slurm-teardown.sh. CI installs the packages (.ci/install-tools) and runs as root, so these tests
+run there; elsewhere they skip when SLURM is not installed or the user is not root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import REPO, TINY, assert_complete, finished, saved_by_ray
+
+SETUP = REPO / "cluster" / "slurm-setup.sh"
+TEARDOWN = REPO / "cluster" / "slurm-teardown.sh"
+SCRIPT = REPO / "cluster" / "kdsearch.sbatch"
+TOOLS = ("sbatch", "squeue", "scontrol", "slurmctld", "slurmd", "munged")
+JOB_TIMEOUT_S = 240
+
+pytestmark = pytest.mark.slow
+
+
+def _missing() -> str | None:
+    path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+    missing = [tool for tool in TOOLS if shutil.which(tool, path=path) is None]
+    if missing:
+        return f"SLURM is not installed ({', '.join(missing)} missing; .ci/install-tools installs it)"
+    if os.geteuid() != 0:
+        return "starting SLURM needs root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A running single-node SLURM; yields the environment for sbatch."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI must run the SLURM tests")
+        pytest.skip(reason)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "KDSEARCH_"))}
+    env["KDSEARCH_SLURM_DIR"] = str(tmp_path_factory.mktemp("slurm-state"))
+    started = subprocess.run([str(SETUP)], env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield env
+    finally:
+        stopped = subprocess.run([str(TEARDOWN)], env=env, capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def _submit(env: dict[str, str], results: Path, sbatch_options: list[str], search_flags: list[str]) -> str:
+    job_env = {**env, "KDSEARCH_RESULTS_DIR": str(results), "KDSEARCH_HEAD_IP": "127.0.0.1",
+               "KDSEARCH_POLL_S": "1", "KDSEARCH_STOP_GRACE_S": "30"}
+    command = ["sbatch", "--parsable", "--nodes=1", f"--cpus-per-task={os.cpu_count() or 1}", "--gpus-per-task=0",
+               f"--output={results}/job-%j.log", *sbatch_options, str(SCRIPT), *TINY, *search_flags]
+    submitted = subprocess.run(command, cwd=REPO, env=job_env, capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip().split(";")[0]
+
+
+def _job(job_id: str) -> dict[str, str]:
+    """`scontrol show job` as a dict (JobState, Restarts, ExitCode, ...)."""
+    shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=30)
+    return dict(re.findall(r"(\w+)=(\S*)", shown.stdout))
+
+
+def _wait(job_id: str, until, what: str, timeout_s: float = JOB_TIMEOUT_S) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = _job(job_id)
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id}: {what} not seen within {timeout_s}s: {job}"
+        time.sleep(1)
+
+
+def _wait_done(job_id: str) -> dict[str, str]:
+    return _wait(job_id, lambda job: job.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
+                                                            "NODE_FAIL", "OUT_OF_MEMORY"), "the end")
+
+
+def _log(results: Path, job_id: str) -> str:
+    return (results / f"job-{job_id}.log").read_text()
+
+
+def test_sbatch_runs_a_search_to_the_end(slurm: dict[str, str], tmp_path: Path, cluster_teacher: str) -> None:
+    job_id = _submit(slurm, tmp_path, ["--time=10"],
+                     ["--budget", "2", "--epochs", "1", "--teacher-checkpoint", cluster_teacher])
+    job = _wait_done(job_id)
+    log = _log(tmp_path, job_id)
+    assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
+    assert job["Restarts"] == "0"
+    assert f"run 'slurm-{job_id}'" in log and "(attempt 1)" in log
+    assert_complete(tmp_path / f"slurm-{job_id}", 2)
+
+
+def test_a_requeued_job_resumes_the_same_run(slurm: dict[str, str], tmp_path: Path, cluster_teacher: str) -> None:
+    """`scontrol requeue` (what preemption does) mid-search: the next attempt resumes the run to its budget."""
+    budget = 4
+    job_id = _submit(slurm, tmp_path, ["--time=10"],
+                     ["--budget", str(budget), "--epochs", "1", "--teacher-checkpoint", cluster_teacher])
+    run_dir = tmp_path / f"slurm-{job_id}"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while len(set(finished(run_dir)) & saved_by_ray(run_dir)) < 2:
+        assert _job(job_id).get("JobState") in ("PENDING", "RUNNING"), _log(tmp_path, job_id)[-3000:]
+        assert time.monotonic() < deadline, "fewer than 2 trials saved"
+        time.sleep(0.5)
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+    before = {tid: r for tid, r in finished(run_dir).items() if tid in saved_by_ray(run_dir)}
+    assert 2 <= len(before) < budget
+
+    job = _wait_done(job_id)
+    log = _log(tmp_path, job_id)
+    assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
+    assert job["Restarts"] == "1"  # the second attempt ran with SLURM_RESTART_COUNT=1
+    assert "(attempt 1)" in log and "(attempt 2)" in log and "(attempt 3)" not in log  # --open-mode=append
+    assert f"resuming run 'slurm-{job_id}'" in log
+    ended = {r["trial_id"]: r for r in assert_complete(run_dir, budget)}
+    for trial_id, record in before.items():  # kept as they were, not run again
+        assert {k: ended[trial_id][k] for k in ("state", "val_accuracy", "curve", "config")} == \
+               {k: record[k] for k in ("state", "val_accuracy", "curve", "config")}
+
+
+def test_the_time_limit_signal_saves_requeues_and_finishes(slurm: dict[str, str], tmp_path: Path,
+                                                           cluster_teacher: str) -> None:
+    """--time=1 with --signal=B:USR1@10: the script stops the search, requeues the job, the run finishes.
+
+    When the signal comes is SLURM's business (it came 17-21 s into a job for @30), so nothing here
+    depends on it. Once the job has requeued itself its limit is raised, so the second attempt ends
+    the run instead of being signalled again.
+    """
+    budget = 2
+    job_id = _submit(slurm, tmp_path, ["--time=1", "--signal=B:USR1@10"],
+                     ["--budget", str(budget), "--epochs", "1", "--teacher-checkpoint", cluster_teacher])
+    _wait(job_id, lambda job: job.get("Restarts", "0") != "0", "the job requeueing itself")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"], check=True, timeout=30)
+    job = _wait_done(job_id)
+    log = _log(tmp_path, job_id)
+    assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
+    assert job["Restarts"] == "1"
+    assert "the time limit is near" in log
+    assert f"requeueing job {job_id}: it will resume run 'slurm-{job_id}'" in log
+    assert "(attempt 2)" in log
+    assert_complete(tmp_path / f"slurm-{job_id}", budget)
