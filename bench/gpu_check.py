@@ -20,7 +20,10 @@ the student alone for reference, and the total images/s of 1, 2 and 4 concurrent
 own process on the one GPU (as Ray's fractional GPUs run them). Reference points (issue 10), on an H200 with
 a hand-written loop: 106k img/s student alone, 46k KD online, 95k KD cached.
 
-    python bench/gpu_check.py --skip-checks     # the throughput table only (about a minute on an H100)
+    python bench/gpu_check.py --skip-checks     # the throughput table only (about 100 s on an H200, start-up included)
+    python bench/gpu_check.py --skip-checks --profile --compile   # plus torch.profiler of one epoch and a
+                                                # torch.compile'd hand loop: where the time goes
+    python bench/gpu_check.py --device cpu      # tiny sizes on the CPU, to check the script (about 1.5 min)
 """
 
 from __future__ import annotations
