@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 HELPS, NO_DIFFERENCE, HURTS = "helps", "no detectable difference", "hurts"
 VERDICTS = (HELPS, NO_DIFFERENCE, HURTS)
 CONFIDENCE = 0.95
@@ -79,6 +77,8 @@ def paired_gain(student: Sequence[float], baseline: Sequence[float]) -> GainVerd
 
 def t_quantile(degrees_of_freedom: int) -> float:
     """The two-sided 95 % critical value of Student's t (2.776 for 4 degrees of freedom)."""
+    from scipy import stats  # imported here: scipy.stats takes about a second to import, and every layer uses runfolder
+
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, degrees_of_freedom))
 
 

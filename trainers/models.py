@@ -31,9 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor, nn
-from torchvision.ops.misc import Conv2dNormActivation
 
 __all__ = [
     "STUDENT_FAMILIES",
@@ -462,7 +460,11 @@ class TorchvisionResNet18(KDModel):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+        # Imported here: torchvision.models costs about a second to import, in every process that imports
+        # the registry (each Ray worker), and only these teachers need it.
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None, num_classes=num_classes)
         # The ImageNet stem (7x7 stride 2 + max-pool) would shrink an 8x8 digit to 2x2 before layer1.
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
@@ -492,7 +494,10 @@ class TorchvisionMobileNetV2(KDModel):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        net = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
+        from torchvision.models import mobilenet_v2  # imported here, as in TorchvisionResNet18
+        from torchvision.ops.misc import Conv2dNormActivation
+
+        net = mobilenet_v2(weights=None, num_classes=num_classes)
         first_channels = net.features[0][0].out_channels
         net.features[0] = Conv2dNormActivation(
             in_channels, first_channels, stride=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6
