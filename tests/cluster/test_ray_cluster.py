@@ -197,59 +197,45 @@ def _node_ids(cluster: Cluster) -> dict[str, Node]:
     return ids
 
 
-def test_a_search_uses_both_nodes_and_workers_never_read_the_data(
+def test_a_search_uses_both_nodes_never_reads_the_data_there_and_survives_losing_one(
         cluster: Cluster, tmp_path: Path, cluster_teacher: str, digits_folder: Path) -> None:
+    """One search shows all three (each search on this cluster costs minutes on a 2-core machine)."""
     data = tmp_path / "images"
     shutil.copytree(digits_folder, data)
     budget = 8
+    run_dir = tmp_path / "results" / "two-nodes"
     search = _search(cluster, tmp_path / "results", "two-nodes", budget, "--dataset", "imagefolder",
-                     "--data-dir", str(data), "--teacher-checkpoint", cluster_teacher)
+                     "--data-dir", str(data), "--teacher-checkpoint", cluster_teacher, "--max-failures", "3")
     # The driver has read the images and the teacher once it starts the search; from then on nobody may.
     search.wait_for(f"search: {budget} trials", SEARCH_TIMEOUT_S)
     data.rename(tmp_path / "images-moved")
+    worker = cluster.nodes[1]
+    worker_ids = {node_id for node_id, node in _node_ids(cluster).items() if node is worker}
+    both_ids = set(_node_ids(cluster))
     seen_workers = False
-    while search.process.poll() is None:
-        worker_pids = cluster.nodes[1].processes()
+    deadline = time.monotonic() + SEARCH_TIMEOUT_S
+    while not any(r["node_id"] in worker_ids for r in finished(run_dir).values()):  # the node has done real work
+        assert search.process.poll() is None, "\n".join(search.lines)[-4000:]
+        assert time.monotonic() < deadline, "no trial ended on the second node"
+        worker_pids = worker.processes()
         for pid in worker_pids:
             assert str(data) not in _cmdline(pid) and str(data) not in _environ(pid), _cmdline(pid)
         seen_workers = seen_workers or any("default_worker.py" in _cmdline(pid) for pid in worker_pids)
-        time.sleep(0.5)
-    status = _end(search)
-    output = "\n".join(search.lines)
-    assert status == 0, output[-4000:]
-    assert seen_workers  # the second node ran Ray workers, and none of them was given the data folder
-    run_dir = tmp_path / "results" / "two-nodes"
-    ended = assert_complete(run_dir, budget)
-    assert all(r["state"] != "ERROR" for r in ended), [r["error"] for r in ended]  # none looked for the images
-    ids = _node_ids(cluster)
-    assert {r["node_id"] for r in ended} == set(ids), output[-3000:]  # trials ran on both nodes
-    assert all(r["node_ip"] for r in ended)
-    with (run_dir / "trials.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert {row["node_id"] for row in rows} == set(ids) and all(row["node_ip"] for row in rows)
-
-
-def test_losing_a_node_mid_search_still_ends_with_exactly_the_budget(
-        cluster: Cluster, tmp_path: Path, cluster_teacher: str) -> None:
-    budget = 8
-    run_dir = tmp_path / "results" / "lose-a-node"
-    search = _search(cluster, tmp_path / "results", "lose-a-node", budget, "--teacher-checkpoint", cluster_teacher,
-                     "--max-failures", "3")
-    worker = cluster.nodes[1]
-    ids = {node_id for node_id, node in _node_ids(cluster).items() if node is worker}
-    deadline = time.monotonic() + SEARCH_TIMEOUT_S
-    while not any(r["node_id"] in ids for r in finished(run_dir).values()):  # the node has done real work
-        assert search.process.poll() is None, "\n".join(search.lines)[-4000:]
-        assert time.monotonic() < deadline, "no trial ended on the second node"
         time.sleep(0.2)
+    assert seen_workers  # the second node ran Ray workers, and none of them was given the data folder
     raylets = [pid for pid in worker.processes() if "raylet/raylet" in _cmdline(pid)]
     assert len(raylets) == 1
-    os.kill(raylets[0], signal.SIGKILL)
+    os.kill(raylets[0], signal.SIGKILL)  # lose the second node mid-search
     status = _end(search)
     output = "\n".join(search.lines)
     assert status == 0, output[-4000:]
     ended = assert_complete(run_dir, budget)
-    assert len({r["trial_id"] for r in ended}) == budget
+    assert len({r["trial_id"] for r in ended}) == budget  # Ray's retries + our records: nothing twice
+    assert all(r["state"] != "FAILED" for r in ended), [r["error"] for r in ended]  # none looked for the images
+    assert {r["node_id"] for r in ended} == both_ids, output[-3000:]  # trials ran on both nodes
+    with (run_dir / "trials.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["node_id"] for row in rows} == both_ids and all(row["node_ip"] for row in rows)
     assert worker.process.wait(timeout=30) != 0  # `ray start --block` saw its raylet die
 
 
