@@ -1,6 +1,6 @@
 """Benchmark: does TPE + ASHA at budget N match random search without early stopping at budget 2N?
 
-    .venv/bin/python bench/bench_search_efficiency.py                 # N = 20, seeds 0 1 2, digits
+    .venv/bin/python bench/bench_search_efficiency.py                 # N = 20, seeds 0 1 2, digits (~20 min)
     .venv/bin/python bench/bench_search_efficiency.py --budget 10 --seeds 0
 
 Hyperband's bar: random search given twice the trials and no early stopping. For each seed, both searches run
