@@ -30,6 +30,7 @@ from trainers import (
     get_teacher,
     load_dataset,
     load_teacher_checkpoint,
+    pick_device,
     student_parameter_count,
 )
 from trainers.models import UnknownModelError, build_teacher
@@ -242,7 +243,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     its outputs once."""
     data = load_data(spec)
     # The teacher trains on the driver; with a GPU there, use it.
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device()
     started = time.perf_counter()
     # A user's checkpoint is checked before Ray starts; a teacher to train waits for the resource checks.
     teacher_result = obtain_teacher(spec, data.to(device), log) if spec.teacher_checkpoint else None
