@@ -20,6 +20,7 @@ from runfolder._layout import (
     STUDY_NAME,
     SUMMARY_FILE,
     SUMMARY_MD_FILE,
+    TEACHER_CHECK_FILE,
     TRIALS_CSV_FILE,
     TRIALS_FILE,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "STUDY_NAME",
     "SUMMARY_FILE",
     "SUMMARY_MD_FILE",
+    "TEACHER_CHECK_FILE",
     "TRIALS_CSV_FILE",
     "TRIALS_FILE",
     "VERDICTS",

@@ -2,6 +2,7 @@
 
     results/<run>/
         spec.json          the validated flags (SearchSpec.to_dict); a rerun must match it to resume
+        teacher_check.json the teacher check of the run's first start, reused when it resumes
         experiments.json   the Ray Tune experiments of the run and the trials each was given
         trials.json        one record per trial: config, curve, state, node, timing, error
         trials.csv         the same trials, one row each (outcome columns, then param_<name>)
@@ -15,6 +16,7 @@
 SCHEMA_VERSION = 2
 
 SPEC_FILE = "spec.json"
+TEACHER_CHECK_FILE = "teacher_check.json"
 EXPERIMENTS_FILE = "experiments.json"
 TRIALS_FILE = "trials.json"
 TRIALS_CSV_FILE = "trials.csv"

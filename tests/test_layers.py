@@ -61,7 +61,7 @@ def test_importing_the_package_and_every_submodule_loads_no_forbidden_module(pac
 
 def test_the_fresh_interpreter_check_sees_the_imports_of_submodules() -> None:
     # The dynamic check is only worth something if sys.modules really shows what submodules import.
-    assert {"torch", "torchvision"} <= set(_import_in_fresh_interpreter("trainers")["loaded"])
+    assert "torch" in _import_in_fresh_interpreter("trainers")["loaded"]
     assert "yaml" in _import_in_fresh_interpreter("spaces")["loaded"]  # imported by spaces._overrides only
 
 

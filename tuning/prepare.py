@@ -36,7 +36,7 @@ from trainers import (
 from trainers.models import UnknownModelError, build_teacher
 from trainers.teacher import fits_view_cache
 from tuning.spec import SearchSpec, UserError
-from tuning.teacher_check import check_teacher
+from tuning.teacher_check import check_teacher, saved_check
 
 Log = Callable[[str], None]
 ADDRESS_TIMEOUT_S = 5.0
@@ -261,7 +261,9 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     teacher_seconds += time.perf_counter() - started
     log(f"students: at most {max_params:,} parameters ({100 * max_params / teacher_params:.2g} % of the teacher); "
         f"augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} for students")
-    teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed)
+    teacher_check = saved_check(spec.run_dir, teacher_result)
+    if teacher_check is None:
+        teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed)
     log(teacher_check["message"])
     return Prepared(
         data=data,

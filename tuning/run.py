@@ -22,6 +22,7 @@ from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
 from tuning.resume import ResumePlan
 from tuning.spec import SearchSpec
+from tuning.teacher_check import save_check
 
 Log = Callable[[str], None]
 
@@ -52,6 +53,8 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
         prepared = prepare(spec, log)
         spec.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(spec.run_dir / SPEC_FILE, spec.to_dict())
+        if prepared.teacher_check is not None:
+            save_check(spec.run_dir, prepared.teacher_check)
         search_started = time.perf_counter()
         records = search(spec, prepared, plan, log)
         search_seconds = time.perf_counter() - search_started

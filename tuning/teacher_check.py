@@ -6,8 +6,10 @@ search still runs (the user decides), but the console, ``summary.json`` and the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from runfolder import TEACHER_CHECK_FILE, atomic_write_json, read_json
 from spaces import SearchSpace
 from trainers import DistillConfig, TeacherResult, TensorSplits, distill, student_parameter_count
 
@@ -20,6 +22,26 @@ def largest_student(space: SearchSpace, data: TensorSplits) -> tuple[str, int, i
     candidates = [(depth, bounds.width_at(depth).high) for depth in depths]
     depth, width = max(candidates, key=lambda pair: student_parameter_count(family, *pair, channels, classes))
     return family, depth, width
+
+
+def saved_check(run_dir: Path, teacher: TeacherResult) -> dict[str, Any] | None:
+    """The check a resumed run made at its first start, when it was made on this same teacher.
+
+    The check is deterministic (same flags, same seed, same teacher), so a rerun need not train its
+    student again; a teacher whose validation accuracy differs (retrained, another checkpoint) is checked anew.
+    """
+    try:
+        saved = read_json(run_dir / TEACHER_CHECK_FILE)
+    except ValueError:  # unreadable: check again
+        return None
+    if isinstance(saved, dict) and saved.get("teacher_val_accuracy") == teacher.val_accuracy:
+        return saved
+    return None
+
+
+def save_check(run_dir: Path, check: dict[str, Any]) -> None:
+    """Keep the check with the run, for its reruns."""
+    atomic_write_json(run_dir / TEACHER_CHECK_FILE, check)
 
 
 def check_teacher(teacher: TeacherResult, space: SearchSpace, data: TensorSplits, epochs: int,

@@ -106,8 +106,9 @@ def test_sbatch_runs_a_search_to_the_end(slurm: dict[str, str], tmp_path: Path, 
 def test_a_requeued_job_resumes_the_same_run(slurm: dict[str, str], tmp_path: Path, cluster_teacher: str) -> None:
     """`scontrol requeue` (what preemption does) mid-search: the next attempt resumes the run to its budget."""
     budget = 4
+    # Trials of a few seconds, so that the requeue always lands before the search could end by itself.
     job_id = _submit(slurm, tmp_path, ["--time=10"],
-                     ["--budget", str(budget), "--epochs", "1", "--teacher-checkpoint", cluster_teacher])
+                     ["--budget", str(budget), "--epochs", "40", "--teacher-checkpoint", cluster_teacher])
     run_dir = tmp_path / f"slurm-{job_id}"
     deadline = time.monotonic() + JOB_TIMEOUT_S
     while len(set(finished(run_dir)) & saved_by_ray(run_dir)) < 2:
@@ -134,13 +135,20 @@ def test_the_time_limit_signal_saves_requeues_and_finishes(slurm: dict[str, str]
                                                            cluster_teacher: str) -> None:
     """--time=1 with --signal=B:USR1@10: the script stops the search, requeues the job, the run finishes.
 
+    The search is longer than the limit whatever the machine's speed, so the signal always comes first.
+
     When the signal comes is SLURM's business (it came 17-21 s into a job for @30), so nothing here
     depends on it. Once the job has requeued itself its limit is raised, so the second attempt ends
     the run instead of being signalled again.
     """
-    budget = 2
+    budget = 6
+    # One small student, 400 epochs: about 20 s a trial, a minute of trials on 2 cores after the start-up, so
+    # the first attempt cannot end before its 1-minute limit does.
+    space = tmp_path / "one-student.yaml"
+    space.write_text("families: {cnn: {depth: 1, width: 8}}\n")
     job_id = _submit(slurm, tmp_path, ["--time=1", "--signal=B:USR1@10"],
-                     ["--budget", str(budget), "--epochs", "1", "--teacher-checkpoint", cluster_teacher])
+                     ["--budget", str(budget), "--epochs", "400", "--space", str(space),
+                      "--teacher-checkpoint", cluster_teacher])
     _wait(job_id, lambda job: job.get("Restarts", "0") != "0", "the job requeueing itself")
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"], check=True, timeout=30)
     job = _wait_done(job_id)

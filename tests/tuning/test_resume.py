@@ -20,7 +20,7 @@ import pytest
 from tuning.journal import open_study
 
 REPO = Path(__file__).resolve().parents[2]
-FLAGS = ["--epochs", "4", "--scheduler", "none", "--max-train-samples", "300", "--top-k", "1",
+FLAGS = ["--epochs", "4", "--scheduler", "none", "--max-train-samples", "300", "--top-k", "0",
          "--final-seeds", "1", "--finetune-epochs", "0", "--max-concurrent", "2", "--run-name", "resumed",
          "--baseline-budget", "2", "--gain-curve", "0"]
 
@@ -87,6 +87,7 @@ def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_che
     rerun = _run(_command(tmp_path, 8))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming run 'resumed'" in rerun.stdout
+    assert (run_dir / "teacher_check.json").exists()  # the first start's check, reused rather than retrained
 
     after = _finished(run_dir)
     records = json.loads((run_dir / "trials.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from spaces import smoke_space
 from trainers import TeacherResult, TensorSplits, load_dataset
 from trainers.models import build_student
-from tuning.teacher_check import check_teacher, largest_student
+from tuning.teacher_check import check_teacher, largest_student, save_check, saved_check
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +50,14 @@ def test_the_check_is_deterministic(data: TensorSplits) -> None:
     first = check_teacher(teacher, smoke_space(), data, epochs=2, seed=3)
     again = check_teacher(dataclasses.replace(teacher), smoke_space(), data, epochs=2, seed=3)
     assert first == again
+
+
+def test_a_resumed_run_reuses_its_check_only_for_the_same_teacher(data: TensorSplits, tmp_path: Path) -> None:
+    teacher = _teacher(val_accuracy=0.9)
+    assert saved_check(tmp_path, teacher) is None  # a new run checks
+    check = check_teacher(teacher, smoke_space(), data, epochs=1, seed=0)
+    save_check(tmp_path, check)
+    assert saved_check(tmp_path, teacher) == check  # the deterministic check is not trained again
+    assert saved_check(tmp_path, _teacher(val_accuracy=0.8)) is None  # another teacher is checked anew
+    (tmp_path / "teacher_check.json").write_text("{")  # cut mid-write by an older writer: checked anew
+    assert saved_check(tmp_path, teacher) is None
