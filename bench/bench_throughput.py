@@ -46,6 +46,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,10 +174,7 @@ def plain_job(kind: str, shape: Shape, count: int, epochs: int, teacher: nn.Modu
                     with torch.no_grad():
                         teacher_logits = teacher(images)
                     loss = 0.5 * loss + 0.5 * kd_loss(logits, teacher_logits, 4.0)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                _sgd_step(loss, optimizer, schedule)
             epoch_done()
 
     return run
@@ -244,10 +242,7 @@ def variant_job(kind: str, variant: Variant, shape: Shape, count: int, epochs: i
                 if variant.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 loss = F.cross_entropy(forward(images), data.train_y[indices])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                _sgd_step(loss, optimizer, schedule)
             epoch_done()
 
     return run
@@ -358,6 +353,14 @@ def main() -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(f"{cell:{width}s}" for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _sgd_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: Any) -> None:
+    """One optimiser step of a hand-written reference loop, as kdsearch's loop takes it."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
 
 
 if __name__ == "__main__":
