@@ -11,9 +11,10 @@ the search layer passes ``on_epoch`` to see progress and to checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -159,13 +160,33 @@ def distill(
         student = _build_student(config, data, teacher)
     student = student.to(device)
     # init_from_teacher alone needs the teacher only to build the student: no KD step may run it.
-    loop = _TrainingLoop(config, data, teacher if config.uses_kd_terms else None, student)
-    start_epoch = loop.load_state(resume_state) if resume_state else 0
-    for epoch in range(start_epoch + 1, config.epochs + 1):
-        report = loop.run_epoch(epoch)
-        if on_epoch is not None:
-            on_epoch(report, loop.state)
+    kd_teacher = teacher if config.uses_kd_terms else None
+    with _channels_last(student, kd_teacher.model if kd_teacher is not None else None):
+        loop = _TrainingLoop(config, data, kd_teacher, student)
+        start_epoch = loop.load_state(resume_state) if resume_state else 0
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            report = loop.run_epoch(epoch)
+            if on_epoch is not None:
+                on_epoch(report, loop.state)
     return DistillResult(model=student, history=list(loop.history))
+
+
+@contextlib.contextmanager
+def _channels_last(*models: nn.Module | None) -> Iterator[None]:
+    """Train in the channels_last memory format, and give the models back in the default one.
+
+    On the CPU, oneDNN's convolutions train 15-35 % faster in channels_last at every model and input size
+    measured, 8x8 digits included (BENCHMARKS.md). Back in the default format afterwards, a trained model
+    computes exactly what its exported copy does.
+    """
+    present = [model for model in models if model is not None]
+    for model in present:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for model in present:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def finetune(
@@ -274,6 +295,7 @@ class _TrainingLoop:
         views = None
         if self.augmented:
             images, views = augment_views(images, self.data.info, self.augment_generator, self.background)
+        images = images.contiguous(memory_format=torch.channels_last)
         if not kd_step:
             return F.cross_entropy(self.student(images), labels)
         assert self.teacher is not None

@@ -141,14 +141,14 @@ def test_the_time_limit_signal_saves_requeues_and_finishes(slurm: dict[str, str]
     depends on it. Once the job has requeued itself its limit is raised, so the second attempt ends
     the run instead of being signalled again.
     """
-    budget = 4
-    # One small student, 300 epochs (about 20 s a trial here): with the start-up and the teacher check (as
-    # many epochs) the first attempt needs over a minute, so it cannot end before its 1-minute limit does.
-    # SLURM sends the signal at its first time-limit check within the last 10 s + its check interval.
+    budget = 2
+    # One small student, 600 epochs (about 30 s a trial here), both trials at once: with the start-up and the
+    # teacher check (as many epochs) the first attempt needs well over its 1-minute limit, so it cannot end
+    # before the signal. (The signal came about 20 s into the job in every run seen.)
     space = tmp_path / "one-student.yaml"
     space.write_text("families: {cnn: {depth: 1, width: 8}}\n")
     job_id = _submit(slurm, tmp_path, ["--time=1", "--signal=B:USR1@10"],
-                     ["--budget", str(budget), "--epochs", "300", "--space", str(space),
+                     ["--budget", str(budget), "--epochs", "600", "--space", str(space),
                       "--teacher-checkpoint", cluster_teacher])
     _wait(job_id, lambda job: job.get("Restarts", "0") != "0", "the job requeueing itself")
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"], check=True, timeout=30)
