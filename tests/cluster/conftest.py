@@ -63,19 +63,6 @@ def finished(run_dir: Path) -> dict[str, dict[str, Any]]:
     return {r["trial_id"]: r for r in records(run_dir) if r["state"] != "RUNNING"}
 
 
-def saved_by_ray(run_dir: Path) -> set[str]:
-    """Trials Ray Tune's stored experiment state has as ended: the ones a resume is promised to keep."""
-    states = sorted((run_dir / "tune").glob("experiment_state-*.json"))
-    if not states:
-        return set()
-    try:
-        trial_data = json.loads(states[-1].read_text())["trial_data"]
-    except (json.JSONDecodeError, KeyError, OSError):  # caught mid-write
-        return set()
-    trials = [json.loads(entry[0]) for entry in trial_data]
-    return {t["trial_id"] for t in trials if t["status"] in ("TERMINATED", "ERROR")}
-
-
 def assert_complete(run_dir: Path, budget: int) -> list[dict[str, Any]]:
     """Exactly ``budget`` ended trials, none duplicated, numbered 0..budget-1, a summary and a report."""
     ended = records(run_dir)

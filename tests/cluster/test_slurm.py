@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import REPO, TINY, assert_complete, finished, saved_by_ray
+from tests.cluster.conftest import REPO, TINY, assert_complete, finished
+from tests.ray_state import saved_by_ray
 
 SETUP = REPO / "cluster" / "slurm-setup.sh"
 TEARDOWN = REPO / "cluster" / "slurm-teardown.sh"

@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from tests.ray_state import saved_by_ray
 from tuning.journal import open_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,26 +43,13 @@ def _finished(run_dir: Path) -> dict[str, dict]:
     return {r["trial_id"]: r for r in records if r["state"] != "RUNNING"}
 
 
-def _saved_by_ray(run_dir: Path) -> set[str]:
-    """Trials Ray Tune's stored experiment state has as ended: the ones a resume is promised to keep."""
-    states = sorted((run_dir / "tune").glob("experiment_state-*.json"))
-    if not states:
-        return set()
-    try:
-        trial_data = json.loads(states[-1].read_text())["trial_data"]
-    except (json.JSONDecodeError, KeyError):  # caught mid-write by Ray's syncer
-        return set()
-    trials = [json.loads(entry[0]) for entry in trial_data]
-    return {t["trial_id"] for t in trials if t["status"] in ("TERMINATED", "ERROR")}
-
-
 def _kill_after(command: list[str], run_dir: Path, trials: int, timeout_s: float) -> None:
     """SIGKILL the search once ``trials`` trials have ended and Ray has saved them (a snapshot a moment later)."""
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout_s
     try:
-        while len(set(_finished(run_dir)) & _saved_by_ray(run_dir)) < trials:
+        while len(set(_finished(run_dir)) & saved_by_ray(run_dir)) < trials:
             assert process.poll() is None, "search.py ended before it could be killed"
             assert time.monotonic() < deadline, f"fewer than {trials} trials after {timeout_s}s"
             time.sleep(0.2)
@@ -80,7 +68,7 @@ def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_che
     tmp_path = tmp_path / "results"
     run_dir = tmp_path / "resumed"
     _kill_after(_command(tmp_path, 8), run_dir, trials=3, timeout_s=240)
-    before = {tid: r for tid, r in _finished(run_dir).items() if tid in _saved_by_ray(run_dir)}
+    before = {tid: r for tid, r in _finished(run_dir).items() if tid in saved_by_ray(run_dir)}
     assert 3 <= len(before) < 8
     assert not (run_dir / "summary.json").exists() or json.loads((run_dir / "summary.json").read_text())
 
