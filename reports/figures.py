@@ -27,9 +27,9 @@ from reports.run import (
     as_float,
     as_int,
     interval,
-    verdict_from_interval,
 )
 from runfolder import pareto_front
+from runfolder import verdict as runfolder_verdict
 
 FAMILY_COLORS = {"cnn": "#1f77b4", "resnet": "#ff7f0e", "mobilenet": "#2ca02c"}
 _EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -441,7 +441,7 @@ def _gain_point(entry: Mapping[str, Any]) -> GainPoint | None:
     ci = interval(entry.get("gain_ci95"))
     verdict = entry.get("verdict")
     if verdict not in VERDICT_COLORS:
-        verdict = verdict_from_interval(ci) if ci is not None else "unknown"
+        verdict = runfolder_verdict(*ci) if ci is not None else "unknown"
     seeds = entry.get("seeds")
     return GainPoint(
         arch=str(entry.get("arch") or f"{params} params"),

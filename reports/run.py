@@ -31,13 +31,12 @@ from runfolder import (
     SUMMARY_FILE,
     TRIALS_FILE,
     VERDICTS,
-    verdict,
 )
 
 # Trial states and verdicts come from the run folder's one definition; re-exported for the report modules.
 __all__ = ["COMPLETE", "FAILED", "HELPS", "HURTS", "NO_DIFFERENCE", "STOPPED", "VERDICTS", "CurvePoint",
            "RunFolderError", "RunRecords", "Trial", "as_float", "as_int", "interval", "load_run",
-           "trials_from_study", "verdict_from_interval"]
+           "trials_from_study"]
 
 
 class RunFolderError(ValueError):
@@ -294,8 +293,3 @@ def interval(value: Any) -> tuple[float, float] | None:
     if low is None or high is None:
         return None
     return (min(low, high), max(low, high))
-
-
-def verdict_from_interval(ci95: tuple[float, float]) -> str:
-    """The verdict a 95 % interval of the gain gives (``runfolder.verdict``)."""
-    return verdict(*ci95)

@@ -23,8 +23,8 @@ from reports.run import (
     Trial,
     as_float,
     interval,
-    verdict_from_interval,
 )
+from runfolder import verdict as runfolder_verdict
 from spaces import PARAMETERS
 
 # The search space's parameters in the order a person reads them (architecture, loss, optimiser), and
@@ -124,7 +124,7 @@ def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
     ci95 = interval(summary.get("kd_gain_ci95"))
     verdict = summary.get("kd_verdict") if summary.get("kd_verdict") in VERDICTS else None
     if verdict is None and ci95 is not None:
-        verdict = verdict_from_interval(ci95)
+        verdict = runfolder_verdict(*ci95)
     per_seed = summary.get("kd_gain_per_seed")
     seeds = len(per_seed) if isinstance(per_seed, list) and per_seed else None
     if seeds is None and student and isinstance(student.get("seeds"), list):
