@@ -9,7 +9,8 @@
 # background, records their pids in the state folder, and waits until the node is idle. The node has every
 # CPU of this machine (nproc) and a modest RealMemory, one partition "debug". slurm.conf is written into the
 # state folder and linked from /etc/slurm/slurm.conf, so plain sbatch/squeue/scontrol find it; a machine
-# that already has its own /etc/slurm/slurm.conf is left alone (this script refuses).
+# that already has its own /etc/slurm/slurm.conf is left alone (this script refuses), and so is a cluster of
+# this script that still runs. A link left by one that was killed without its teardown is cleared.
 #
 # Settings (environment variables, all optional):
 #   KDSEARCH_SLURM_DIR   state folder: slurm.conf, pids, logs, spool (default /tmp/kdsearch-slurm)
@@ -24,8 +25,20 @@ CONF_LINK=/etc/slurm/slurm.conf
 MUNGE_KEY=/etc/munge/munge.key
 MUNGE_RUN=/run/munge
 
+CONF_MARK="# Written by kdsearch's cluster/slurm-setup.sh"
+
 log() { echo "slurm-setup: $*"; }
 die() { echo "slurm-setup: error: $*" >&2; exit 1; }
+
+# Whether a daemon recorded in a pids file still runs (its pid, checked by name: pids are reused).
+any_alive() {
+    local name pid
+    [[ -e "$1" ]] || return 1
+    while read -r name pid; do
+        [[ "$name" != link && "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == "$name" ]] && return 0
+    done < "$1"
+    return 1
+}
 
 [[ "$(id -u)" -eq 0 ]] || die "run it as root (sudo $0): it starts munged, slurmctld and slurmd"
 for tool in munged mungekey slurmctld slurmd sbatch sinfo scontrol setpriv; do
@@ -39,8 +52,19 @@ if [[ -e "$STATE/pids" ]]; then
     log "a previous cluster's state is in $STATE: tearing it down first"
     KDSEARCH_SLURM_DIR="$STATE" "$(dirname "$0")/slurm-teardown.sh"
 fi
+# A link left by a cluster of this script that was never torn down (its session was killed) is cleared when
+# none of that cluster's daemons still runs; a live one, or a configuration that is not ours, is left alone.
 if [[ -e "$CONF_LINK" || -L "$CONF_LINK" ]] && [[ "$(readlink "$CONF_LINK" || true)" != "$STATE/slurm.conf" ]]; then
-    die "$CONF_LINK exists already: this machine has its own SLURM configuration, which this script leaves alone"
+    left="$(readlink "$CONF_LINK" || true)"
+    if [[ -z "$left" ]] || { [[ -e "$left" ]] && ! head -n 1 "$left" | grep -qF "$CONF_MARK"; }; then
+        die "$CONF_LINK exists already: this machine has its own SLURM configuration, which this script leaves alone"
+    fi
+    if any_alive "$(dirname "$left")/pids"; then
+        die "another cluster of this script is running from $(dirname "$left"); stop it first:" \
+            "sudo KDSEARCH_SLURM_DIR=$(dirname "$left") $(dirname "$0")/slurm-teardown.sh"
+    fi
+    log "clearing $CONF_LINK -> $left: left by a cluster that was not torn down (none of its daemons runs)"
+    rm -f "$CONF_LINK"
 fi
 
 mkdir -p "$STATE/state" "$STATE/spool"
@@ -71,7 +95,7 @@ fi
 HOST="$(hostname -s)"
 CPUS="$(nproc)"
 cat > "$STATE/slurm.conf" <<EOF
-# Written by kdsearch's cluster/slurm-setup.sh: a single-node SLURM for trying cluster/kdsearch.sbatch.
+$CONF_MARK: a single-node SLURM for trying cluster/kdsearch.sbatch.
 ClusterName=kdsearch-local
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root

@@ -22,6 +22,7 @@ from tests.ray_state import saved_by_ray
 
 SETUP = REPO / "cluster" / "slurm-setup.sh"
 TEARDOWN = REPO / "cluster" / "slurm-teardown.sh"
+CONF_LINK = Path("/etc/slurm/slurm.conf")
 SCRIPT = REPO / "cluster" / "kdsearch.sbatch"
 TOOLS = ("sbatch", "squeue", "scontrol", "slurmctld", "slurmd", "munged")
 JOB_TIMEOUT_S = 240
@@ -39,16 +40,72 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A running single-node SLURM; yields the environment for sbatch."""
+def _require_slurm() -> None:
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"{reason}: CI must run the SLURM tests")
         pytest.skip(reason)
+
+
+def _env(state: Path) -> dict[str, str]:
+    """This process's environment without SLURM's or kdsearch's variables, with the cluster's state folder."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "KDSEARCH_"))}
-    env["KDSEARCH_SLURM_DIR"] = str(tmp_path_factory.mktemp("slurm-state"))
+    env["KDSEARCH_SLURM_DIR"] = str(state)
+    return env
+
+
+def _stop_an_earlier_sessions_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tear down a cluster that an earlier test session started and, killed, never stopped (if it still runs).
+
+    Setup refuses to start beside a live cluster of its own; one whose state folder is in pytest's temporary
+    folders can only be a test session's.
+    """
+    if CONF_LINK.is_symlink():
+        state = Path(os.readlink(CONF_LINK)).parent
+        if state.is_relative_to(tmp_path_factory.getbasetemp().parent) and (state / "pids").exists():
+            subprocess.run([str(TEARDOWN)], env=_env(state), capture_output=True, text=True, timeout=120)
+
+
+def test_setup_clears_what_a_killed_cluster_left(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A session killed before its teardown leaves /etc/slurm/slurm.conf linked to its dead cluster.
+
+    The next setup clears that link instead of refusing. (This runs before the session's cluster starts:
+    it is the first test of the file and the only one without the `slurm` fixture.)
+    """
+    _require_slurm()
+    _stop_an_earlier_sessions_cluster(tmp_path_factory)
+    if not CONF_LINK.exists() and not CONF_LINK.is_symlink():  # else a real leftover is there already
+        killed = tmp_path / "killed"
+        killed.mkdir()
+        (killed / "slurm.conf").write_text("# Written by kdsearch's cluster/slurm-setup.sh: a killed session's.\n")
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        (killed / "pids").write_text(f"slurmctld {gone.pid}\nlink {CONF_LINK}\n")
+        CONF_LINK.parent.mkdir(parents=True, exist_ok=True)
+        CONF_LINK.symlink_to(killed / "slurm.conf")
+    assert CONF_LINK.is_symlink(), f"{CONF_LINK} is this machine's own SLURM configuration"
+    left = os.readlink(CONF_LINK)
+    env = _env(tmp_path / "state")
+    try:
+        started = subprocess.run([str(SETUP)], env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "left by a cluster that was not torn down" in started.stdout
+        assert os.readlink(CONF_LINK) == str(tmp_path / "state" / "slurm.conf")
+    finally:
+        stopped = subprocess.run([str(TEARDOWN)], env=env, capture_output=True, text=True, timeout=120)
+        if CONF_LINK.is_symlink() and os.readlink(CONF_LINK) == left:
+            CONF_LINK.unlink()
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not CONF_LINK.exists() and not CONF_LINK.is_symlink()
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A running single-node SLURM; yields the environment for sbatch."""
+    _require_slurm()
+    _stop_an_earlier_sessions_cluster(tmp_path_factory)
+    env = _env(tmp_path_factory.mktemp("slurm-state"))
     started = subprocess.run([str(SETUP)], env=env, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -91,6 +148,16 @@ def _wait_done(job_id: str) -> dict[str, str]:
 
 def _log(results: Path, job_id: str) -> str:
     return (results / f"job-{job_id}.log").read_text()
+
+
+def test_setup_refuses_while_another_of_its_clusters_runs(slurm: dict[str, str], tmp_path: Path) -> None:
+    running = os.readlink(CONF_LINK)
+    refused = subprocess.run([str(SETUP)], env=_env(tmp_path / "second"), capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 1
+    assert "another cluster of this script is running" in refused.stderr
+    assert f"KDSEARCH_SLURM_DIR={slurm['KDSEARCH_SLURM_DIR']}" in refused.stderr  # how to stop it
+    assert os.readlink(CONF_LINK) == running
 
 
 def test_sbatch_runs_a_search_to_the_end(slurm: dict[str, str], tmp_path: Path, cluster_teacher: str) -> None:
