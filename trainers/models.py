@@ -5,10 +5,15 @@ Every model is a :class:`KDModel`: ``forward(x)`` returns logits and ``forward_f
 Each model built through this module carries ``model.arch``, a JSON-safe dict from which
 :func:`build_from_arch` rebuilds the same architecture (an exporter saves it next to the state_dict).
 
-Student families (``"cnn"``, ``"resnet"``, ``"mobilenet"``) share one skeleton: a stride-1 conv stem,
+Student families (``"cnn"``, ``"resnet"``, ``"mobilenet"``) share one skeleton: a conv stem,
 three stages of ``depth`` blocks with widths ``[width, 2 * width, 4 * width]``, stride 2 at the start of
 stages 2 and 3, global average pooling and a linear head. Nothing depends on the input's height and
 width, so the same model runs on 8x8 digits, 28x28 MNIST and 32x32 CIFAR images.
+
+The stem's stride is the one thing chosen by input size (:func:`stem_stride_for`): 1 below 28 px, 2 from
+28 px on, so that every later layer of a 28x28 or 32x32 model works at half the resolution. Measured on
+this project's 2-core CPU at 28x28, that trains teachers and students about 3.5x faster (cnn-large 288 ->
+1,032 images/s); the parameters are the same, and ``model.arch["stem_stride"]`` records the choice.
 
 Members of one family use the same module names (``stem``, ``stages.<stage>.<block>``, ``head``), so a
 small member's state_dict is, name by name, a leading slice of a large member's. That is what makes
@@ -45,6 +50,7 @@ __all__ = [
     "init_from_teacher",
     "register_student",
     "register_teacher",
+    "stem_stride_for",
     "student_families",
     "student_family_bounds",
     "teacher_family",
@@ -59,6 +65,8 @@ MOBILENET_EXPAND_RATIO = 4
 # default 5 % of the teacher) then cuts each family's depth and width.
 DEFAULT_DEPTH = (1, 3)
 DEFAULT_WIDTH = (2, 32)
+# Inputs at least this many pixels high and wide get a stride-2 stem (see the module docstring).
+DOWNSAMPLING_STEM_FROM_PX = 28
 
 
 class UnknownModelError(ValueError):
@@ -96,6 +104,29 @@ class KDModel(nn.Module):
         """Return the logits ``(N, num_classes)``."""
         logits, _ = self.forward_features(x)
         return logits
+
+    def stem_conv(self) -> nn.Conv2d | None:
+        """The first convolution, whose stride the registry sets by input size (:func:`stem_stride_for`).
+
+        ``None`` (the default) for a model without one: it keeps its own stride at every input size.
+        """
+        return None
+
+
+def stem_stride_for(input_shape: tuple[int, ...]) -> int:
+    """The stem stride for inputs of shape ``(channels, height, width)``: 2 from 28 px on, else 1."""
+    return 2 if min(input_shape[-2:]) >= DOWNSAMPLING_STEM_FROM_PX else 1
+
+
+def _with_stem_stride(model: KDModel, stride: int) -> KDModel:
+    _check_positive(stem_stride=stride)
+    stem = model.stem_conv()
+    if stem is None:
+        stride = 1
+    else:
+        stem.stride = (stride, stride)
+    model.arch["stem_stride"] = stride
+    return model
 
 
 # fn(depth, width, in_channels, num_classes) and fn(in_channels, num_classes).
@@ -170,8 +201,12 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def build_student(family: str, depth: int, width: int, in_channels: int, num_classes: int) -> KDModel:
-    """Build a student of ``family`` with ``depth`` blocks per stage and ``width`` first-stage channels."""
+def build_student(family: str, depth: int, width: int, in_channels: int, num_classes: int,
+                  stem_stride: int = 1) -> KDModel:
+    """Build a student of ``family`` with ``depth`` blocks per stage and ``width`` first-stage channels.
+
+    ``stem_stride``: see :func:`stem_stride_for`, which the trainers use to choose it from the data.
+    """
     if family not in _STUDENT_BUILDERS:
         raise UnknownModelError("student family", family, _STUDENT_BUILDERS)
     _check_positive(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes)
@@ -184,11 +219,14 @@ def build_student(family: str, depth: int, width: int, in_channels: int, num_cla
         "in_channels": in_channels,
         "num_classes": num_classes,
     }
-    return model
+    return _with_stem_stride(model, stem_stride)
 
 
-def build_teacher(name: str, in_channels: int, num_classes: int) -> KDModel:
-    """Build the registered teacher ``name`` (randomly initialised; never downloads weights)."""
+def build_teacher(name: str, in_channels: int, num_classes: int, stem_stride: int = 1) -> KDModel:
+    """Build the registered teacher ``name`` (randomly initialised; never downloads weights).
+
+    ``stem_stride``: see :func:`stem_stride_for`.
+    """
     if name not in _TEACHER_BUILDERS:
         raise UnknownModelError("teacher", name, _TEACHER_BUILDERS)
     _check_positive(in_channels=in_channels, num_classes=num_classes)
@@ -200,18 +238,22 @@ def build_teacher(name: str, in_channels: int, num_classes: int) -> KDModel:
         "in_channels": in_channels,
         "num_classes": num_classes,
     }
-    return model
+    return _with_stem_stride(model, stem_stride)
 
 
 def build_from_arch(arch: dict[str, Any]) -> KDModel:
-    """Rebuild a model (random weights) from its ``model.arch`` dict, e.g. as loaded from JSON."""
+    """Rebuild a model (random weights) from its ``model.arch`` dict, e.g. as loaded from JSON.
+
+    An arch without ``stem_stride`` (written before it existed) has a stride-1 stem.
+    """
     kind = arch.get("kind")
+    stem_stride = arch.get("stem_stride", 1)
     if kind == "student":
         return build_student(
-            arch["family"], arch["depth"], arch["width"], arch["in_channels"], arch["num_classes"]
+            arch["family"], arch["depth"], arch["width"], arch["in_channels"], arch["num_classes"], stem_stride
         )
     if kind == "teacher":
-        return build_teacher(arch["name"], arch["in_channels"], arch["num_classes"])
+        return build_teacher(arch["name"], arch["in_channels"], arch["num_classes"], stem_stride)
     raise ValueError(f"arch['kind'] must be 'student' or 'teacher', got {kind!r}")
 
 
@@ -382,6 +424,9 @@ class StagedNet(KDModel):
         self.head = nn.Linear(channels, num_classes)
         _init_weights(self)
 
+    def stem_conv(self) -> nn.Conv2d:
+        return self.stem[0]
+
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         x = self.stem(x)
         features = []
@@ -471,6 +516,9 @@ class TorchvisionResNet18(KDModel):
         net.maxpool = nn.Identity()
         self.net = net
 
+    def stem_conv(self) -> nn.Conv2d:
+        return self.net.conv1
+
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         net = self.net
         x = net.relu(net.bn1(net.conv1(x)))
@@ -504,6 +552,9 @@ class TorchvisionMobileNetV2(KDModel):
         )
         nn.init.kaiming_normal_(net.features[0][0].weight, mode="fan_out")
         self.net = net
+
+    def stem_conv(self) -> nn.Conv2d:
+        return self.net.features[0][0]
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         features = []

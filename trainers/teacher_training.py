@@ -24,9 +24,11 @@ from torch import nn
 from trainers.data import TensorSplits, fingerprint
 from trainers.distill import DistillConfig, EpochReport, distill, evaluate
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
-from trainers.models import build_from_arch, build_teacher
+from trainers.models import build_from_arch, build_teacher, stem_stride_for
 
-CACHE_FORMAT = 3  # 2: the payload carries a digest of its state_dict; 3: best-validation weights
+# 2: the payload carries a digest of its state_dict; 3: best-validation weights; 4: inputs from 28 px on get a
+# stride-2 stem (an older cache of such a teacher is retrained, not loaded into the faster architecture).
+CACHE_FORMAT = 4
 Log = Callable[[str], None]
 
 
@@ -103,7 +105,8 @@ def train_teacher(name: str, data: TensorSplits, recipe: TeacherRecipe, log: Log
     """Train teacher ``name`` from scratch on hard labels; returns it with the weights of its best
     validation epoch (the earliest, on ties) and that accuracy."""
     torch.manual_seed(recipe.seed)
-    model = build_teacher(name, data.info.input_shape[0], data.info.num_classes).to(data.train_x.device)
+    model = build_teacher(name, data.info.input_shape[0], data.info.num_classes,
+                          stem_stride_for(data.info.input_shape)).to(data.train_x.device)
     config = DistillConfig(alpha=0.0, lr=recipe.lr, weight_decay=recipe.weight_decay,
                            batch_size=recipe.batch_size, augment=recipe.augment, epochs=recipe.epochs,
                            seed=recipe.seed)

@@ -21,6 +21,7 @@ from trainers.models import (
     count_parameters,
     init_from_teacher,
     register_student,
+    stem_stride_for,
     student_families,
     student_family_bounds,
     teacher_family,
@@ -43,12 +44,13 @@ def _model_cases() -> list[object]:
     return cases
 
 
-def _build(case: tuple[str, str, int | None, int | None], in_channels: int, num_classes: int) -> KDModel:
+def _build(case: tuple[str, str, int | None, int | None], in_channels: int, num_classes: int,
+           stem_stride: int = 1) -> KDModel:
     kind, name, depth, width = case
     if kind == "student":
         assert depth is not None and width is not None
-        return build_student(name, depth, width, in_channels, num_classes)
-    return build_teacher(name, in_channels, num_classes)
+        return build_student(name, depth, width, in_channels, num_classes, stem_stride)
+    return build_teacher(name, in_channels, num_classes, stem_stride)
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +72,9 @@ def test_student_families_come_from_the_registry() -> None:
 def test_every_registered_model_runs_on_every_dataset_shape(
     case: tuple[str, str, int | None, int | None], shape: tuple[int, int, int], num_classes: int
 ) -> None:
+    """Built as the trainers build them: with the stem stride the input size calls for."""
     in_channels, height, width = shape
-    model = _build(case, in_channels, num_classes).eval()
+    model = _build(case, in_channels, num_classes, stem_stride_for(shape)).eval()
     inputs = torch.randn(2, in_channels, height, width)
     with torch.no_grad():
         logits = model(inputs)
@@ -81,6 +84,39 @@ def test_every_registered_model_runs_on_every_dataset_shape(
     assert isinstance(features, list) and features
     for feature in features:
         assert feature.dim() == 4 and feature.shape[0] == 2
+    # Every registered model has a stem the registry strides: its first stage sees the strided size.
+    assert model.arch["stem_stride"] == stem_stride_for(shape)
+    assert features[0].shape[-1] == -(-width // stem_stride_for(shape))
+
+
+@pytest.mark.parametrize(("shape", "stride"), [((1, 8, 8), 1), ((1, 27, 27), 1), ((1, 28, 28), 2),
+                                               ((3, 32, 32), 2), ((3, 27, 64), 1), ((3, 224, 224), 2)])
+def test_the_stem_strides_2_from_28_px_on(shape: tuple[int, int, int], stride: int) -> None:
+    assert stem_stride_for(shape) == stride
+
+
+@pytest.mark.parametrize("family", STUDENT_FAMILIES)
+def test_a_stride_2_stem_keeps_the_parameters_and_halves_every_stage(family: str) -> None:
+    full, strided = build_student(family, 2, 8, 1, 10), build_student(family, 2, 8, 1, 10, stem_stride=2)
+    assert {n: t.shape for n, t in full.state_dict().items()} == {n: t.shape for n, t in strided.state_dict().items()}
+    inputs = torch.randn(2, 1, 28, 28)
+    sizes = [[tuple(f.shape[-2:]) for f in m.forward_features(inputs)[1]] for m in (full, strided)]
+    assert sizes == [[(28, 28), (14, 14), (7, 7)], [(14, 14), (7, 7), (4, 4)]]
+
+
+def test_a_model_without_a_stem_conv_keeps_its_own_stride(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Fixed(KDModel):
+        def __init__(self, in_channels: int, num_classes: int) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+
+        def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            features = self.conv(x)
+            return features.mean(dim=(2, 3)), [features]
+
+    monkeypatch.setattr(models, "_STUDENT_BUILDERS", {"fixed": lambda depth, width, c, k: Fixed(c, k)})
+    model = build_student("fixed", 1, 4, 1, 10, stem_stride=2)
+    assert model.arch["stem_stride"] == 1 and model.conv.stride == (1, 1)
 
 
 def test_student_stage_features_follow_the_width_schedule() -> None:
@@ -203,6 +239,8 @@ def test_init_from_teacher_rejects_other_families() -> None:
         pytest.param(lambda: build_student("mobilenet", 2, 8, 3, 100), id="student"),
         pytest.param(lambda: build_teacher("resnet-large", 1, 10), id="teacher"),
         pytest.param(lambda: build_teacher("resnet18", 3, 10), id="torchvision-teacher"),
+        pytest.param(lambda: build_student("cnn", 1, 4, 1, 10, stem_stride=2), id="stride-2-student"),
+        pytest.param(lambda: build_teacher("mobilenet_v2", 3, 10, stem_stride=2), id="stride-2-teacher"),
     ],
 )
 def test_build_from_arch_rebuilds_the_same_architecture(model: Callable[[], KDModel]) -> None:
@@ -213,6 +251,14 @@ def test_build_from_arch_rebuilds_the_same_architecture(model: Callable[[], KDMo
     original_shapes = {name: tuple(t.shape) for name, t in original.state_dict().items()}
     rebuilt_shapes = {name: tuple(t.shape) for name, t in rebuilt.state_dict().items()}
     assert rebuilt_shapes == original_shapes
+    assert rebuilt.stem_conv().stride == original.stem_conv().stride
+
+
+def test_an_arch_written_before_stem_strides_rebuilds_a_stride_1_stem() -> None:
+    arch = {key: value for key, value in build_student("cnn", 1, 4, 1, 10, stem_stride=2).arch.items()
+            if key != "stem_stride"}
+    rebuilt = build_from_arch(arch)
+    assert rebuilt.arch["stem_stride"] == 1 and rebuilt.stem_conv().stride == (1, 1)
 
 
 def test_build_from_arch_rejects_an_unknown_kind() -> None:
