@@ -36,8 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "or imagefolder")
     add("--data-dir", help="folder holding the dataset files (or the class folders for imagefolder)")
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
-    add("--teacher", help="teacher architecture to train once and cache (default cnn-large on digits, "
-                          "resnet-large elsewhere)")
+    add("--teacher", help="teacher architecture to train once and cache (default cnn-large on digits, the "
+                          "MNIST family and image folders, resnet-large on CIFAR and SVHN)")
     add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
     add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 60; the "
                                            "best validation epoch is kept)")

@@ -40,6 +40,9 @@ def test_every_dataset_has_a_writer() -> None:
 # CIFAR's crop+flip makes 162 views per image for the teacher's per-view outputs; crop alone (81 views,
 # with cnn-large) keeps these tests quick. Crop+flip itself is tested in tests/trainers and tests/tuning/test_prepare.
 QUICKER = {name: {"augment": "crop", "teacher": "cnn-large"} for name in ("cifar10", "cifar100")}
+# cnn-large for greyscale data and image folders (CPU-sized), resnet-large for colour datasets.
+DEFAULT_TEACHERS = {"mnist": "cnn-large", "fashion-mnist": "cnn-large", "kmnist": "cnn-large",
+                    "imagefolder": "cnn-large", "svhn": "resnet-large"}
 
 
 @pytest.mark.parametrize("dataset", sorted(WRITERS))
@@ -52,7 +55,7 @@ def test_every_dataset_runs_a_search(dataset: str, tmp_path: Path, teacher_cache
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     assert summary["dataset"]["name"] == dataset
     assert sum(summary["trials"].values()) == 2 and summary["trials"]["failed"] == 0
-    assert summary["teacher"]["arch"] == flags.get("teacher", "resnet-large")  # the default outside digits
+    assert summary["teacher"]["arch"] == flags.get("teacher", DEFAULT_TEACHERS[dataset])
     assert summary["augmentation"]["teacher"] is True
 
 
