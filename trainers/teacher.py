@@ -20,9 +20,11 @@ from trainers.losses import TeacherFeatures, feature_loss_names, get_feature_los
 
 OUTPUT_BATCH_SIZE = 512
 # Per-view outputs are cached only when computing them costs at most this many image forwards (views x
-# training images; digits: 9 x 1,077) and the logits take at most this much memory; above, the teacher
-# runs online. Per-view feature maps (attention, hint) are kept while all of them fit the same budget.
-MAX_VIEW_FORWARDS = 200_000
+# training images; digits: 9 x 1,077; a 10,000-image 28x28 folder: 49 x 6,000) and the logits take at most
+# this much memory; above, the teacher runs online. Online, every KD epoch of every trial costs one forward
+# per training image, and a default search runs hundreds of KD epochs, so the cache pays long before this
+# bound. Per-view feature maps (attention, hint) are kept while all of them fit the same budget.
+MAX_VIEW_FORWARDS = 500_000
 MAX_VIEW_BYTES = 256 * 2**20
 
 
