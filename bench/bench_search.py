@@ -7,6 +7,10 @@ Part 1 runs the real search (Ray Tune + OptunaSearch + ASHA + the final stage) a
 ``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.25.
 It also prints the end-to-end wall time (target: under 240 s on 2 cores with the teacher cached).
 
+Part 1 also profiles the final stage from Ray's own task timeline (``ray.timeline()``): how many training
+tasks it ran, their summed busy seconds, and that sum over the slots against the stage's wall time, phase by
+phase. A stage whose wall time is close to busy / slots is compute-bound: only less work makes it shorter.
+
 Part 2 measures, side by side in one run, the per-trial scheduling overhead of Ray Tune function
 trainables with and without ``reuse_actors`` on a trainable that does a fixed small amount of work.
 """
@@ -32,11 +36,34 @@ from tuning import build_spec, run  # noqa: E402
 TARGET_RATIO, TARGET_TOTAL_S = 1.25, 240.0
 
 
+FINAL_STAGE_TASKS = ("train_seed", "finetune_seed")
+
+
+def final_stage_busy(timeline: list[dict]) -> dict[str, tuple[int, float]]:
+    """Per final-stage task function: (tasks, summed seconds) from ``ray.timeline()``'s complete events."""
+    busy = {name: (0, 0.0) for name in FINAL_STAGE_TASKS}
+    for event in timeline:
+        category = str(event.get("cat", ""))  # "task::<function>" for a task's whole execution
+        if event.get("ph") != "X" or not category.startswith("task::"):
+            continue
+        function = category.removeprefix("task::")
+        if function in busy:
+            count, seconds = busy[function]
+            busy[function] = (count + 1, seconds + float(event.get("dur", 0)) / 1e6)
+    return busy
+
+
 def bench_search(budget: int, results_dir: str) -> None:
     spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir)
-    started = time.perf_counter()
-    outcome = run(spec, log=lambda message: None)
-    wall = time.perf_counter() - started
+    # Ray is started here, as tuning.prepare would, so that its task timeline outlives the run.
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    try:
+        started = time.perf_counter()
+        outcome = run(spec, log=lambda message: None)
+        wall = time.perf_counter() - started
+        busy = final_stage_busy(ray.timeline())
+    finally:
+        ray.shutdown()
     timings = outcome.summary["timings"]
     ideal = timings["trial_busy_s"] / timings["slots"]
     ratio = timings["search_s"] / ideal
@@ -48,6 +75,16 @@ def bench_search(budget: int, results_dir: str) -> None:
           f"{'pass' if ratio <= TARGET_RATIO else 'FAIL'})")
     print(f"  end-to-end wall {wall:.1f} s, summary total_s {timings['total_s']:.1f} s  "
           f"(target < {TARGET_TOTAL_S:.0f} s: {'pass' if wall < TARGET_TOTAL_S else 'FAIL'})")
+    final, slots = outcome.summary["final"], timings["slots"]
+    tasks = sum(count for count, _ in busy.values())
+    task_s = sum(seconds for _, seconds in busy.values())
+    phases = "  ".join(f"{name} {seconds:.1f}" for name, seconds in final["phases"].items())
+    print(f"  final stage {timings['final_s']:.1f} s ({phases}): {tasks} training tasks "
+          + ", ".join(f"{count} {name} {seconds:.1f} s" for name, (count, seconds) in busy.items())
+          + f"; busy / slots = {task_s / slots:.1f} s, plus the baseline search's trials "
+          f"({final['phases']['baseline_search_s']:.1f} s wall)")
+    print(f"  (recheck_s + compare_s) / (task busy / slots) = "
+          f"{(final['phases']['recheck_s'] + final['phases']['compare_s']) / max(task_s / slots, 1e-9):.2f}")
     low, high = outcome.summary["kd_gain_ci95"]
     print(f"  kd_gain {outcome.summary['kd_gain']:+.2f} points, 95% CI [{low:+.2f}, {high:+.2f}]: "
           f"{outcome.summary['kd_verdict']}")

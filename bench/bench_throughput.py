@@ -63,7 +63,7 @@ from bench_trainers import Job, Segment, run_in_lockstep  # noqa: E402
 from trainers import DistillConfig, Teacher, TensorSplits, distill  # noqa: E402
 from trainers.data import DatasetInfo, augment_batch, augment_views, view_count  # noqa: E402
 from trainers.losses import kd_loss  # noqa: E402
-from trainers.models import build_student, build_teacher  # noqa: E402
+from trainers.models import build_student, build_teacher, stem_stride_for  # noqa: E402
 
 PLAIN_RATIO_TARGET = 3.0
 BEST_RATIO_TARGET = 0.9
@@ -136,10 +136,11 @@ def sgd(model: nn.Module, steps: int) -> tuple[torch.optim.Optimizer, torch.opti
 
 
 def build(kind: str, shape: Shape) -> nn.Module:
-    channels = shape.info.input_shape[0]
+    """The model as kdsearch builds it for this shape (a stride-2 stem from 28 px on), for every side."""
+    channels, stem_stride = shape.info.input_shape[0], stem_stride_for(shape.info.input_shape)
     if kind == "teacher":
-        return build_teacher("resnet-large", channels, CLASSES)
-    return build_student("cnn", 1, 16, channels, CLASSES)
+        return build_teacher("resnet-large", channels, CLASSES, stem_stride)
+    return build_student("cnn", 1, 16, channels, CLASSES, stem_stride)
 
 
 def kdsearch_job(kind: str, shape: Shape, count: int, epochs: int, per_view_teacher: Teacher | None) -> Job:
