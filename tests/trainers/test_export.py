@@ -12,6 +12,7 @@ from torch import nn
 from trainers import (
     DistillConfig,
     TensorSplits,
+    build_student,
     build_teacher,
     distill,
     export_model,
@@ -21,6 +22,7 @@ from trainers import (
 )
 from trainers.export import CONFIG_FILE, STATE_FILE, TORCHSCRIPT_FILE, read_export_config
 from trainers.files import CorruptFileError
+from trainers.models import stem_stride_for
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,24 @@ def test_exported_model_predicts_exactly_what_the_trained_one_does(
     # TorchScript was traced at batch 1; it must still run (and agree) at other batch sizes.
     with torch.no_grad():
         assert torch.equal(scripted(data.test_x[:7]), _logits(trained, data.test_x[:7]))
+
+
+def test_a_stride_2_stem_student_exports_and_rebuilds_with_its_stem(tmp_path: Path) -> None:
+    """28 px inputs get a stride-2 stem: the export must rebuild it, or the reloaded model predicts otherwise."""
+    torch.manual_seed(0)
+    images = torch.randn(16, 1, 28, 28)
+    student = build_student("resnet", 1, 8, 1, 10, stem_stride=stem_stride_for((1, 28, 28)))
+    student.train()
+    with torch.no_grad():
+        student(images)  # BN running statistics away from their initial values
+    expected = _logits(student, images)
+    folder = export_model(student, tmp_path / "best", (1, 28, 28), {})
+    assert read_export_config(folder)["arch"]["stem_stride"] == 2
+    rebuilt = load_exported(folder)
+    assert rebuilt.stem_conv().stride == (2, 2)
+    assert torch.equal(_logits(rebuilt, images), expected)
+    with torch.no_grad():
+        assert torch.equal(load_torchscript(folder)(images), expected)
 
 
 def test_export_leaves_the_callers_model_as_it_was(data: TensorSplits, tmp_path: Path) -> None:
