@@ -42,7 +42,8 @@ def test_every_dataset_has_a_writer() -> None:
 QUICKER = {name: {"augment": "crop", "teacher": "cnn-large"} for name in ("cifar10", "cifar100")}
 # cnn-large for greyscale data and image folders (CPU-sized), resnet-large for colour datasets.
 DEFAULT_TEACHERS = {"mnist": "cnn-large", "fashion-mnist": "cnn-large", "kmnist": "cnn-large",
-                    "imagefolder": "cnn-large", "svhn": "resnet-large"}
+                    "imagefolder": "cnn-large", "cifar10": "resnet-large", "cifar100": "resnet-large",
+                    "svhn": "resnet-large"}
 
 
 @pytest.mark.parametrize("dataset", sorted(WRITERS))
@@ -56,6 +57,7 @@ def test_every_dataset_runs_a_search(dataset: str, tmp_path: Path, teacher_cache
     assert summary["dataset"]["name"] == dataset
     assert sum(summary["trials"].values()) == 2 and summary["trials"]["failed"] == 0
     assert summary["teacher"]["arch"] == flags.get("teacher", DEFAULT_TEACHERS[dataset])
+    assert set(DEFAULT_TEACHERS) == set(WRITERS)
     assert summary["augmentation"]["teacher"] is True
 
 
