@@ -32,6 +32,7 @@ from ray import tune  # noqa: E402
 from ray.tune.logger import JsonLoggerCallback  # noqa: E402
 
 from tuning import build_spec, run  # noqa: E402
+from tuning.prepare import start_ray  # noqa: E402
 
 TARGET_RATIO, TARGET_TOTAL_S = 1.25, 240.0
 
@@ -55,8 +56,8 @@ def final_stage_busy(timeline: list[dict]) -> dict[str, tuple[int, float]]:
 
 def bench_search(budget: int, results_dir: str) -> None:
     spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir)
-    # Ray is started here, as tuning.prepare would, so that its task timeline outlives the run.
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    # Ray is started here (by the run's own start_ray) so that its task timeline outlives the run.
+    start_ray(spec, log=lambda message: None)
     try:
         started = time.perf_counter()
         outcome = run(spec, log=lambda message: None)

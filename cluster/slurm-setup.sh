@@ -30,15 +30,8 @@ CONF_MARK="# Written by kdsearch's cluster/slurm-setup.sh"
 log() { echo "slurm-setup: $*"; }
 die() { echo "slurm-setup: error: $*" >&2; exit 1; }
 
-# Whether a daemon recorded in a pids file still runs (its pid, checked by name: pids are reused).
-any_alive() {
-    local name pid
-    [[ -e "$1" ]] || return 1
-    while read -r name pid; do
-        [[ "$name" != link && "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == "$name" ]] && return 0
-    done < "$1"
-    return 1
-}
+# shellcheck disable=SC1091  # slurm-pids.sh is linted on its own
+source "$(dirname "$0")/slurm-pids.sh"
 
 [[ "$(id -u)" -eq 0 ]] || die "run it as root (sudo $0): it starts munged, slurmctld and slurmd"
 for tool in munged mungekey slurmctld slurmd sbatch sinfo scontrol setpriv; do
@@ -59,7 +52,7 @@ if [[ -e "$CONF_LINK" || -L "$CONF_LINK" ]] && [[ "$(readlink "$CONF_LINK" || tr
     if [[ -z "$left" ]] || { [[ -e "$left" ]] && ! head -n 1 "$left" | grep -qF "$CONF_MARK"; }; then
         die "$CONF_LINK exists already: this machine has its own SLURM configuration, which this script leaves alone"
     fi
-    if any_alive "$(dirname "$left")/pids"; then
+    if any_daemon_running "$(dirname "$left")/pids"; then
         die "another cluster of this script is running from $(dirname "$left"); stop it first:" \
             "sudo KDSEARCH_SLURM_DIR=$(dirname "$left") $(dirname "$0")/slurm-teardown.sh"
     fi
@@ -144,7 +137,7 @@ until [[ "$(sinfo -h -n "$HOST" -o %T 2>/dev/null)" == idle ]]; do
         die "the node did not become idle within ${WAIT_S}s; see $STATE/slurmctld.log and $STATE/slurmd.log"
     fi
     while read -r name pid; do
-        if [[ "$name" == slurm* ]] && ! kill -0 "$pid" 2>/dev/null; then
+        if [[ "$name" == slurm* ]] && ! daemon_running "$name" "$pid"; then
             die "$name exited; see $STATE/$name.log and $STATE/$name.out"
         fi
     done < "$STATE/pids"

@@ -11,6 +11,8 @@ set -euo pipefail
 STATE="${KDSEARCH_SLURM_DIR:-/tmp/kdsearch-slurm}"
 PIDS="$STATE/pids"
 export PATH="$PATH:/usr/sbin:/sbin"
+# shellcheck disable=SC1091  # slurm-pids.sh is linted on its own
+source "$(dirname "$0")/slurm-pids.sh"
 
 if [[ ! -e "$PIDS" ]]; then
     echo "slurm-teardown: nothing to stop ($PIDS does not exist)"
@@ -30,7 +32,7 @@ fi
 # The daemons, slurmd first (then slurmctld, then munged): each one only when its pid is still that daemon.
 stop() {
     local name=$1 pid=$2
-    if [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" != "$name" ]]; then
+    if ! daemon_running "$name" "$pid"; then
         return 0   # gone already, or the pid now belongs to someone else
     fi
     kill -TERM "$pid" 2>/dev/null || true
