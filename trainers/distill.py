@@ -104,11 +104,12 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What ``on_epoch`` receives after each epoch."""
+    """What ``on_epoch`` receives after each epoch; ``val_accuracy`` and ``val_loss`` are ``None`` on an
+    epoch that was not validated (``validate_each_epoch=False``: every epoch but the last)."""
 
     epoch: int
-    val_accuracy: float
-    val_loss: float
+    val_accuracy: float | None
+    val_loss: float | None
     train_loss: float
     params: int
     epoch_seconds: float
@@ -127,10 +128,11 @@ class DistillResult:
 
     @property
     def best_val_accuracy(self) -> float:
-        return max(report.val_accuracy for report in self.history)
+        return max(report.val_accuracy for report in self.history if report.val_accuracy is not None)
 
 
 EpochCallback = Callable[[EpochReport, Callable[[], dict[str, Any]]], None]
+StopRule = Callable[[EpochReport], bool]
 
 
 def distill(
@@ -141,6 +143,8 @@ def distill(
     on_epoch: EpochCallback | None = None,
     resume_state: dict[str, Any] | None = None,
     student: nn.Module | None = None,
+    stop_after: StopRule | None = None,
+    validate_each_epoch: bool = True,
 ) -> DistillResult:
     """Train a student per ``config`` on ``data``, distilling from ``teacher`` where it asks to.
 
@@ -148,6 +152,8 @@ def distill(
     resumable training state (call it only when checkpointing: it copies the weights and optimizer state).
     ``resume_state`` continues from such a state. ``student`` continues training an existing
     model (finetuning) instead of building one from ``config``. Tensors stay on ``data``'s device.
+    ``stop_after(report)`` returning true ends training after that epoch. With ``validate_each_epoch``
+    false only the last epoch is validated (a caller that reads no per-epoch accuracy saves the passes).
     Raises ``NonFiniteLossError`` as soon as a loss is NaN or infinite (a training step's, or the
     validation loss at the end of an epoch, before ``on_epoch`` sees it).
     """
@@ -165,9 +171,11 @@ def distill(
         loop = _TrainingLoop(config, data, kd_teacher, student)
         start_epoch = loop.load_state(resume_state) if resume_state else 0
         for epoch in range(start_epoch + 1, config.epochs + 1):
-            report = loop.run_epoch(epoch)
+            report = loop.run_epoch(epoch, validate=validate_each_epoch or epoch == config.epochs)
             if on_epoch is not None:
                 on_epoch(report, loop.state)
+            if stop_after is not None and stop_after(report):
+                break
     return DistillResult(model=student, history=list(loop.history))
 
 
@@ -199,11 +207,12 @@ def finetune(
     batch_size: int = 64,
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
+    validate_each_epoch: bool = True,
 ) -> DistillResult:
     """Continue training a (distilled) student on hard labels at a low learning rate."""
     config = DistillConfig(alpha=0.0, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                            epochs=epochs, seed=seed)
-    return distill(config, data, None, on_epoch=on_epoch, student=student)
+    return distill(config, data, None, on_epoch=on_epoch, student=student, validate_each_epoch=validate_each_epoch)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -257,7 +266,7 @@ class _TrainingLoop:
         self.step = 0
         self.history: list[EpochReport] = []
 
-    def run_epoch(self, epoch: int) -> EpochReport:
+    def run_epoch(self, epoch: int, validate: bool = True) -> EpochReport:
         started = time.perf_counter()
         self.student.train()
         order = torch.randperm(len(self.data.train_y), generator=self.generator).to(self.device)
@@ -278,9 +287,10 @@ class _TrainingLoop:
             self.step += 1
             kd_steps += int(kd_step)
             loss_sum += loss.detach()
-        val_accuracy, val_loss = evaluate(self.student, self.data.val_x, self.data.val_y)
+        val_accuracy, val_loss = (evaluate(self.student, self.data.val_x, self.data.val_y) if validate
+                                  else (None, None))
         train_loss = loss_sum.item() / self.steps_per_epoch
-        if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+        if not ((val_loss is None or math.isfinite(val_loss)) and math.isfinite(train_loss)):
             # The last step of the epoch can leave non-finite weights behind a finite loss: never report that.
             raise NonFiniteLossError(
                 f"validation loss {val_loss}, training loss {train_loss} after epoch {epoch} "

@@ -135,28 +135,37 @@ def compute_view_outputs(model: nn.Module, images: torch.Tensor, info: DatasetIn
     """The teacher's outputs on every view of every image, stacked on a leading view dimension.
 
     Feature maps are dropped (the teacher then runs online for feature losses on augmented views)
-    when they would take more than ``MAX_VIEW_BYTES`` in all.
+    when they would take more than ``MAX_VIEW_BYTES`` in all; the first view's sizes tell, so the
+    other views then compute their logits alone.
     """
-    per_view = [compute_outputs(model, render_view(images, info, view, background)) for view in range(view_count(info))]
-    # A loss's signal is kept when every view has it cached (none was over its own cap).
-    names = [name for name in per_view[0].features if all(name in outputs.features for outputs in per_view)]
-    if len(per_view) * sum(_bytes(per_view[0].features[name]) for name in names) > MAX_VIEW_BYTES:
+    views = range(view_count(info))
+    first = compute_outputs(model, render_view(images, info, views[0], background))
+    # Every view has the same shape, so a signal the first view kept (within its loss's own cap) fits in all.
+    names = list(first.features)
+    if len(views) * sum(_bytes(first.features[name]) for name in names) > MAX_VIEW_BYTES:
         names = []
+    rest = [compute_outputs(model, render_view(images, info, view, background), with_features=bool(names))
+            for view in views[1:]]
+    per_view = [first, *rest]
     features = {name: _stack([outputs.features[name] for outputs in per_view]) for name in names}
     return TeacherOutputs(logits=torch.stack([outputs.logits for outputs in per_view]), features=features)
 
 
-def compute_outputs(model: nn.Module, images: torch.Tensor) -> TeacherOutputs:
-    """Run ``model`` once over ``images`` in eval mode and keep its logits and every registered feature
-    loss's teacher signal (each within that loss's ``max_cached_bytes``)."""
+def compute_outputs(model: nn.Module, images: torch.Tensor, with_features: bool = True) -> TeacherOutputs:
+    """Run ``model`` once over ``images`` in eval mode and keep its logits and (``with_features``) every
+    registered feature loss's teacher signal, each within that loss's ``max_cached_bytes``."""
     model.eval()
-    losses = [get_feature_loss(name) for name in feature_loss_names()]
+    losses = [get_feature_loss(name) for name in feature_loss_names()] if with_features else []
     logits: list[torch.Tensor] = []
     signals: dict[str, list[TeacherFeatures]] = {loss.name: [] for loss in losses}
     # no_grad, not inference_mode: inference tensors cannot be saved for the student's backward.
     with torch.no_grad():
         for start in range(0, len(images), OUTPUT_BATCH_SIZE):
-            batch_logits, features = model.forward_features(images[start:start + OUTPUT_BATCH_SIZE])
+            batch = images[start:start + OUTPUT_BATCH_SIZE]
+            if not losses:
+                logits.append(model(batch))
+                continue
+            batch_logits, features = model.forward_features(batch)
             logits.append(batch_logits)
             for loss in losses:
                 signals[loss.name].append(loss.teacher_signal(features))

@@ -40,7 +40,9 @@ class TeacherCheckpointError(ValueError):
 class TeacherRecipe:
     """How a teacher is trained from scratch (hard labels, SGD + cosine, the dataset's augmentation).
 
-    The weights of the epoch with the best validation accuracy are kept, not the last epoch's.
+    The weights of the epoch with the best validation accuracy are kept (the earliest, on ties), not
+    the last epoch's; training stops at the first epoch with perfect validation accuracy, which no later
+    epoch could replace.
     """
 
     epochs: int = 60
@@ -103,7 +105,7 @@ def get_teacher(
 
 def train_teacher(name: str, data: TensorSplits, recipe: TeacherRecipe, log: Log = print) -> tuple[nn.Module, float]:
     """Train teacher ``name`` from scratch on hard labels; returns it with the weights of its best
-    validation epoch (the earliest, on ties) and that accuracy."""
+    validation epoch (the earliest, on ties) and that accuracy, stopping at the first perfect one."""
     torch.manual_seed(recipe.seed)
     model = build_teacher(name, data.info.input_shape[0], data.info.num_classes,
                           stem_stride_for(data.info.input_shape)).to(data.train_x.device)
@@ -121,7 +123,15 @@ def train_teacher(name: str, data: TensorSplits, recipe: TeacherRecipe, log: Log
         if report.epoch == 1 and recipe.epochs > 1:
             log(eta_line(name, report.epoch_seconds, recipe.epochs - 1))
 
-    result = distill(config, data, None, student=model, on_epoch=progress)
+    def perfect(report: EpochReport) -> bool:
+        # The earliest best epoch is kept, so once validation is perfect no later epoch can be: stop.
+        if report.val_accuracy == 1.0 and report.epoch < recipe.epochs:
+            log(f"teacher {name}: validation accuracy 1.0000 at epoch {report.epoch}: no later epoch can be kept, "
+                f"stopping {recipe.epochs - report.epoch} epochs early")
+            return True
+        return False
+
+    result = distill(config, data, None, student=model, on_epoch=progress, stop_after=perfect)
     result.model.load_state_dict(best["state"])
     return result.model.eval(), float(best["val_accuracy"])
 

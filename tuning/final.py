@@ -95,9 +95,12 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplit
     data = data.to(device)
     distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
-    model = distill(distill_config, data, teacher).model
-    val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-    return SeedRun(config, seed, val_accuracy, _cpu_state(model), model.arch, finetuned=False, node=_this_node())
+    # Only the last epoch's validation accuracy is read (to pick the winner): the others are not computed.
+    result = distill(distill_config, data, teacher, validate_each_epoch=False)
+    val_accuracy = result.history[-1].val_accuracy
+    assert val_accuracy is not None  # the last epoch is always validated
+    return SeedRun(config, seed, val_accuracy, _cpu_state(result.model), result.model.arch, finetuned=False,
+                   node=_this_node())
 
 
 def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
@@ -107,9 +110,10 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
     data = data.to(pick_device())
     config = DistillConfig.from_mapping({**run.config, "seed": run.seed})
     model = _model(run).to(data.train_x.device)
-    finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
-             batch_size=config.batch_size, seed=run.seed)
-    tuned_accuracy, _ = evaluate(model, data.val_x, data.val_y)
+    tuned = finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
+                     batch_size=config.batch_size, seed=run.seed, validate_each_epoch=False)
+    tuned_accuracy = tuned.history[-1].val_accuracy
+    assert tuned_accuracy is not None  # the last epoch is always validated
     if tuned_accuracy >= run.val_accuracy:
         return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True,
                        node=run.node)

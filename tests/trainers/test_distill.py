@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import time
 from collections.abc import Callable
@@ -478,3 +479,36 @@ def test_kd_on_augmented_views_with_per_view_outputs_runs_no_teacher_forward(tea
     online = distill(config, augmented, Teacher(teacher_model, "cnn-test"))
     for cached_epoch, online_epoch in zip(with_cache.history, online.history, strict=True):
         assert cached_epoch.train_loss == pytest.approx(online_epoch.train_loss, rel=1e-4)
+
+
+def test_stop_after_ends_training_after_that_epoch(small: TensorSplits) -> None:
+    seen: list[int] = []
+    result = distill(dataclasses.replace(SMALL, alpha=0.0, epochs=4), small,
+                     on_epoch=lambda report, _: seen.append(report.epoch), stop_after=lambda report: report.epoch == 2)
+    assert [report.epoch for report in result.history] == [1, 2]
+    assert seen == [1, 2]  # on_epoch still sees the last epoch before the stop
+
+
+def test_validating_the_last_epoch_only_trains_the_same_weights(small: TensorSplits,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = dataclasses.replace(SMALL, alpha=0.0, epochs=3)
+    every_epoch = distill(config, small)
+    calls = []
+    real_evaluate = evaluate
+    # The module, not the function that ``trainers`` exports under the same name.
+    monkeypatch.setattr(importlib.import_module("trainers.distill"), "evaluate",
+                        lambda *args: calls.append(1) or real_evaluate(*args))
+    last_only = distill(config, small, validate_each_epoch=False)
+    assert len(calls) == 1  # one validation pass, after the last epoch
+    assert [report.val_accuracy for report in last_only.history[:-1]] == [None, None]
+    assert [report.val_loss for report in last_only.history[:-1]] == [None, None]
+    assert _same_weights(every_epoch.model, last_only.model)
+    assert last_only.history[-1].val_accuracy == every_epoch.history[-1].val_accuracy
+    assert last_only.best_val_accuracy == every_epoch.history[-1].val_accuracy
+
+
+def test_finetune_can_validate_the_last_epoch_only(small: TensorSplits) -> None:
+    student = distill(DistillConfig(width=8, alpha=0.0, epochs=1, lr=0.01), small).model
+    result = finetune(student, small, epochs=2, lr=0.02, validate_each_epoch=False)
+    assert result.history[0].val_accuracy is None
+    assert result.history[-1].val_accuracy == evaluate(student, small.val_x, small.val_y)[0]

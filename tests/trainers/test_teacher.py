@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from trainers import Teacher, TensorSplits, build_teacher, distill, load_dataset, losses
+from trainers import teacher as teacher_module
 from trainers.distill import DistillConfig
 from trainers.losses import get_feature_loss, teacher_attention_maps
-from trainers.teacher import OUTPUT_BATCH_SIZE, TeacherOutputs, compute_outputs
+from trainers.teacher import OUTPUT_BATCH_SIZE, TeacherOutputs, compute_outputs, compute_view_outputs
 
 # Rows chosen to span two output batches of compute_outputs (OUTPUT_BATCH_SIZE is 512).
 ROWS = torch.tensor([0, 3, 511, 512, 550, 599])
@@ -176,3 +177,21 @@ def test_compute_outputs_leaves_the_model_in_eval_mode(model: nn.Module, digits:
     outputs = compute_outputs(model, digits.train_x[:10])
     assert not model.training
     assert isinstance(outputs, TeacherOutputs) and outputs.logits.shape == (10, 10)
+
+
+def test_per_view_features_over_the_budget_are_never_computed_past_the_first_view(
+        model: nn.Module, digits: TensorSplits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over ``MAX_VIEW_BYTES`` the signals are dropped, and the views after the first run logits only."""
+    info = dataclasses.replace(digits.info, crop_padding=1)  # 9 views
+    images = digits.train_x[:40]
+    full = compute_view_outputs(model, images, info, digits.background)
+    monkeypatch.setattr(teacher_module, "MAX_VIEW_BYTES", 1)
+    hints = []
+    hint = get_feature_loss("hint")
+    monkeypatch.setitem(losses._FEATURE_LOSSES, "hint", dataclasses.replace(
+        hint, teacher_signal=lambda features: hints.append(1) or hint.teacher_signal(features)))
+    capped = compute_view_outputs(model, images, info, digits.background)
+    assert set(full.features) == {"attention", "hint"}
+    assert capped.features == {}
+    assert torch.equal(capped.logits, full.logits)
+    assert len(hints) == 1  # the first view (one batch); the eight others ran logits only

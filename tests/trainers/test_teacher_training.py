@@ -295,3 +295,25 @@ def test_a_missing_checkpoint_raises_naming_the_file(data: TensorSplits, tmp_pat
     assert str(path) in str(raised.value)
     with pytest.raises(TeacherCheckpointError, match="does not exist"):
         load_teacher_checkpoint(tmp_path, data)  # a folder is not a checkpoint file
+
+
+def test_training_stops_at_the_first_perfect_validation_epoch(data: TensorSplits, tmp_path: Path) -> None:
+    """No later epoch can replace a perfect one (the earliest best is kept), so the rest are not run."""
+    # Two classes, each a constant image: any teacher separates them within an epoch or two.
+    def constant_images(labels: torch.Tensor) -> torch.Tensor:
+        return (labels.float() * 2 - 1).view(-1, 1, 1, 1).expand(-1, *data.info.input_shape).clone()
+
+    labels = {split: getattr(data, f"{split}_y") % 2 for split in ("train", "val", "test")}
+    easy = dataclasses.replace(
+        data, info=dataclasses.replace(data.info, num_classes=2),
+        **{f"{split}_x": constant_images(y) for split, y in labels.items()},
+        **{f"{split}_y": y for split, y in labels.items()})
+    log = _Log()
+    result = get_teacher("cnn-large", easy, tmp_path / "teachers", TeacherRecipe(epochs=20), log=log)
+    epochs = [line for line in log.lines if ": epoch " in line]
+    stop = [line for line in log.lines if "stopping" in line]
+    assert result.val_accuracy == 1.0
+    assert len(epochs) < 20
+    assert "val accuracy 1.0000" in epochs[-1] and all("val accuracy 1.0000" not in line for line in epochs[:-1])
+    assert stop == [f"teacher cnn-large: validation accuracy 1.0000 at epoch {len(epochs)}: no later epoch can be "
+                    f"kept, stopping {20 - len(epochs)} epochs early"]
