@@ -2,6 +2,7 @@
 
     python bench/bench_search.py            # --budget 50 on digits, as `python search.py --budget 50`
     python bench/bench_search.py --budget 20 --skip-reuse
+    python bench/bench_search.py --dataset imagefolder --data-dir /tmp/digits-folder --budget 20 --skip-reuse
 
 Part 1 runs the real search (Ray Tune + OptunaSearch + ASHA + the final stage) and prints
 ``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.25.
@@ -54,8 +55,9 @@ def final_stage_busy(timeline: list[dict]) -> dict[str, tuple[int, float]]:
     return busy
 
 
-def bench_search(budget: int, results_dir: str) -> None:
-    spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir)
+def bench_search(budget: int, results_dir: str, dataset: str | None, data_dir: str | None) -> None:
+    spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir,
+                      dataset=dataset, data_dir=data_dir)
     # Ray is started here (by the run's own start_ray) so that its task timeline outlives the run.
     start_ray(spec, log=lambda message: None)
     try:
@@ -69,7 +71,7 @@ def bench_search(budget: int, results_dir: str) -> None:
     ideal = timings["trial_busy_s"] / timings["slots"]
     ratio = timings["search_s"] / ideal
     trials = outcome.summary["trials"]
-    print(f"search --budget {budget} on digits: {trials}")
+    print(f"search --budget {budget} on {spec.dataset}: {trials}")
     print(f"  teacher_s {timings['teacher_s']:.1f}  search_s {timings['search_s']:.1f}  "
           f"trial_busy_s {timings['trial_busy_s']:.1f}  slots {timings['slots']}  final_s {timings['final_s']:.1f}")
     print(f"  search_s / (trial_busy_s / slots) = {ratio:.3f}  (target <= {TARGET_RATIO}: "
@@ -133,9 +135,11 @@ def main() -> None:
     parser.add_argument("--results-dir", default="results", help="the teacher cache under it is reused")
     parser.add_argument("--reuse-trials", type=int, default=12)
     parser.add_argument("--skip-reuse", action="store_true")
+    parser.add_argument("--dataset", help="as search.py's --dataset (default: search.py's, digits)")
+    parser.add_argument("--data-dir", help="as search.py's --data-dir")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    bench_search(args.budget, args.results_dir)
+    bench_search(args.budget, args.results_dir, args.dataset, args.data_dir)
     if not args.skip_reuse:
         bench_reuse(args.reuse_trials)
 
