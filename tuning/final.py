@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -40,10 +41,13 @@ from trainers import (
     measure,
     pick_device,
 )
-from trainers.models import build_from_arch
+from trainers.distill import missing_state_keys
+from trainers.files import CorruptFileError, safe_torch_load
+from trainers.models import build_from_arch, build_student, stem_stride_for
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
+from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE
 
 Log = Callable[[str], None]
 FINETUNE_LR_FACTOR = 0.1
@@ -120,6 +124,29 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
     return run
 
 
+def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -> SeedRun | None:
+    """The search's own training of ``record``'s configuration, as the final stage's run with seed ``--seed``.
+
+    A trial that ran every epoch trained what ``train_seed(config, spec.seed, spec.epochs, ...)`` would
+    train (the same configuration, seed, epochs and threads; its per-epoch validation changes no weight:
+    bit for bit the same on a CPU) and saved its last state; training it again would repeat that work.
+    ``None`` when the trial stopped early, or its state is missing or unreadable here (then it is trained).
+    """
+    if record["state"] != COMPLETE or record["epochs"] != spec.epochs or not record.get("checkpoint"):
+        return None
+    try:
+        state = safe_torch_load(Path(record["checkpoint"]) / STATE_FILE)
+    except (CorruptFileError, OSError):
+        return None
+    if missing_state_keys(state) or state["epoch"] != spec.epochs:
+        return None
+    config = record["config"]
+    arch = build_student(config["family"], config["depth"], config["width"], data.info.input_shape[0],
+                         data.info.num_classes, stem_stride_for(data.info.input_shape)).arch
+    node = {"node_id": record[NODE_ID], "node_ip": record[NODE_IP]} if record.get(NODE_ID) else None
+    return SeedRun(config, spec.seed, record["val_accuracy"], state["student"], arch, finetuned=False, node=node)
+
+
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
 
@@ -137,6 +164,7 @@ class _SeedTasks:
         resources = {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task}
         self.train_remote = ray.remote(**resources)(train_seed)
         self.finetune_remote = ray.remote(**resources)(finetune_seed)
+        self.data, self.from_search = data, []
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
         self.threads = max(1, int(spec.cpus_per_trial))
 
@@ -144,6 +172,16 @@ class _SeedTasks:
         """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
         return [self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref, self.teacher_ref, self.threads)
                 for seed in (self.seeds if seeds is None else seeds)]
+
+    def launch_searched(self, record: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
+        """``launch`` for a search trial's configuration, its seed ``--seed`` run taken from the trial itself
+        where it can be (``searched_run``); ``self.from_search`` lists the trials it was taken from."""
+        seeds = self.seeds if seeds is None else seeds
+        searched = searched_run(record, self.spec, self.data) if seeds[0] == self.spec.seed else None
+        if searched is None:
+            return self.launch(record["config"], seeds)
+        self.from_search.append(record["trial_id"])
+        return [ray.put(searched), *self.launch(record["config"], seeds[1:])]
 
     def finetune(self, runs: list[Any]) -> list[Any]:
         """Finetuning tasks for trained runs (``SeedRun`` s or their pending references); none at 0 epochs."""
@@ -171,8 +209,11 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     pareto_members = pareto_front(records)[:MAX_PARETO_RECHECK] if spec.objective == "pareto" else []
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
         + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
-    pending = {record["trial_id"]: tasks.launch(record["config"]) for record in candidates}
-    pareto_pending = [tasks.launch(r["config"], [spec.seed])[0] for r in pareto_members]
+    pending = {record["trial_id"]: tasks.launch_searched(record) for record in candidates}
+    pareto_pending = [tasks.launch_searched(r, [spec.seed])[0] for r in pareto_members]
+    if tasks.from_search:
+        log(f"final stage: {len(tasks.from_search)} of these seed-{spec.seed} runs are the search's own trainings "
+            "(their trials ran every epoch), not trained again")
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
@@ -187,8 +228,9 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     baseline_search = search_baseline(winner_config)
     phases["baseline_search_s"] = time.perf_counter() - started - phases["recheck_s"]
     baseline_config = baseline_search.pop("config")
+    baseline_record = baseline_search.pop("record", None)
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
-    baseline_trained = tasks.launch(baseline_config)
+    baseline_trained = tasks.launch_searched(baseline_record) if baseline_record else tasks.launch(baseline_config)
     baseline_pending = tasks.finetune(baseline_trained)
     winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
     curve = _curve_plan(spec, records, winner_record)
@@ -218,6 +260,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
                         **_named_mean_std("val_accuracy", [r.val_accuracy for r in runs[trial_id]]),
                         "seeds": tasks.seeds} for trial_id in runs],
         "winner": winner_id,
+        # Trials (of the search or the baseline's) whose own training is their configuration's seed --seed run.
+        "from_search": list(tasks.from_search),
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,
         "phases": {**phases, "compare_s": time.perf_counter() - started - sum(phases.values())},

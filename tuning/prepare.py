@@ -257,7 +257,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     started = time.perf_counter()
     teacher_result = teacher_result or obtain_teacher(spec, data.to(device), log)
     teacher_result.model.to("cpu")
-    teacher = _shared_teacher(teacher_result, data, space)
+    teacher = shared_teacher(teacher_result, data, space)
     teacher_seconds += time.perf_counter() - started
     log(f"students: at most {max_params:,} parameters ({100 * max_params / teacher_params:.2g} % of the teacher); "
         f"augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} for students")
@@ -291,7 +291,7 @@ def without_idle_interval(space: SearchSpace, data: TensorSplits) -> SearchSpace
     return dataclasses.replace(space, distill_interval=ChoiceParam((1,)))
 
 
-def _shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace) -> Teacher:
+def shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace) -> Teacher:
     """The teacher for every trial: its outputs on the plain training images cached when some trial
     trains on them, and its logits on every augmented view where they fit (``trainers.teacher``);
     otherwise augmented trials run it online on the views they see."""

@@ -112,7 +112,7 @@ class RunRecorder(tune.Callback):
                 "state": RUNNING,
                 "config": dict(trial.config), "curve": [], "start_time": time.time(), "end_time": None,
                 "error": None, "epochs": 0, "val_accuracy": None, "best_val_accuracy": None,
-                "params": None, "busy_s": 0.0, NODE_ID: None, NODE_IP: None,
+                "params": None, "busy_s": 0.0, NODE_ID: None, NODE_IP: None, "checkpoint": None,
             }
         else:  # resumed or retried: keep the curve, the epochs it repeats overwrite their rows
             record["state"] = RUNNING
@@ -139,7 +139,10 @@ class RunRecorder(tune.Callback):
         if record["error"]:
             self._finish(record, FAILED, record["error"])
         else:
-            self._finish(record, COMPLETE if record["epochs"] >= self.epochs else STOPPED, None)
+            complete = record["epochs"] >= self.epochs
+            if complete and trial.checkpoint is not None:  # the trained student, for the final stage
+                record["checkpoint"] = trial.checkpoint.path
+            self._finish(record, COMPLETE if complete else STOPPED, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(self.records[trial.trial_id], FAILED, _error_line(trial))

@@ -103,7 +103,7 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
 
     It is a run of its own in ``<run>/baseline/`` (same Ray Tune + Optuna machinery and ASHA,
     ``--baseline-budget`` trials), so it resumes like the main search. Returns its best configuration
-    (``config``) and what the search did (``budget``, ``trials``, ``states``, ``best_trial``,
+    (``config``), that trial's ``record``, and what the search did (``budget``, ``trials``, ``states``, ``best_trial``,
     ``best_val_accuracy``).
     """
     augment_choices = (False, True) if prepared.data.info.augmented else (False,)
@@ -119,7 +119,7 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
     best = final.top_configs(records, 1)
     if not best:
         raise SearchInterrupted(f"every trial of the baseline search in {sub_spec.run_dir} failed; see its trials.csv")
-    return {"config": best[0]["config"], "budget": sub_spec.budget, "trials": len(records),
+    return {"config": best[0]["config"], "record": best[0], "budget": sub_spec.budget, "trials": len(records),
             "states": count_states(records),
             "best_trial": best[0]["trial_id"], "best_val_accuracy": best[0]["val_accuracy"]}
 

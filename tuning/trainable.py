@@ -27,7 +27,8 @@ from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
 
 STATE_FILE = "trial_state.pt"
 # Epochs between a trial's checkpoints: a trial resumed after a lost node or a killed driver repeats at most
-# these many epochs, and most trials (stopped early by ASHA) save none.
+# these many epochs, and most trials (stopped early by ASHA) save none; a trial that runs every epoch also
+# saves its last one.
 CHECKPOINT_EVERY = 5
 # The key of the final result of a trial that failed deterministically (its loss became NaN or infinite,
 # or its configuration is one the trainer refuses): retrying it would fail again the same way.
@@ -48,8 +49,9 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
     def on_epoch(report: EpochReport, get_state: Any) -> None:
         last_epoch[0] = report.epoch
         metrics = {**report.to_dict(), "busy_s": time.perf_counter() - started, **node}
-        # A finished trial needs no checkpoint: only epochs a resume could continue from get one.
-        if report.epoch % CHECKPOINT_EVERY or report.epoch == distill_config.epochs:
+        # Checkpoints: every CHECKPOINT_EVERY epochs for a resume to continue from, and the last epoch's for
+        # the final stage, which takes that trained student as its run with seed --seed instead of repeating it.
+        if report.epoch % CHECKPOINT_EVERY and report.epoch != distill_config.epochs:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:

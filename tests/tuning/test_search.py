@@ -12,11 +12,15 @@ import torch
 
 import search
 from runfolder import SCHEMA_VERSION
-from tests.tuning.conftest import small_search
+from tests.tuning.conftest import SMALL, small_search
 from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
-from trainers import load_dataset, load_exported, load_torchscript
+from trainers import count_parameters, load_dataset, load_exported, load_torchscript
+from tuning import build_spec
+from tuning.final import train_seed
 from tuning.journal import open_study
+from tuning.prepare import bounded_space, load_data, obtain_teacher, shared_teacher, without_idle_interval
 from tuning.run import RunOutcome
+from tuning.trainable import STATE_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -189,8 +193,11 @@ def test_same_seed_gives_the_same_final_metrics_on_cpu(teacher_cache: Path, teac
 @pytest.fixture(scope="module")
 def quality_run(ray_cluster: None, teacher_cache: Path, teacher_checkpoint: str) -> RunOutcome:
     """A small run with every part of the KD verdict: 2 seeds, the baseline's own search, a 3-size gain curve."""
-    return small_search(teacher_cache, "quality", budget=6, epochs=3, top_k=2, final_seeds=2, gain_curve=3,
-                        baseline_budget=3, max_params="4000", teacher_checkpoint=teacher_checkpoint)
+    return small_search(teacher_cache, "quality", teacher_checkpoint=teacher_checkpoint, **QUALITY)
+
+
+QUALITY = {"budget": 6, "epochs": 3, "top_k": 2, "final_seeds": 2, "gain_curve": 3, "baseline_budget": 3,
+           "max_params": "4000"}
 
 
 def test_summary_has_the_kd_verdict_with_its_interval(quality_run: RunOutcome) -> None:
@@ -265,3 +272,29 @@ def test_the_best_config_is_the_final_stage_winner(quality_run: RunOutcome) -> N
     exported = json.loads((quality_run.run_dir / "best" / "config.json").read_text())
     assert exported["metadata"]["config"] == winner["config"]
     assert summary["best_trial"]["trial_id"] == summary["final"]["winner"]
+
+
+def test_a_trial_that_ran_every_epoch_is_its_configurations_seed_run(quality_run: RunOutcome, teacher_cache: Path,
+                                                                     teacher_checkpoint: str) -> None:
+    """The final stage takes a complete trial's own training as its seed --seed run: bit for bit what
+    ``train_seed`` would train again, so nothing is lost by not repeating it."""
+    summary = quality_run.summary
+    records = {r["trial_id"]: r for r in _records(quality_run.run_dir)}
+    baseline = {r["trial_id"]: r for r in _records(quality_run.run_dir / "baseline")}
+    candidates = [c["trial_id"] for c in summary["final"]["candidates"]]
+    # Every trial of these small searches runs every epoch (no scheduler).
+    assert summary["final"]["from_search"] == [*candidates, summary["baseline"]["search"]["best_trial"]]
+    assert all(records[trial_id]["checkpoint"] for trial_id in candidates)
+    assert baseline[summary["baseline"]["search"]["best_trial"]]["checkpoint"]
+    winner = records[summary["final"]["winner"]]
+    spec = build_spec(results_dir=str(teacher_cache), run_name="quality", teacher_checkpoint=teacher_checkpoint,
+                      **{**SMALL, **QUALITY})
+    data = load_data(spec)
+    teacher_result = obtain_teacher(spec, data, log=lambda _: None)
+    space, _ = bounded_space(spec, data, count_parameters(teacher_result.model))
+    teacher = shared_teacher(teacher_result, data, without_idle_interval(space, data))
+    again = train_seed(winner["config"], spec.seed, spec.epochs, data, teacher, threads=1)
+    saved = torch.load(Path(winner["checkpoint"]) / STATE_FILE, weights_only=True)["student"]
+    assert again.state_dict.keys() == saved.keys()
+    assert all(torch.equal(again.state_dict[name], saved[name]) for name in saved)
+    assert again.val_accuracy == winner["val_accuracy"]
