@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "MNIST family and image folders, resnet-large on CIFAR and SVHN)")
     add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
     add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 60; the "
-                                           "best validation epoch is kept)")
+                                           "best validation epoch is kept, so it stops at a perfect one)")
     add("--epochs", type=int, help="maximum epochs per trial and for the final re-training (default 15)")
     add("--run-name", help="name of the run folder; rerunning with the same name resumes it (default: dated)")
     add("--results-dir", help="where run folders and the teacher cache go (default results)")

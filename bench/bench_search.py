@@ -5,8 +5,9 @@
     python bench/bench_search.py --dataset imagefolder --data-dir /tmp/digits-folder --budget 20 --skip-reuse
 
 Part 1 runs the real search (Ray Tune + OptunaSearch + ASHA + the final stage) and prints
-``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.25.
-It also prints the end-to-end wall time (target: under 240 s on 2 cores with the teacher cached).
+``search_s / (trial_busy_s / slots)``: 1.0 would mean no scheduling cost at all; the target is <= 1.10.
+It also prints the end-to-end wall time against its target on 2 cores: the default digits run 75 s with
+the teacher cached, 120 s training it; a 20-trial search on a 10,000-image folder 15 minutes, teacher included.
 
 Part 1 also profiles the final stage from Ray's own task timeline (``ray.timeline()``): how many training
 tasks it ran, their summed busy seconds, and that sum over the slots against the stage's wall time, phase by
@@ -35,7 +36,14 @@ from ray.tune.logger import JsonLoggerCallback  # noqa: E402
 from tuning import build_spec, run  # noqa: E402
 from tuning.prepare import start_ray  # noqa: E402
 
-TARGET_RATIO, TARGET_TOTAL_S = 1.25, 240.0
+TARGET_RATIO = 1.10
+
+
+def wall_target(dataset: str, teacher_source: str) -> float:
+    """The end-to-end target in seconds: digits with its teacher cached or trained, or an image folder."""
+    if dataset == "digits":
+        return 75.0 if teacher_source == "cache" else 120.0
+    return 15 * 60.0
 
 
 FINAL_STAGE_TASKS = ("train_seed", "finetune_seed")
@@ -76,8 +84,10 @@ def bench_search(budget: int, results_dir: str, dataset: str | None, data_dir: s
           f"trial_busy_s {timings['trial_busy_s']:.1f}  slots {timings['slots']}  final_s {timings['final_s']:.1f}")
     print(f"  search_s / (trial_busy_s / slots) = {ratio:.3f}  (target <= {TARGET_RATIO}: "
           f"{'pass' if ratio <= TARGET_RATIO else 'FAIL'})")
-    print(f"  end-to-end wall {wall:.1f} s, summary total_s {timings['total_s']:.1f} s  "
-          f"(target < {TARGET_TOTAL_S:.0f} s: {'pass' if wall < TARGET_TOTAL_S else 'FAIL'})")
+    source = outcome.summary["teacher"]["source"]
+    target = wall_target(spec.dataset, source)
+    print(f"  end-to-end wall {wall:.1f} s, summary total_s {timings['total_s']:.1f} s, teacher {source}  "
+          f"(target <= {target:.0f} s: {'pass' if wall <= target else 'FAIL'})")
     final, slots = outcome.summary["final"], timings["slots"]
     tasks = sum(count for count, _ in busy.values())
     task_s = sum(seconds for _, seconds in busy.values())

@@ -17,8 +17,10 @@ CONFIG = {"family": "cnn", "depth": 1, "width": 8, "alpha": 0.5, "temperature": 
           "lr": 0.1, "weight_decay": 1e-4, "batch_size": 64, "distill_interval": 1}
 
 
-def _trial(trial_id: str) -> SimpleNamespace:
-    return SimpleNamespace(trial_id=trial_id, config=dict(CONFIG), error_file=None)
+def _trial(trial_id: str, checkpoint: str | None = None) -> SimpleNamespace:
+    """What the recorder reads of Ray Tune's ``Trial``; ``checkpoint`` is the path of its latest one."""
+    return SimpleNamespace(trial_id=trial_id, config=dict(CONFIG), error_file=None,
+                           checkpoint=SimpleNamespace(path=checkpoint) if checkpoint else None)
 
 
 def _journal(run_dir: Path) -> JournalSpec:
@@ -34,8 +36,8 @@ def _journal_ids(journal: JournalSpec) -> list[str]:
     return [t.user_attrs["trial_id"] for t in open_study(journal.path, journal.objective).trials]
 
 
-def _run_trial(recorder: RunRecorder, trial_id: str, epochs: int) -> None:
-    trial = _trial(trial_id)
+def _run_trial(recorder: RunRecorder, trial_id: str, epochs: int, checkpoint: str | None = None) -> None:
+    trial = _trial(trial_id, checkpoint)
     recorder.on_trial_start(0, [], trial)
     for epoch in range(1, epochs + 1):
         recorder.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.5 + epoch / 10, "params": 100,
@@ -45,8 +47,8 @@ def _run_trial(recorder: RunRecorder, trial_id: str, epochs: int) -> None:
 
 def test_records_states_files_and_mirror(tmp_path: Path) -> None:
     recorder, journal = _recorder(tmp_path)
-    _run_trial(recorder, "a", epochs=2)
-    _run_trial(recorder, "b", epochs=1)
+    _run_trial(recorder, "a", epochs=2, checkpoint="/storage/a/checkpoint_000001")
+    _run_trial(recorder, "b", epochs=1, checkpoint="/storage/b/checkpoint_000000")
     diverged = _trial("c")
     recorder.on_trial_start(0, [], diverged)
     recorder.on_trial_result(0, [], diverged, {"trial_error": "NonFiniteLossError: nan", "params": 100,
@@ -56,6 +58,8 @@ def test_records_states_files_and_mirror(tmp_path: Path) -> None:
     assert [records[t]["state"] for t in "abc"] == ["COMPLETE", "STOPPED", "FAILED"]
     assert records["c"]["error"] == "NonFiniteLossError: nan" and records["c"]["curve"] == []
     assert records["a"]["best_val_accuracy"] == 0.7 and [p["epoch"] for p in records["a"]["curve"]] == [1, 2]
+    # Only a trial that ran every epoch keeps its checkpoint: the trained student the final stage takes.
+    assert [records[t]["checkpoint"] for t in "abc"] == ["/storage/a/checkpoint_000001", None, None]
     assert count_states(records.values()) == {"completed": 1, "stopped_early": 1, "failed": 1}
     assert _journal_ids(journal) == ["a", "b", "c"]
     assert (records["c"]["node_id"], records["c"]["node_ip"]) == ("n1", "10.0.0.2")
