@@ -164,7 +164,8 @@ class _SeedTasks:
         resources = {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task}
         self.train_remote = ray.remote(**resources)(train_seed)
         self.finetune_remote = ray.remote(**resources)(finetune_seed)
-        self.data, self.from_search = data, []
+        self.data = data
+        self.from_search: list[str] = []  # trials whose own training is a seed run (``launch_searched``)
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
         self.threads = max(1, int(spec.cpus_per_trial))
 
