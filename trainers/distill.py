@@ -130,6 +130,13 @@ class DistillResult:
     def best_val_accuracy(self) -> float:
         return max(report.val_accuracy for report in self.history if report.val_accuracy is not None)
 
+    @property
+    def last_val_accuracy(self) -> float:
+        """The last epoch's validation accuracy (that epoch is always validated)."""
+        accuracy = self.history[-1].val_accuracy
+        assert accuracy is not None, "distill validates the last epoch"
+        return accuracy
+
 
 EpochCallback = Callable[[EpochReport, Callable[[], dict[str, Any]]], None]
 StopRule = Callable[[EpochReport], bool]

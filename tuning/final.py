@@ -41,13 +41,11 @@ from trainers import (
     measure,
     pick_device,
 )
-from trainers.distill import missing_state_keys
-from trainers.files import CorruptFileError, safe_torch_load
 from trainers.models import build_from_arch, build_student, stem_stride_for
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
-from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE
+from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
 
 Log = Callable[[str], None]
 FINETUNE_LR_FACTOR = 0.1
@@ -101,10 +99,8 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplit
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
     # Only the last epoch's validation accuracy is read (to pick the winner): the others are not computed.
     result = distill(distill_config, data, teacher, validate_each_epoch=False)
-    val_accuracy = result.history[-1].val_accuracy
-    assert val_accuracy is not None  # the last epoch is always validated
-    return SeedRun(config, seed, val_accuracy, _cpu_state(result.model), result.model.arch, finetuned=False,
-                   node=_this_node())
+    return SeedRun(config, seed, result.last_val_accuracy, _cpu_state(result.model), result.model.arch,
+                   finetuned=False, node=_this_node())
 
 
 def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
@@ -116,8 +112,7 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
     model = _model(run).to(data.train_x.device)
     tuned = finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
                      batch_size=config.batch_size, seed=run.seed, validate_each_epoch=False)
-    tuned_accuracy = tuned.history[-1].val_accuracy
-    assert tuned_accuracy is not None  # the last epoch is always validated
+    tuned_accuracy = tuned.last_val_accuracy
     if tuned_accuracy >= run.val_accuracy:
         return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True,
                        node=run.node)
@@ -130,15 +125,13 @@ def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -
     A trial that ran every epoch trained what ``train_seed(config, spec.seed, spec.epochs, ...)`` would
     train (the same configuration, seed, epochs and threads; its per-epoch validation changes no weight:
     bit for bit the same on a CPU) and saved its last state; training it again would repeat that work.
-    ``None`` when the trial stopped early, or its state is missing or unreadable here (then it is trained).
+    ``None`` when the trial stopped early (the recorder keeps a checkpoint for complete trials only), or
+    its state is missing or unreadable here (then it is trained, and the message says so).
     """
-    if record["state"] != COMPLETE or record["epochs"] != spec.epochs or not record.get("checkpoint"):
+    if record["state"] != COMPLETE or not record.get("checkpoint"):
         return None
-    try:
-        state = safe_torch_load(Path(record["checkpoint"]) / STATE_FILE)
-    except (CorruptFileError, OSError):
-        return None
-    if missing_state_keys(state) or state["epoch"] != spec.epochs:
+    state = read_trial_state(Path(record["checkpoint"]) / STATE_FILE, then="training that seed instead")
+    if state is None or state["epoch"] != spec.epochs:
         return None
     config = record["config"]
     arch = build_student(config["family"], config["depth"], config["width"], data.info.input_shape[0],

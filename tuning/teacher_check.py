@@ -54,7 +54,7 @@ def check_teacher(teacher: TeacherResult, space: SearchSpace, data: TensorSplits
     family, depth, width = largest_student(space, data)
     config = DistillConfig(family=family, depth=depth, width=width, alpha=0.0, epochs=epochs, seed=seed)
     result = distill(config, data)
-    student_val = result.history[-1].val_accuracy
+    student_val = result.last_val_accuracy
     matches = student_val >= teacher.val_accuracy
     student = f"{family} depth {depth} width {width}"
     return {

@@ -79,19 +79,20 @@ def _load_checkpoint_state() -> dict[str, Any] | None:
         return read_trial_state(Path(folder) / STATE_FILE)
 
 
-def read_trial_state(path: Path) -> dict[str, Any] | None:
-    """A trial's saved training state, or ``None`` (and a message naming the file) when it is unusable.
+def read_trial_state(path: Path, then: str = "restarting this trial from epoch 0") -> dict[str, Any] | None:
+    """A trial's saved training state, or ``None`` (and a message naming the file and ``then``, what
+    happens instead) when it is unusable.
 
     A truncated, foreign or incomplete file restarts the trial from epoch 0 rather than failing it.
     """
     try:
         state = safe_torch_load(path)
     except (CorruptFileError, FileNotFoundError) as error:
-        print(f"checkpoint {path} is unusable ({error}); restarting this trial from epoch 0")
+        print(f"checkpoint {path} is unusable ({error}); {then}")
         return None
     missing = missing_state_keys(state)
     if missing:
-        print(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); restarting this trial from epoch 0")
+        print(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); {then}")
         return None
     return state
 
