@@ -114,7 +114,7 @@ def test_a_model_without_a_stem_conv_keeps_its_own_stride(monkeypatch: pytest.Mo
             features = self.conv(x)
             return features.mean(dim=(2, 3)), [features]
 
-    monkeypatch.setattr(models, "_STUDENT_BUILDERS", {"fixed": lambda depth, width, c, k: Fixed(c, k)})
+    monkeypatch.setattr(models._registry, "_STUDENT_BUILDERS", {"fixed": lambda depth, width, c, k: Fixed(c, k)})
     model = build_student("fixed", 1, 4, 1, 10, stem_stride=2)
     assert model.arch["stem_stride"] == 1 and model.conv.stride == (1, 1)
 
@@ -280,10 +280,10 @@ def test_count_parameters_counts_scalars() -> None:
 
 def test_a_family_registers_its_default_search_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert student_family_bounds() == {name: ((1, 3), (2, 32)) for name in ("cnn", "resnet", "mobilenet")}
-    monkeypatch.setattr(models, "_STUDENT_BUILDERS", dict(models._STUDENT_BUILDERS))
-    monkeypatch.setattr(models, "_STUDENT_BOUNDS", dict(models._STUDENT_BOUNDS))
-    register_student("wide", width=(16, 128))(models.cnn)
-    register_student("shallow", depth=(1, 1))(models.cnn)
+    monkeypatch.setattr(models._registry, "_STUDENT_BUILDERS", dict(models._registry._STUDENT_BUILDERS))
+    monkeypatch.setattr(models._registry, "_STUDENT_BOUNDS", dict(models._registry._STUDENT_BOUNDS))
+    register_student("wide", width=(16, 128))(models.students.cnn)
+    register_student("shallow", depth=(1, 1))(models.students.cnn)
     assert student_family_bounds()["wide"] == ((1, 3), (16, 128))
     assert student_family_bounds()["shallow"] == ((1, 1), (2, 32))
     assert student_families()[-2:] == ["wide", "shallow"]

@@ -22,8 +22,8 @@ MODULE = "tests.tuning.tiny_family"
 def tiny_family(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``tiny`` registered for this test only (the registries are restored after it), and the trainable
     that brings it to Ray's workers."""
-    monkeypatch.setattr(models, "_STUDENT_BUILDERS", dict(models._STUDENT_BUILDERS))
-    monkeypatch.setattr(models, "_STUDENT_BOUNDS", dict(models._STUDENT_BOUNDS))
+    monkeypatch.setattr(models._registry, "_STUDENT_BUILDERS", dict(models._registry._STUDENT_BUILDERS))
+    monkeypatch.setattr(models._registry, "_STUDENT_BOUNDS", dict(models._registry._STUDENT_BOUNDS))
     monkeypatch.delitem(sys.modules, MODULE, raising=False)
     module = importlib.import_module(MODULE)
     monkeypatch.setattr(tuning.tuner, "run_trial", module.trial_with_tiny_family)

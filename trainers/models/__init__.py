@@ -1,0 +1,73 @@
+"""Models: the registry, kdsearch's student families and teachers, and adapters for a user's own teacher.
+
+Every model is a :class:`KDModel`: ``forward(x)`` returns logits and ``forward_features(x)`` returns
+``(logits, stage_features)`` where ``stage_features`` holds one ``(N, C, H, W)`` map per stage, in order.
+
+| module | job |
+|---|---|
+| ``_registry`` | ``KDModel``, ``@register_student`` / ``@register_teacher``, the builders, ``model.arch`` |
+| ``students`` | the built-in student families ``cnn``, ``resnet``, ``mobilenet`` |
+| ``teachers`` | kdsearch's own teachers (``cnn-large``, ..., ``resnet18``, ``mobilenet_v2``) |
+| ``_init_from_teacher`` | parameter distillation between members of one family |
+| ``foreign`` | :class:`ForeignTeacher`: any user model behind the teacher's preprocessing and feature taps |
+
+New architectures plug in with decorators, as in timm::
+
+    @register_student("mynet", depth=(1, 4), width=(8, 64))
+    def mynet(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel: ...
+
+A registered family is searchable with its default depth and width ranges (the search layer builds the
+default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it.
+"""
+
+from trainers.models import students, teachers  # noqa: F401  (registers the built-in models)
+from trainers.models._init_from_teacher import init_from_teacher
+from trainers.models._registry import (
+    DEFAULT_DEPTH,
+    DEFAULT_WIDTH,
+    DOWNSAMPLING_STEM_FROM_PX,
+    KDModel,
+    UnknownModelError,
+    build_from_arch,
+    build_student,
+    build_teacher,
+    can_init_from_teacher,
+    count_parameters,
+    register_student,
+    register_teacher,
+    stem_stride_for,
+    student_builder,
+    student_families,
+    student_family_bounds,
+    student_parameter_count,
+    teacher_family,
+    teacher_names,
+)
+from trainers.models.foreign import ForeignTeacher, TeacherPreprocessing
+from trainers.models.students import STUDENT_FAMILIES
+
+__all__ = [
+    "DEFAULT_DEPTH",
+    "DEFAULT_WIDTH",
+    "DOWNSAMPLING_STEM_FROM_PX",
+    "STUDENT_FAMILIES",
+    "ForeignTeacher",
+    "KDModel",
+    "TeacherPreprocessing",
+    "UnknownModelError",
+    "build_from_arch",
+    "build_student",
+    "build_teacher",
+    "can_init_from_teacher",
+    "count_parameters",
+    "init_from_teacher",
+    "register_student",
+    "register_teacher",
+    "stem_stride_for",
+    "student_builder",
+    "student_families",
+    "student_family_bounds",
+    "student_parameter_count",
+    "teacher_family",
+    "teacher_names",
+]
