@@ -36,9 +36,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "or imagefolder")
     add("--data-dir", help="folder holding the dataset files (or the class folders for imagefolder)")
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
-    add("--teacher", help="teacher architecture to train once and cache (default cnn-large on digits, the "
-                          "MNIST family and image folders, resnet-large on CIFAR and SVHN)")
-    add("--teacher-checkpoint", help="your own trained teacher: a torch file {'arch': NAME, 'state_dict': ...}")
+    add("--teacher", help="a kdsearch teacher to train once and cache (default cnn-large on digits, the MNIST "
+                          "family and image folders, resnet-large on CIFAR and SVHN), or your own: torchvision:NAME, "
+                          "timm:NAME (with --teacher-weights), my_package.my_module:build_model or "
+                          "path/to/file.py:build_model")
+    add("--teacher-weights", help="the state_dict of a torchvision, timm or factory --teacher: a .pt/.pth file "
+                                  "(read with weights_only) or .safetensors")
+    add("--teacher-checkpoint", help="your own trained teacher in one file, its format read from its bytes: "
+                                     "kdsearch's {'arch': NAME, 'state_dict': ...}, TorchScript, torch.export (.pt2) "
+                                     "or a pickled module (with --trust-checkpoint)")
+    add("--trust-checkpoint", action="store_true", default=None,
+        help="allow a --teacher-checkpoint made by torch.save(model), whose loading runs code from the file")
+    add("--teacher-input-size", type=int, help="resize images to S x S for the teacher (default: the data's size, "
+                                               "or an exported program's own)")
+    add("--teacher-mean", help="the teacher's per-channel mean of [0, 1] pixels, e.g. 0.485,0.456,0.406 (with "
+                               "--teacher-std; default: the dataset's normalisation)")
+    add("--teacher-std", help="the teacher's per-channel std, e.g. 0.229,0.224,0.225 (with --teacher-mean)")
+    add("--teacher-preprocessing", help="dataset (default: the data's own view) or library (the input size, mean "
+                                        "and std that the torchvision or timm weights entry declares)")
+    add("--teacher-features", help="layers of your teacher whose outputs the feature losses read, shallow to deep, "
+                                   "e.g. layer2,layer3 (default: none, and the search leaves feature losses out)")
     add("--teacher-epochs", type=int, help="epochs to train --teacher when it is not cached yet (default 60; the "
                                            "best validation epoch is kept, so it stops at a perfect one)")
     add("--epochs", type=int, help="maximum epochs per trial and for the final re-training (default 15)")

@@ -400,6 +400,12 @@ TEACHER_SOURCES = {
     "trained": "trained in this run",
     "cache": "reused from the teacher cache",
     "checkpoint": "loaded from a checkpoint",
+    "torchvision": "a torchvision architecture with your weights",
+    "timm": "a timm architecture with your weights",
+    "factory": "built by your factory",
+    "torchscript": "loaded from a TorchScript file",
+    "torch.export": "loaded from a torch.export program",
+    "pickled module": "loaded from a pickled module (--trust-checkpoint)",
 }
 STUDENT_AUGMENTATION = {
     "none": "students trained without augmentation",
@@ -424,12 +430,46 @@ def setup_facts(summary: Mapping[str, Any] | None) -> list[Fact]:
     check = teacher_check(summary)
     facts = [
         Fact("teacher", teacher_text(summary)),
+        Fact("teacher's view", teacher_view_text(_mapping(_mapping(summary.get("teacher")).get("preprocessing")))),
+        Fact("teacher features", teacher_features_text(summary)),
+        Fact("parameter distillation", str(_mapping(summary.get("teacher")).get("init_from_teacher") or "")),
         Fact("teacher check", check.text if check else ""),
         Fact("size bound", size_bound_text(summary)),
         Fact("augmentation", augmentation_text(summary)),
         Fact("baseline recipe", baseline_recipe_text(summary)),
     ]
     return [f for f in facts if f.text]
+
+
+def teacher_view_text(view: Mapping[str, Any] | None) -> str:
+    """How a user's teacher sees images, in words ("" for a kdsearch teacher, which sees the data's view)."""
+    if not view:
+        return ""
+    size = view.get("input_size")
+    data_channels = len(view.get("data_mean") or ())
+    parts = [f"resized to {size[0]}x{size[1]} px" if size else "at the data's size"]
+    if view.get("channels") and view["channels"] != data_channels:
+        parts.append(f"{data_channels}-channel images repeated to {view['channels']} channels")
+    if view.get("mean") is not None:
+        parts.append(f"normalised with mean {_joined(view['mean'])} and std {_joined(view.get('std') or ())}")
+    else:
+        parts.append("the dataset's normalisation")
+    return ", ".join(parts)
+
+
+def teacher_features_text(summary: Mapping[str, Any]) -> str:
+    """Which teacher layers the feature losses read, for a user's teacher."""
+    teacher = _mapping(summary.get("teacher"))
+    if "feature_layers" not in teacher:
+        return ""
+    layers = teacher.get("feature_layers") or []
+    if layers:
+        return f"feature losses read layers {', '.join(map(str, layers))}"
+    return "none named: the search left feature losses (attention, hint) out"
+
+
+def _joined(values: Any) -> str:
+    return ",".join(f"{float(value):g}" for value in values)
 
 
 # A train-minus-validation gap this large, at 100 % train accuracy, is called memorisation.

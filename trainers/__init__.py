@@ -24,13 +24,8 @@ from trainers.models import (
     teacher_names,
 )
 from trainers.teacher import Teacher
-from trainers.teacher_training import (
-    TeacherCheckpointError,
-    TeacherRecipe,
-    TeacherResult,
-    get_teacher,
-    load_teacher_checkpoint,
-)
+from trainers.teacher_sources import TeacherSource, load_teacher, load_teacher_checkpoint
+from trainers.teacher_training import TeacherCheckpointError, TeacherRecipe, TeacherResult, get_teacher
 
 __all__ = [
     "AUGMENTATIONS",
@@ -46,6 +41,7 @@ __all__ = [
     "TeacherCheckpointError",
     "TeacherRecipe",
     "TeacherResult",
+    "TeacherSource",
     "TensorSplits",
     "build_student",
     "build_teacher",
@@ -61,6 +57,7 @@ __all__ = [
     "get_teacher",
     "load_dataset",
     "load_exported",
+    "load_teacher",
     "load_teacher_checkpoint",
     "load_torchscript",
     "measure",

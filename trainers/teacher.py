@@ -155,6 +155,8 @@ def compute_outputs(model: nn.Module, images: torch.Tensor, with_features: bool 
     """Run ``model`` once over ``images`` in eval mode and keep its logits and (``with_features``) every
     registered feature loss's teacher signal, each within that loss's ``max_cached_bytes``."""
     model.eval()
+    # A foreign teacher without named feature layers gives logits only (its searches use no feature loss).
+    with_features = with_features and getattr(model, "provides_features", True)
     losses = [get_feature_loss(name) for name in feature_loss_names()] if with_features else []
     logits: list[torch.Tensor] = []
     signals: dict[str, list[TeacherFeatures]] = {loss.name: [] for loss in losses}

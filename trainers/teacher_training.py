@@ -1,4 +1,6 @@
-"""Getting a teacher: train it once per (data, architecture, recipe, seed) and cache it, or load a user's.
+"""Getting a kdsearch teacher: train it once per (data, architecture, recipe, seed) and cache it.
+
+A user's own trained teacher is loaded by :mod:`trainers.teacher_sources` instead.
 
 Cache files live at ``<cache_dir>/<fingerprint>.pt`` and hold plain tensors and dicts only
 (``{"format", "arch", "state_dict", "fingerprint", "digest", "val_accuracy"}``), written atomically and
@@ -14,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ Log = Callable[[str], None]
 
 
 class TeacherCheckpointError(ValueError):
-    """A user's ``--teacher-checkpoint`` is missing, corrupt or does not fit the dataset."""
+    """A user's teacher (``--teacher-checkpoint``, ``--teacher-weights``, a library or factory ``--teacher``) is
+    missing, corrupt or does not fit the dataset; the message is one line naming the file or flag and the fix."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class TeacherResult:
     seconds: float
     # On the plain training images: next to val_accuracy it shows whether the teacher memorised them.
     train_accuracy: float | None = None
+    # A user's teacher: where it came from and how it sees images (summary.json's "teacher" entry).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def teacher_fingerprint(name: str, data: TensorSplits, recipe: TeacherRecipe) -> str:
@@ -145,69 +150,6 @@ def eta_line(name: str, epoch_seconds: float, epochs_left: int) -> str:
             f"(at {epoch_seconds:.1f} s per epoch; cached afterwards, later runs load it)")
 
 
-def load_teacher_checkpoint(path: str | Path, data: TensorSplits) -> TeacherResult:
-    """Load a user's teacher file: ``{"arch": NAME or arch dict, "state_dict": ...}``.
-
-    The model is checked with one forward pass on a real training batch; any problem raises
-    ``TeacherCheckpointError`` naming the file and the fix.
-    """
-    started = time.perf_counter()
-    path = Path(path)
-    if not path.is_file():
-        raise TeacherCheckpointError(f"teacher checkpoint {path} does not exist; check --teacher-checkpoint")
-    try:
-        payload = safe_torch_load(path)
-    except CorruptFileError:
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} is corrupt or not a torch file; save it with "
-            "torch.save({'arch': NAME, 'state_dict': model.state_dict()}, PATH)") from None
-    if not isinstance(payload, dict) or "arch" not in payload or "state_dict" not in payload:
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} must be a dict with 'arch' and 'state_dict' keys; save it with "
-            "torch.save({'arch': NAME, 'state_dict': model.state_dict()}, PATH)")
-    model = _model_from_checkpoint(path, payload["arch"], data)
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} does not match architecture {_arch_name(payload['arch'])} with "
-            f"{data.info.num_classes} classes and {data.info.input_shape[0]} input channels ({first_line})"
-        ) from None
-    model = model.to(data.train_x.device).eval()
-    _check_forward(path, model, data)
-    val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
-    train_accuracy, _ = evaluate(model, data.train_x, data.train_y)
-    return TeacherResult(model, _arch_name(payload["arch"]), "checkpoint", path, val_accuracy,
-                         time.perf_counter() - started, train_accuracy)
-
-
-def _model_from_checkpoint(path: Path, arch: Any, data: TensorSplits) -> nn.Module:
-    channels, num_classes = data.info.input_shape[0], data.info.num_classes
-    try:
-        if isinstance(arch, str):
-            return build_teacher(arch, channels, num_classes)
-        if isinstance(arch, dict):
-            return build_from_arch({**arch, "in_channels": channels, "num_classes": num_classes})
-    except ValueError as error:
-        raise TeacherCheckpointError(f"teacher checkpoint {path}: {error}") from None
-    raise TeacherCheckpointError(f"teacher checkpoint {path}: 'arch' must be a teacher name or an arch dict")
-
-
-def _check_forward(path: Path, model: nn.Module, data: TensorSplits) -> None:
-    try:
-        with torch.no_grad():
-            logits = model(data.train_x[:8])
-    except RuntimeError as error:
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} fails on {data.info.name} inputs of shape "
-            f"{tuple(data.info.input_shape)}: {str(error).splitlines()[0]}") from None
-    if tuple(logits.shape) != (min(8, len(data.train_x)), data.info.num_classes):
-        raise TeacherCheckpointError(
-            f"teacher checkpoint {path} outputs shape {tuple(logits.shape)}, expected "
-            f"{data.info.num_classes} classes for {data.info.name}")
-
-
 def _load_cached(path: Path, key: str, log: Log) -> nn.Module | None:
     try:
         payload = safe_torch_load(path)
@@ -231,9 +173,3 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _arch_name(arch: Any) -> str:
-    if isinstance(arch, dict):
-        return str(arch.get("name") or arch.get("family") or arch)
-    return str(arch)

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 import torch
 
+from reports.text import teacher_view_text
 from spaces import ChoiceParam, SearchSpace, bound_space
 from trainers import (
     DatasetError,
@@ -29,7 +30,7 @@ from trainers import (
     count_parameters,
     get_teacher,
     load_dataset,
-    load_teacher_checkpoint,
+    load_teacher,
     pick_device,
     student_parameter_count,
 )
@@ -226,13 +227,17 @@ def resources_per_trial(spec: SearchSpec) -> tuple[float, int]:
 
 
 def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
-    """Load ``--teacher-checkpoint`` or get the cached / freshly trained ``--teacher``."""
-    if spec.teacher_checkpoint:
+    """Load the user's teacher (a checkpoint, a library or factory model) or get the cached / freshly trained
+    ``--teacher``."""
+    if spec.foreign_teacher:
         try:
-            result = load_teacher_checkpoint(spec.teacher_checkpoint, data)
+            result = load_teacher(spec.teacher_source(), data)
         except TeacherCheckpointError as error:
             raise UserError(str(error)) from None
-        log(f"teacher: {result.name} from {result.path} (val accuracy {result.val_accuracy:.4f})")
+        view = result.details.get("preprocessing")
+        seen = f"; it sees {teacher_view_text(view)}" if view else ""
+        log(f"teacher: {result.name}{f' from {result.path}' if result.path else ''} (train accuracy "
+            f"{result.train_accuracy:.4f}, val accuracy {result.val_accuracy:.4f}){seen}")
         return result
     recipe = TeacherRecipe(epochs=spec.teacher_epochs, seed=spec.seed)
     return get_teacher(spec.teacher, data, spec.teacher_cache_dir, recipe, log=log)
@@ -245,12 +250,14 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     # The teacher trains on the driver; with a GPU there, use it.
     device = pick_device()
     started = time.perf_counter()
-    # A user's checkpoint is checked before Ray starts; a teacher to train waits for the resource checks.
-    teacher_result = obtain_teacher(spec, data.to(device), log) if spec.teacher_checkpoint else None
+    # A user's teacher is checked before Ray starts; a teacher to train waits for the resource checks.
+    teacher_result = obtain_teacher(spec, data.to(device), log) if spec.foreign_teacher else None
     teacher_params = (count_parameters(teacher_result.model) if teacher_result is not None
                       else check_teacher_name(spec, data))
     space, max_params = bounded_space(spec, data, teacher_params)
     space = without_idle_interval(space, data)
+    if teacher_result is not None:
+        space = without_feature_losses(space, teacher_result, log)
     teacher_seconds = time.perf_counter() - started
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
@@ -278,6 +285,25 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
         teacher_params=teacher_params,
         teacher_check=teacher_check,
     )
+
+
+def without_feature_losses(space: SearchSpace, teacher: TeacherResult, log: Log) -> SearchSpace:
+    """``feature_loss`` fixed to none for a teacher without feature maps (an opaque program, or no
+    ``--teacher-features``), said in one line; a ``--space`` file that asks for a feature loss then is a
+    ``UserError`` before any work, never a failure mid-search."""
+    if getattr(teacher.model, "provides_features", True):
+        return space
+    choices = getattr(space.feature_loss, "choices", ("none",))
+    if "none" not in choices:
+        raise UserError(f"--space asks for feature losses {', '.join(map(str, choices))} but the teacher "
+                        f"{teacher.name} gives no feature maps; name its layers with --teacher-features (an "
+                        "nn.Module teacher) or allow feature_loss: none")
+    if tuple(choices) != ("none",):
+        why = ("kdsearch cannot tap its layers" if teacher.details.get("source_kind") in ("torchscript", "torch.export")
+               else "no --teacher-features were named")
+        log(f"search space: feature losses (attention, hint) left out: teacher {teacher.name} gives no feature maps "
+            f"({why})")
+    return dataclasses.replace(space, feature_loss=ChoiceParam(("none",)))
 
 
 def without_idle_interval(space: SearchSpace, data: TensorSplits) -> SearchSpace:

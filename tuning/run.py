@@ -144,6 +144,17 @@ def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log) -> 
     return records
 
 
+def init_from_teacher_note(prepared: Prepared) -> str:
+    """Whether the search offers parameter distillation (``init_from_teacher``) and why, in one sentence."""
+    family = prepared.teacher_family
+    if family is None:
+        return (f"not offered: the teacher {prepared.teacher.name} is not a member of a kdsearch student family, so "
+                "its weights cannot be sliced into a student")
+    if family not in prepared.space.families:
+        return f"not offered: the teacher is of the {family} family, which the search space leaves out"
+    return f"offered to {family} students: the teacher is a large member of the {family} family"
+
+
 def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, Any]]) -> dict[str, Any]:
     """``summary.json`` as the search alone can fill it (the final stage adds student and baseline)."""
     data = prepared.data
@@ -161,7 +172,9 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
                     "params": teacher_params,
                     "train_accuracy": prepared.teacher_result.train_accuracy,
                     "val_accuracy": prepared.teacher_result.val_accuracy,
-                    "test_accuracy": evaluate(prepared.teacher.model, data.test_x, data.test_y)[0]},
+                    "test_accuracy": evaluate(prepared.teacher.model, data.test_x, data.test_y)[0],
+                    "init_from_teacher": init_from_teacher_note(prepared),
+                    **prepared.teacher_result.details},
         "teacher_check": prepared.teacher_check,
         "size_bound": {"max_params": prepared.max_params, "teacher_fraction": prepared.max_params / teacher_params,
                        "requested": spec.max_params},

@@ -15,6 +15,7 @@ from typing import Any
 
 from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, family_bounds, load_space_file
 from trainers.models import student_family_bounds
+from trainers.teacher_sources import LIBRARIES, PREPROCESSING, TIMM_MISSING, TeacherSource, source_kind
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 # Samplers Optuna builds on a package of their own: refused before any work when it is not installed.
@@ -29,9 +30,10 @@ DEFAULT_TEACHER = "resnet-large"
 DATASET_TEACHERS = {name: "cnn-large" for name in ("digits", "mnist", "fashion-mnist", "kmnist", "imagefolder")}
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What defines a run: the same run name with a different value here is another search, not a resume.
-IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_epochs", "epochs", "seed",
-                   "sampler", "scheduler", "objective", "space", "max_train_samples", "max_params", "augment",
-                   "image_size")
+IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_weights", "teacher_input_size",
+                   "teacher_mean", "teacher_std", "teacher_preprocessing", "teacher_features", "teacher_epochs",
+                   "epochs", "seed", "sampler", "scheduler", "objective", "space", "max_train_samples", "max_params",
+                   "augment", "image_size")
 DEFAULT_MAX_PARAMS = "5%"
 AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
 _MAX_PARAMS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
@@ -62,6 +64,14 @@ class SearchSpec:
     download: bool = False
     teacher: str = DEFAULT_TEACHER
     teacher_checkpoint: str | None = None
+    # A user's teacher: its weights, whether a pickled checkpoint may run code, and how it sees images.
+    teacher_weights: str | None = None
+    trust_checkpoint: bool = False
+    teacher_input_size: int | None = None
+    teacher_mean: tuple[float, ...] | None = None
+    teacher_std: tuple[float, ...] | None = None
+    teacher_preprocessing: str = "dataset"
+    teacher_features: tuple[str, ...] = ()
     epochs: int = 15
     run_name: str = ""
     results_dir: str = "results"
@@ -111,6 +121,19 @@ class SearchSpec:
         if self.storage_path:
             return Path(self.storage_path).absolute() / self.run_name
         return self.run_dir
+
+    @property
+    def foreign_teacher(self) -> bool:
+        """Whether the teacher is the user's (a checkpoint, a library or factory model), not trained here."""
+        return self.teacher_checkpoint is not None or source_kind(self.teacher) != "registered"
+
+    def teacher_source(self) -> TeacherSource:
+        """The ``--teacher*`` flags as the loader of a user's teacher takes them."""
+        return TeacherSource(
+            teacher=None if self.teacher_checkpoint else self.teacher, weights=self.teacher_weights,
+            checkpoint=self.teacher_checkpoint, trust_checkpoint=self.trust_checkpoint,
+            input_size=self.teacher_input_size, mean=self.teacher_mean, std=self.teacher_std,
+            preprocessing=self.teacher_preprocessing, features=self.teacher_features)
 
     @property
     def teacher_cache_dir(self) -> Path:
@@ -172,16 +195,78 @@ def build_spec(**flags: Any) -> SearchSpec:
     if "time_budget" in flags and not (flags["time_budget"] > 0 and math.isfinite(flags["time_budget"])):
         raise UserError(f"--time-budget must be a positive number of seconds, got {flags['time_budget']}")
     flags["dataset"] = str(flags.get("dataset", "digits")).lower().replace("_", "-")
+    _check_teacher_flags(flags)
     flags.setdefault("teacher", DATASET_TEACHERS.get(flags["dataset"], DEFAULT_TEACHER))
     flags["run_name"] = _run_name(flags.get("run_name"), flags["dataset"])
     flags["space"] = _space(flags.get("space_file"), smoke)
     _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")
     if "storage_path" in flags:
         _check_writable(Path(flags["storage_path"]), "--storage-path")
-    for path_flag in ("data_dir", "teacher_checkpoint", "space_file", "results_dir", "storage_path"):
+    for path_flag in ("data_dir", "teacher_checkpoint", "teacher_weights", "space_file", "results_dir", "storage_path"):
         if path_flag in flags:
             flags[path_flag] = str(Path(flags[path_flag]).expanduser())
     return SearchSpec(**flags)
+
+
+def _check_teacher_flags(flags: dict[str, Any]) -> None:
+    """The ``--teacher*`` flags agree with each other; numbers and lists are parsed in place."""
+    teacher, checkpoint = flags.get("teacher"), flags.get("teacher_checkpoint")
+    kind = source_kind(teacher) if teacher is not None else "registered"
+    if teacher is not None and checkpoint is not None:
+        raise UserError(f"give either --teacher {teacher} or --teacher-checkpoint {checkpoint}, not both "
+                        "(a checkpoint holds its whole model)")
+    if kind == "timm" and importlib.util.find_spec("timm") is None:
+        raise UserError(f"--teacher {teacher}: {TIMM_MISSING}")
+    if kind == "factory":
+        target, _, function = teacher.rpartition(":")
+        if target.endswith(".py") or "/" in target:  # a file: absolute, so every Ray worker finds the same one
+            flags["teacher"] = f"{Path(target).expanduser().absolute()}:{function}"
+    foreign = kind in (*LIBRARIES, "factory") or checkpoint is not None
+    if "teacher_weights" in flags:
+        if kind not in (*LIBRARIES, "factory"):
+            raise UserError("--teacher-weights needs --teacher torchvision:NAME, timm:NAME or module:function (the "
+                            "architecture the weights are for); a kdsearch teacher file is --teacher-checkpoint")
+        if not Path(flags["teacher_weights"]).expanduser().is_file():
+            raise UserError(f"--teacher-weights {flags['teacher_weights']} does not exist; check the path")
+    if flags.get("trust_checkpoint") and checkpoint is None:
+        raise UserError("--trust-checkpoint applies to a pickled --teacher-checkpoint only; drop it")
+    _check_choice(flags.get("teacher_preprocessing", "dataset"), PREPROCESSING, "--teacher-preprocessing")
+    if "teacher_input_size" in flags:
+        _check_int("teacher_input_size", flags["teacher_input_size"], "--teacher-input-size", minimum=1)
+    for name in ("teacher_mean", "teacher_std"):
+        if name in flags:
+            flags[name] = _numbers(flags[name], "--" + name.replace("_", "-"), positive=name == "teacher_std")
+    if ("teacher_mean" in flags) != ("teacher_std" in flags):
+        raise UserError("give --teacher-mean and --teacher-std together (per channel, e.g. "
+                        "--teacher-mean 0.485,0.456,0.406 --teacher-std 0.229,0.224,0.225)")
+    if "teacher_features" in flags:
+        layers = flags["teacher_features"]
+        layers = tuple(layer.strip() for layer in layers.split(",")) if isinstance(layers, str) else tuple(layers)
+        if not layers or not all(layers):
+            raise UserError(f"--teacher-features must be layer names separated by commas, e.g. layer2,layer3; "
+                            f"got {flags['teacher_features']!r}")
+        flags["teacher_features"] = layers
+    sets_view = any(name in flags for name in ("teacher_input_size", "teacher_mean", "teacher_features")) or \
+        flags.get("teacher_preprocessing", "dataset") != "dataset"
+    if sets_view and not foreign:
+        raise UserError("--teacher-input-size, --teacher-mean/--teacher-std, --teacher-preprocessing and "
+                        "--teacher-features set how a user's teacher sees images; kdsearch's own teachers train on "
+                        "the data's view (use them with --teacher torchvision:NAME, timm:NAME, module:function or "
+                        "--teacher-checkpoint)")
+
+
+def _numbers(value: Any, flag: str, positive: bool) -> tuple[float, ...]:
+    """``0.485,0.456,0.406`` (or a sequence) as floats; ``UserError`` naming ``flag`` otherwise."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        numbers = tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        numbers = ()
+    if not numbers or not all(math.isfinite(number) and (number > 0 or not positive) for number in numbers):
+        need = "positive numbers" if positive else "numbers"
+        raise UserError(f"{flag} must be {need} separated by commas, one per channel (e.g. 0.229,0.224,0.225), "
+                        f"got {value!r}")
+    return numbers
 
 
 def parse_max_params(text: str) -> tuple[float, bool]:

@@ -136,6 +136,8 @@ class ForeignTeacher(KDModel):
             if missing:
                 raise ValueError(f"the teacher has no layer {missing[0]!r}")
             self._taps = [modules[name] for name in self.feature_layers]
+        if not isinstance(net, torch.fx.GraphModule):  # an exported program keeps the mode it was exported in
+            net.eval()
         self.eval()
 
     def train(self, mode: bool = True) -> ForeignTeacher:
