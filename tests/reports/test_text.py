@@ -328,3 +328,20 @@ def test_teacher_check_matching_uses_the_message_and_passing_says_so() -> None:
     passing = teacher_check({"teacher_check": {**check, "matches": False}})
     assert passing is not None and not passing.matches and passing.text.startswith("passed")
     assert teacher_check({"teacher_check": None}) is None and teacher_check(None) is None
+
+
+def test_a_user_teachers_view_features_and_parameter_distillation_are_setup_facts() -> None:
+    from reports.text import setup_facts
+
+    view = {"data_mean": [0.3], "data_std": [0.37], "channels": 3, "input_size": [32, 32],
+            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "normalisation": "teacher"}
+    summary = {"teacher": {"arch": "torchscript teacher.ts", "source": "torchscript", "preprocessing": view,
+                           "feature_layers": [], "init_from_teacher": "not offered: the teacher is not a member"}}
+    facts = {fact.label: fact.text for fact in setup_facts(summary)}
+    assert facts["teacher's view"] == ("resized to 32x32 px, 1-channel images repeated to 3 channels, normalised "
+                                       "with mean 0.485,0.456,0.406 and std 0.229,0.224,0.225")
+    assert facts["teacher features"].startswith("none named: the search left feature losses")
+    assert facts["parameter distillation"].startswith("not offered")
+    assert "loaded from a TorchScript file" in facts["teacher"]
+    kdsearch = {fact.label for fact in setup_facts({"teacher": {"arch": "cnn-large", "source": "cache"}})}
+    assert not kdsearch & {"teacher's view", "teacher features"}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 import search
@@ -65,6 +67,31 @@ CASES = {
     "teacher checkpoint of another class count": (lambda tmp: ["--teacher-checkpoint",
                                                                _checkpoint(tmp, "resnet-large", classes=5)],
                                                   "10 classes"),
+    "teacher checkpoint pickled without trust": (lambda tmp: ["--teacher-checkpoint", _pickled(tmp)],
+                                                 "pass --trust-checkpoint if you trust its source"),
+    "teacher checkpoint truncated": (lambda tmp: ["--teacher-checkpoint", _truncated(tmp)], "corrupt or truncated"),
+    "teacher checkpoint of random bytes": (lambda tmp: ["--teacher-checkpoint", _random_bytes(tmp)],
+                                           "random.pt is corrupt"),
+    "teacher weights with a wrong key": (lambda tmp: ["--teacher", "torchvision:resnet18", "--teacher-weights",
+                                                      _wrong_key_weights(tmp)],
+                                         "missing keys fc.weight; unexpected keys classifier.weight"),
+    "teacher weights missing": (lambda tmp: ["--teacher", "torchvision:resnet18", "--teacher-weights",
+                                             str(tmp / "nope.pt")], "--teacher-weights"),
+    "library teacher without weights": (lambda tmp: ["--teacher", "torchvision:resnet18"], "needs --teacher-weights"),
+    "unknown torchvision model": (lambda tmp: ["--teacher", "torchvision:resnet19", "--teacher-weights",
+                                               _wrong_key_weights(tmp)], "'resnet18'"),
+    "factory module missing": (lambda tmp: ["--teacher", "no_such_package.nets:build"], "cannot import"),
+    "teacher features of a torchscript file": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp),
+                                                            "--teacher-features", "stem"], "cannot tap"),
+    "teacher features on a kdsearch teacher": (lambda tmp: ["--teacher-features", "layer2"],
+                                               "kdsearch's own teachers"),
+    "teacher mean without std": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp), "--teacher-mean", "0.5"],
+                                 "together"),
+    "teacher std not positive": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp), "--teacher-mean", "0.5",
+                                              "--teacher-std", "0"], "--teacher-std must be positive numbers"),
+    "trust without a checkpoint": (lambda tmp: ["--trust-checkpoint"], "--trust-checkpoint applies"),
+    "unknown teacher preprocessing": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp), "--teacher-preprocessing",
+                                                   "librar"], "'library'"),
     "space file malformed": (lambda tmp: ["--space", _space(tmp, "alpha: [0.1, 0.2")], "malformed"),
     "space file malformed json": (lambda tmp: ["--space", _space(tmp, "{", ".json")], "malformed"),
     "space file unknown key": (lambda tmp: ["--space", _space(tmp, "temprature: 2")], "'temperature'"),
@@ -115,6 +142,43 @@ CASES = {
 }
 
 
+def _pickled(tmp_path: Path) -> str:
+    path = tmp_path / "whole.pt"
+    torch.save(build_teacher("resnet-large", 1, 10), path)
+    return str(path)
+
+
+def _truncated(tmp_path: Path) -> str:
+    path = tmp_path / "teacher.pt2"
+    whole = tmp_path / "whole.pt2"
+    model = build_teacher("cnn-large", 1, 10).eval()
+    torch.export.save(torch.export.export(model, (torch.randn(2, 1, 8, 8),)), str(whole))
+    path.write_bytes(whole.read_bytes()[:2000])
+    return str(path)
+
+
+def _random_bytes(tmp_path: Path) -> str:
+    path = tmp_path / "random.pt"
+    path.write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+    return str(path)
+
+
+def _wrong_key_weights(tmp_path: Path) -> str:
+    state_dict = torchvision.models.resnet18(num_classes=10).state_dict()
+    state_dict["classifier.weight"] = state_dict.pop("fc.weight")
+    path = tmp_path / "resnet18.pt"
+    torch.save(state_dict, path)
+    return str(path)
+
+
+def _scripted(tmp_path: Path) -> str:
+    path = tmp_path / "teacher.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(build_teacher("cnn-large", 1, 10).eval()), str(path))
+    return str(path)
+
+
 def _garbage(tmp_path: Path) -> str:
     path = tmp_path / "garbage.pt"
     path.write_bytes(b"\x00garbage" * 10)
@@ -150,6 +214,7 @@ def test_bad_input_in_process(case: str, tmp_path: Path, capsys: pytest.CaptureF
 # in-process table above is its exit status and stderr. Each command loads torch and Ray (seconds apiece).
 THROUGH_THE_COMMAND = ("budget not an integer", "unknown sampler", "space file alpha above 1", "space file malformed",
                        "image folder empty", "teacher checkpoint of another architecture",
+                       "teacher checkpoint pickled without trust", "teacher weights with a wrong key",
                        "max params no student meets", "more GPUs per trial than the cluster has",
                        "unreachable address", "results dir not writable")
 

@@ -1,0 +1,121 @@
+"""Every kind of user teacher runs a real 2-trial search on digits, and summary.json reports its true accuracy.
+
+Each file is made here, as a user would make it; the teacher's test accuracy in summary.json must equal this
+test's own evaluation of the same model, on its own preprocessing, on the same test split.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from tests import teacher_files as files
+from tests.tuning.conftest import small_search
+from trainers import TensorSplits, evaluate, load_dataset
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+SAMPLES = 100
+# Teachers this small need a bound in parameters (5 % of 1,434 fits no student).
+SEARCH = {"budget": 2, "epochs": 1, "top_k": 0, "max_train_samples": SAMPLES, "max_params": "20000"}
+
+
+@pytest.fixture(scope="module")
+def data() -> TensorSplits:
+    return load_dataset("digits", max_train_samples=SAMPLES)
+
+
+Case = Callable[[Path, TensorSplits], tuple[dict[str, Any], nn.Module, Callable[[torch.Tensor], torch.Tensor]]]
+
+
+def _same(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
+def torchvision_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    model = files.torchvision_resnet18_one_channel()
+    torch.save(model.state_dict(), tmp / "resnet18.pth")
+    return ({"teacher": "torchvision:resnet18", "teacher_weights": str(tmp / "resnet18.pth"),
+             "teacher_features": "layer3,layer4"}, model, _same)
+
+
+def timm_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    import timm
+
+    model = timm.create_model("test_efficientnet", pretrained=False, num_classes=10, in_chans=1).eval()
+    save_file(model.state_dict(), str(tmp / "effnet.safetensors"))
+    return {"teacher": "timm:test_efficientnet", "teacher_weights": str(tmp / "effnet.safetensors")}, model, _same
+
+
+def package_factory_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    sys.path.insert(0, str(files.write_package(tmp / "src")))  # a user's project folder, for this process only
+    from teacherpkg.nets import build_model  # type: ignore[import-not-found]
+
+    model = build_model(10, 1).eval()
+    torch.save(model.state_dict(), tmp / "nets.pt")
+    return ({"teacher": "teacherpkg.nets:build_model", "teacher_weights": str(tmp / "nets.pt"),
+             "teacher_features": "body,deep"}, model, _same)
+
+
+def file_factory_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    path = files.write_module_file(tmp / "my_teacher.py")
+    model = files.SmallNetLike(10, 1).eval()
+    torch.save(model.state_dict(), tmp / "my_teacher.pt")
+    return {"teacher": f"{path}:build_model", "teacher_weights": str(tmp / "my_teacher.pt")}, model, _same
+
+
+def torchscript_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    model = files.trained_32px_teacher(data, epochs=2)
+    path = files.save_torchscript(model, tmp / "teacher.bin")  # the format is read from the bytes, not the name
+    view = {"teacher_input_size": 32, "teacher_mean": ",".join(map(str, files.IMAGENET_MEAN)),
+            "teacher_std": ",".join(map(str, files.IMAGENET_STD))}
+    return {"teacher_checkpoint": str(path), **view}, model, lambda images: files.teacher_view(images, data, 32)
+
+
+def exported_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    model = files.RGBNet().eval()
+    path = files.save_exported(model, tmp / "teacher.pt2", torch.randn(4, 3, 16, 16))  # a fixed batch of 4
+    view = {"teacher_mean": ",".join(map(str, files.IMAGENET_MEAN)),
+            "teacher_std": ",".join(map(str, files.IMAGENET_STD))}
+    # No --teacher-input-size: the program's own fixed 16 x 16 input is the teacher's size.
+    return {"teacher_checkpoint": str(path), **view}, model, lambda images: files.teacher_view(images, data, 16)
+
+
+def pickled_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    sys.path.insert(0, str(files.write_package(tmp / "src")))
+    from teacherpkg.nets import SmallNet  # type: ignore[import-not-found]
+
+    model = SmallNet(10, 1).eval()
+    torch.save(model, tmp / "whole.pt")
+    return {"teacher_checkpoint": str(tmp / "whole.pt"), "trust_checkpoint": True}, model, _same
+
+
+CASES: dict[str, Case] = {"torchvision": torchvision_case, "timm": timm_case, "package factory": package_factory_case,
+                          "file factory": file_factory_case, "torchscript": torchscript_case,
+                          "torch.export": exported_case, "pickled module": pickled_case}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_teacher_source_runs_a_search(case: str, data: TensorSplits, tmp_path: Path) -> None:
+    flags, model, view = CASES[case](tmp_path, data)
+    outcome = small_search(tmp_path / "results", "teacher", **SEARCH, **flags)
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert sum(summary["trials"].values()) == 2 and summary["trials"]["failed"] == 0
+    teacher = summary["teacher"]
+    own_accuracy = evaluate(model, view(data.test_x), data.test_y)[0]
+    assert teacher["test_accuracy"] == pytest.approx(own_accuracy, abs=1e-6)
+    assert teacher["params"] == sum(parameter.numel() for parameter in model.parameters())
+    assert teacher["init_from_teacher"].startswith("not offered")
+    records = json.loads((outcome.run_dir / "trials.json").read_text())
+    feature_losses = {record["config"].get("feature_loss") for record in records}
+    if flags.get("teacher_features"):
+        assert teacher["feature_layers"] == flags["teacher_features"].split(",")
+    else:
+        assert feature_losses == {"none"} and teacher["feature_layers"] == []
