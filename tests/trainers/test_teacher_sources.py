@@ -96,11 +96,19 @@ def test_safetensors_weights_load_and_a_weights_file_is_not_a_checkpoint(data: T
 
 def test_library_preprocessing_reads_the_weights_entry_without_downloading(data: TensorSplits,
                                                                           tmp_path: Path) -> None:
+    import timm
+
+    from trainers.teacher_sources._library import library_preprocessing
+
     resnet = files.torchvision_resnet18_one_channel()
+    assert library_preprocessing("torchvision", "resnet18", resnet) == (224, files.IMAGENET_MEAN, files.IMAGENET_STD)
+    effnet = timm.create_model("test_efficientnet", num_classes=10)
+    assert library_preprocessing("timm", "test_efficientnet", effnet) == (160, files.IMAGENET_MEAN, files.IMAGENET_STD)
     resnet.conv1 = torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False)
     torch.save(resnet.state_dict(), tmp_path / "rgb.pt")
+    # The library's mean and std, with an explicit --teacher-input-size over its 224 px (which would be slow here).
     result = load_teacher(TeacherSource(teacher="torchvision:resnet18", weights=str(tmp_path / "rgb.pt"),
-                                        preprocessing="library"), data)
+                                        preprocessing="library", input_size=16), data)
     view = result.details["preprocessing"]
-    assert view["input_size"] == [224, 224] and view["channels"] == 3
+    assert view["input_size"] == [16, 16] and view["channels"] == 3
     assert view["mean"] == pytest.approx(files.IMAGENET_MEAN) and view["std"] == pytest.approx(files.IMAGENET_STD)

@@ -261,10 +261,10 @@ def _truncated_checkpoint(path: Path, trained: TeacherResult) -> None:
 
 
 BAD_CHECKPOINTS: dict[str, tuple[Callable[[Path, TeacherResult], None], str]] = {
-    "garbage": (_garbage_checkpoint, "corrupt or not a torch file"),
-    "truncated": (_truncated_checkpoint, "corrupt or not a torch file"),
-    "pickled-model": (_pickled_model, "corrupt or not a torch file"),
-    "bare-state-dict": (_bare_state_dict, "'arch' and 'state_dict' keys"),
+    "garbage": (_garbage_checkpoint, "is corrupt or truncated, or not a model file"),
+    "truncated": (_truncated_checkpoint, "is corrupt or truncated, or not a model file"),
+    "pickled-model": (_pickled_model, "pass --trust-checkpoint if you trust its source"),
+    "bare-state-dict": (_bare_state_dict, "is a state_dict without its architecture"),
     "no-state-dict": (_no_state_dict, "'arch' and 'state_dict' keys"),
     "wrong-num-classes": (_wrong_num_classes, "does not match architecture resnet-large with 10 classes"),
     "wrong-channels": (_wrong_channels, "does not match architecture resnet-large"),

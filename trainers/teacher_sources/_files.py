@@ -173,6 +173,9 @@ def _torch_save(path: Path, data: TensorSplits, trust: bool) -> OpenedFile:
         raise TeacherCheckpointError(f"teacher checkpoint {path} is corrupt ({first_line(error)})") from None
     if isinstance(payload, dict) and "arch" in payload and "state_dict" in payload:
         return OpenedFile(_kdsearch_model(path, payload, data), "kdsearch")
+    if isinstance(payload, dict) and ("arch" in payload or "state_dict" in payload):
+        raise TeacherCheckpointError(f"teacher checkpoint {path} must be a dict with 'arch' and 'state_dict' keys; "
+                                     f"save it with {KDSEARCH_FORMAT}")
     if unwrap_state_dict(payload) is not None:
         raise TeacherCheckpointError(
             f"teacher checkpoint {path} is a state_dict without its architecture: name it with --teacher "
