@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,6 +33,20 @@ RUN_SETTINGS = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdsearch prints its own progress lines
 
 
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """NSGA-II that Ray can pickle with its searcher: Optuna 5.1's genetic samplers hold a ``threading.Lock``,
+    which is left out of the pickle and made anew on unpickling."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by ``--sampler``, seeded by ``--seed``."""
     if spec.sampler == "random":
@@ -40,7 +55,7 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
         # CMA-ES handles the numeric parameters; the categorical ones fall back to random sampling.
         return optuna.samplers.CmaEsSampler(seed=spec.seed, warn_independent_sampling=False)
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=min(50, max(4, spec.budget // 4)))
+        return PicklableNSGAIISampler(seed=spec.seed, population_size=min(50, max(4, spec.budget // 4)))
     with warnings.catch_warnings():  # multivariate/group are marked experimental, and are what conditional spaces need
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, group=True,
