@@ -112,3 +112,21 @@ def test_library_preprocessing_reads_the_weights_entry_without_downloading(data:
     view = result.details["preprocessing"]
     assert view["input_size"] == [16, 16] and view["channels"] == 3
     assert view["mean"] == pytest.approx(files.IMAGENET_MEAN) and view["std"] == pytest.approx(files.IMAGENET_STD)
+
+
+@pytest.mark.parametrize("feature_loss", ["attention", "hint"])
+def test_feature_losses_read_the_named_layers_of_a_foreign_teacher(feature_loss: str, data: TensorSplits,
+                                                                   tmp_path: Path) -> None:
+    """The named layers are the teacher's stages: cached once, paired with the student's last stages (the hint
+    through its learned 1x1 adapter), and the student trains on them."""
+    from trainers import DistillConfig, distill
+
+    resnet = files.torchvision_resnet18_one_channel()
+    torch.save(resnet.state_dict(), tmp_path / "resnet.pt")
+    result = load_teacher(TeacherSource(teacher="torchvision:resnet18", weights=str(tmp_path / "resnet.pt"),
+                                        features=("layer3", "layer4")), data)
+    teacher = Teacher.with_cached_outputs(result.model, result.name, data.train_x)
+    assert teacher.outputs.answers(feature_loss)
+    config = DistillConfig(family="cnn", depth=1, width=4, alpha=0.5, feature_loss=feature_loss, beta=1.0, epochs=1)
+    report = distill(config, data, teacher).history[-1]
+    assert report.kd_steps > 0 and torch.isfinite(torch.tensor(report.train_loss))

@@ -119,3 +119,24 @@ def test_every_teacher_source_runs_a_search(case: str, data: TensorSplits, tmp_p
         assert teacher["feature_layers"] == flags["teacher_features"].split(",")
     else:
         assert feature_losses == {"none"} and teacher["feature_layers"] == []
+
+
+def test_a_teacher_without_feature_maps_leaves_feature_losses_out_in_one_line(data: TensorSplits,
+                                                                             tmp_path: Path) -> None:
+    import dataclasses
+
+    from spaces import ChoiceParam
+    from trainers import TeacherSource, load_teacher
+    from tuning.prepare import without_feature_losses
+    from tuning.spec import UserError, preset_space
+
+    path = files.save_torchscript(files.RGBNet(), tmp_path / "teacher.ts")
+    teacher = load_teacher(TeacherSource(checkpoint=str(path)), data)
+    lines: list[str] = []
+    space = without_feature_losses(preset_space("default"), teacher, lines.append)
+    assert space.feature_loss.choices == ("none",)
+    assert lines == [f"search space: feature losses (attention, hint) left out: teacher {teacher.name} gives no "
+                     "feature maps (kdsearch cannot tap its layers)"]
+    asks = dataclasses.replace(preset_space("default"), feature_loss=ChoiceParam(("hint",)))
+    with pytest.raises(UserError, match="--space asks for feature losses hint"):
+        without_feature_losses(asks, teacher, lines.append)
