@@ -15,7 +15,14 @@ from typing import Any
 
 from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, family_bounds, load_space_file
 from trainers.models import student_family_bounds
-from trainers.teacher_sources import LIBRARIES, PREPROCESSING, TIMM_MISSING, TeacherSource, source_kind
+from trainers.teacher_sources import (
+    LIBRARIES,
+    PREPROCESSING,
+    TIMM_MISSING,
+    TeacherSource,
+    is_file_target,
+    source_kind,
+)
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 # Samplers Optuna builds on a package of their own: refused before any work when it is not installed.
@@ -219,7 +226,7 @@ def _check_teacher_flags(flags: dict[str, Any]) -> None:
         raise UserError(f"--teacher {teacher}: {TIMM_MISSING}")
     if kind == "factory":
         target, _, function = teacher.rpartition(":")
-        if target.endswith(".py") or "/" in target:  # a file: absolute, so every Ray worker finds the same one
+        if is_file_target(target):  # a file: absolute, so every Ray worker finds the same one
             flags["teacher"] = f"{Path(target).expanduser().absolute()}:{function}"
     foreign = kind in (*LIBRARIES, "factory") or checkpoint is not None
     if "teacher_weights" in flags:
@@ -246,9 +253,10 @@ def _check_teacher_flags(flags: dict[str, Any]) -> None:
             raise UserError(f"--teacher-features must be layer names separated by commas, e.g. layer2,layer3; "
                             f"got {flags['teacher_features']!r}")
         flags["teacher_features"] = layers
-    sets_view = any(name in flags for name in ("teacher_input_size", "teacher_mean", "teacher_features")) or \
-        flags.get("teacher_preprocessing", "dataset") != "dataset"
-    if sets_view and not foreign:
+    view = TeacherSource(input_size=flags.get("teacher_input_size"), mean=flags.get("teacher_mean"),
+                         preprocessing=flags.get("teacher_preprocessing", "dataset"),
+                         features=flags.get("teacher_features", ()))
+    if view.sets_view and not foreign:
         raise UserError("--teacher-input-size, --teacher-mean/--teacher-std, --teacher-preprocessing and "
                         "--teacher-features set how a user's teacher sees images; kdsearch's own teachers train on "
                         "the data's view (use them with --teacher torchvision:NAME, timm:NAME, module:function or "

@@ -130,12 +130,8 @@ class ForeignTeacher(KDModel):
         self.provides_features = bool(self.feature_layers)
         self.arch = {"kind": "foreign", "name": description, "family": None,
                      "in_channels": len(preprocessing.data_mean), "num_classes": num_classes}
-        if self.feature_layers:
-            modules = dict(net.named_modules())
-            missing = [name for name in self.feature_layers if name not in modules]
-            if missing:
-                raise ValueError(f"the teacher has no layer {missing[0]!r}")
-            self._taps = [modules[name] for name in self.feature_layers]
+        # get_submodule raises AttributeError for a name the model lacks (the loader names it to the user first).
+        self._taps = [net.get_submodule(name) for name in self.feature_layers]
         if not isinstance(net, torch.fx.GraphModule):  # an exported program keeps the mode it was exported in
             net.eval()
         self.eval()

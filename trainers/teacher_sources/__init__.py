@@ -26,7 +26,7 @@ from torch import nn
 from trainers.data import TensorSplits
 from trainers.models import ForeignTeacher, KDModel, TeacherPreprocessing
 from trainers.teacher_sources._common import TeacherCheckpointError, check_and_measure, first_line
-from trainers.teacher_sources._factory import FactoryRecipe, call_factory, is_factory
+from trainers.teacher_sources._factory import FactoryRecipe, call_factory, is_factory, is_file_target
 from trainers.teacher_sources._files import OpenedFile, open_checkpoint
 from trainers.teacher_sources._fit import fit_input_channels, input_channels, load_exactly
 from trainers.teacher_sources._formats import read_state_dict
@@ -40,7 +40,7 @@ from trainers.teacher_sources._library import (
 from trainers.teacher_training import TeacherResult
 
 __all__ = ["LIBRARIES", "PREPROCESSING", "TIMM_MISSING", "TeacherCheckpointError", "TeacherSource",
-           "is_factory", "load_teacher", "load_teacher_checkpoint", "source_kind"]
+           "is_factory", "is_file_target", "load_teacher", "load_teacher_checkpoint", "source_kind"]
 
 # --teacher-preprocessing: the data's own view, or the one the library's weights entry declares.
 PREPROCESSING = ("dataset", "library")
@@ -155,19 +155,18 @@ def _wrap(model: nn.Module, source: TeacherSource, data: TensorSplits, descripti
         preprocessing = _preprocessing(source, data, channels, model, opened)
     except ValueError as error:
         raise TeacherCheckpointError(f"teacher {where}: {error} (see --teacher-mean, --teacher-std)") from None
+    layers = [name for name, _ in model.named_modules() if name]
+    missing = [name for name in source.features if name not in layers]
+    if missing:
+        close = difflib.get_close_matches(missing[0], layers, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"its layers include {', '.join(layers[:6])}"
+        raise TeacherCheckpointError(f"--teacher-features: the teacher has no layer {missing[0]!r} ({hint})")
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    try:
-        teacher = ForeignTeacher(model, preprocessing, description=description, num_classes=data.info.num_classes,
-                                 feature_layers=source.features, opaque=opaque,
-                                 batch_size=opened.batch_size if opened is not None else None,
-                                 recipe=recipe if recipe is not None else (opened.recipe if opened else None))
-    except ValueError as error:
-        layers = [name for name, _ in model.named_modules() if name]
-        missing = next(name for name in source.features if name not in layers)
-        close = difflib.get_close_matches(missing, layers, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (its layers include {', '.join(layers[:6])})"
-        raise TeacherCheckpointError(f"--teacher-features: {error}{hint}") from None
+    teacher = ForeignTeacher(model, preprocessing, description=description, num_classes=data.info.num_classes,
+                             feature_layers=source.features, opaque=opaque,
+                             batch_size=opened.batch_size if opened is not None else None,
+                             recipe=recipe if recipe is not None else (opened.recipe if opened else None))
     if source.features:
         _check_features(teacher, data, where)
     return teacher

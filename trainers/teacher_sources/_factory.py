@@ -20,12 +20,25 @@ from typing import Any, ClassVar
 from torch import nn
 
 from trainers.teacher_sources._common import TeacherCheckpointError, first_line
+from trainers.teacher_sources._library import LIBRARIES
 
 
 def is_factory(teacher: str) -> bool:
     """Whether ``--teacher`` names a factory (``module:function`` or ``file.py:function``)."""
     target, _, function = teacher.rpartition(":")
-    return bool(target) and bool(function) and target not in ("torchvision", "timm")
+    return bool(target) and bool(function) and target not in LIBRARIES
+
+
+def is_file_target(target: str) -> bool:
+    """Whether a factory's ``target`` (before the ``:``) is a file path rather than a dotted module name."""
+    return target.endswith(".py") or "/" in target
+
+
+def import_root(module_name: str, file: str) -> str:
+    """The ``sys.path`` folder ``module_name`` was imported from: ``a.b.c`` lives at ROOT/a/b/c.py or
+    ROOT/a/b/c/__init__.py, and ROOT is what another process needs on ``sys.path`` to import it too."""
+    levels = module_name.count(".") + (1 if Path(file).name == "__init__.py" else 0)
+    return str(Path(file).absolute().parents[levels])
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ def call_factory(teacher: str, num_classes: int, in_channels: int, root: str | N
 
 def _resolve(teacher: str, root: str | None) -> tuple[Callable[..., Any], str | None]:
     target, _, name = teacher.rpartition(":")
-    if target.endswith(".py") or "/" in target:
+    if is_file_target(target):
         module = _import_file(teacher, Path(target).expanduser().absolute())
     else:
         module, root = _import_module(teacher, target, root)
@@ -104,6 +117,4 @@ def _import_module(teacher: str, name: str, root: str | None) -> tuple[Any, str 
     file = getattr(module, "__file__", None)
     if file is None:
         return module, root
-    # a.b.c lives at ROOT/a/b/c.py or ROOT/a/b/c/__init__.py: ROOT is what a worker needs on sys.path.
-    levels = name.count(".") + (1 if Path(file).name == "__init__.py" else 0)
-    return module, str(Path(file).absolute().parents[levels])
+    return module, import_root(name, file)

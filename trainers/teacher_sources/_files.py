@@ -21,6 +21,7 @@ from torch import nn
 from trainers.data import TensorSplits
 from trainers.models import KDModel, build_from_arch, build_teacher
 from trainers.teacher_sources._common import TeacherCheckpointError, first_line
+from trainers.teacher_sources._factory import import_root
 from trainers.teacher_sources._formats import (
     SAFETENSORS,
     TORCH,
@@ -92,8 +93,7 @@ def _class_roots(model: nn.Module) -> tuple[str, ...]:
         file = getattr(sys.modules.get(name), "__file__", None)
         if file is None or name.startswith(("torch", "torchvision", "timm")):
             continue
-        levels = name.count(".") + (1 if Path(file).name == "__init__.py" else 0)
-        root = str(Path(file).absolute().parents[levels])
+        root = import_root(name, file)
         if root not in roots:
             roots.append(root)
     return tuple(roots)
@@ -208,16 +208,12 @@ def _kdsearch_model(path: Path, payload: dict[str, Any], data: TensorSplits) -> 
     """kdsearch's own format: a registered teacher NAME (stride-1 stem) or a ``model.arch`` dict."""
     arch = payload["arch"]
     channels, num_classes = data.info.input_shape[0], data.info.num_classes
+    if not isinstance(arch, str | dict):
+        raise TeacherCheckpointError(f"teacher checkpoint {path}: 'arch' must be a teacher name or an arch dict")
     try:
-        if isinstance(arch, str):
-            model = build_teacher(arch, channels, num_classes)
-        elif isinstance(arch, dict):
-            model = build_from_arch({**arch, "in_channels": channels, "num_classes": num_classes})
-        else:
-            raise TeacherCheckpointError(f"teacher checkpoint {path}: 'arch' must be a teacher name or an arch dict")
+        model = (build_teacher(arch, channels, num_classes) if isinstance(arch, str)
+                 else build_from_arch({**arch, "in_channels": channels, "num_classes": num_classes}))
     except ValueError as error:
-        if isinstance(error, TeacherCheckpointError):
-            raise
         raise TeacherCheckpointError(f"teacher checkpoint {path}: {error}") from None
     try:
         model.load_state_dict(payload["state_dict"])
