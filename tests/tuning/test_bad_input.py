@@ -83,6 +83,9 @@ CASES = {
     "factory module missing": (lambda tmp: ["--teacher", "no_such_package.nets:build"], "cannot import"),
     "teacher features of a torchscript file": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp),
                                                             "--teacher-features", "stem"], "cannot tap"),
+    "teacher features of an unknown layer": (lambda tmp: ["--teacher", "torchvision:resnet18", "--teacher-weights",
+                                                           _resnet18_weights(tmp), "--teacher-features", "layer5"],
+                                             "no layer 'layer5' (did you mean 'layer4'?)"),
     "teacher features on a kdsearch teacher": (lambda tmp: ["--teacher-features", "layer2"],
                                                "kdsearch's own teachers"),
     "teacher mean without std": (lambda tmp: ["--teacher-checkpoint", _scripted(tmp), "--teacher-mean", "0.5"],
@@ -168,6 +171,12 @@ def _wrong_key_weights(tmp_path: Path) -> str:
     state_dict["classifier.weight"] = state_dict.pop("fc.weight")
     path = tmp_path / "resnet18.pt"
     torch.save(state_dict, path)
+    return str(path)
+
+
+def _resnet18_weights(tmp_path: Path) -> str:
+    path = tmp_path / "resnet18-good.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
     return str(path)
 
 

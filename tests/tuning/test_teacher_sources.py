@@ -46,6 +46,17 @@ def torchvision_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.
              "teacher_features": "layer3,layer4"}, model, _same)
 
 
+def library_view_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    """--teacher-preprocessing library: torchvision's declared ImageNet mean/std (its 224 px overridden by
+    --teacher-input-size, which a 2-core suite can afford), 1-channel digits repeated to 3 channels."""
+    model = files.torchvision_resnet18_one_channel()
+    model.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    torch.save(model.eval().state_dict(), tmp / "resnet18-rgb.pth")
+    return ({"teacher": "torchvision:resnet18", "teacher_weights": str(tmp / "resnet18-rgb.pth"),
+             "teacher_preprocessing": "library", "teacher_input_size": 16}, model.eval(),
+            lambda images: files.teacher_view(images, data, 16))
+
+
 def timm_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
     import timm
 
@@ -97,7 +108,8 @@ def pickled_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Modu
     return {"teacher_checkpoint": str(tmp / "whole.pt"), "trust_checkpoint": True}, model, _same
 
 
-CASES: dict[str, Case] = {"torchvision": torchvision_case, "timm": timm_case, "package factory": package_factory_case,
+CASES: dict[str, Case] = {"torchvision": torchvision_case, "torchvision library view": library_view_case,
+                          "timm": timm_case, "package factory": package_factory_case,
                           "file factory": file_factory_case, "torchscript": torchscript_case,
                           "torch.export": exported_case, "pickled module": pickled_case}
 
