@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces import PARAMETERS
-from trainers.data import TensorSplits, augment_views
+from trainers.data import SplitImages, TensorSplits, augment_views
 from trainers.losses import FeatureLoss, get_feature_loss, kd_loss
 from trainers.models import build_student, count_parameters, init_from_teacher, stem_stride_for
 from trainers.teacher import Teacher
@@ -195,6 +195,9 @@ def _channels_last(*models: nn.Module | None) -> Iterator[None]:
     Back in the default format afterwards, a trained model computes exactly what its exported copy does.
     """
     present = [model for model in models if model is not None]
+    if not all(map(channels_last_is_safe, present)):
+        yield
+        return
     for model in present:
         model.to(memory_format=torch.channels_last)
     try:
@@ -202,6 +205,18 @@ def _channels_last(*models: nn.Module | None) -> Iterator[None]:
     finally:
         for model in present:
             model.to(memory_format=torch.contiguous_format)
+
+
+# oneDNN's weight gradient of a 1x1 stride-2 convolution with 2 to 6 input channels corrupts the heap in
+# channels_last on one thread (torch 2.14.1 on an AVX2-only CPU: "corrupted double-linked list", then the
+# process dies). ResNet students of width 2-3 have such shortcuts, so those models train in the default format.
+_UNSAFE_CHANNELS_LAST_IN_CHANNELS = range(2, 8)
+
+
+def channels_last_is_safe(model: nn.Module) -> bool:
+    """Whether ``model`` has none of the convolutions oneDNN cannot train in channels_last (see above)."""
+    return not any(isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and max(layer.stride) > 1
+                   and layer.in_channels in _UNSAFE_CHANNELS_LAST_IN_CHANNELS for layer in model.modules())
 
 
 def finetune(
@@ -222,7 +237,7 @@ def finetune(
     return distill(config, data, None, on_epoch=on_epoch, student=student, validate_each_epoch=validate_each_epoch)
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def evaluate(model: nn.Module, images: torch.Tensor | SplitImages, labels: torch.Tensor) -> tuple[float, float]:
     """Accuracy (a fraction) and mean cross-entropy of ``model`` on a labelled set."""
     was_training = model.training
     model.eval()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +41,8 @@ SMALL = DistillConfig(family="cnn", depth=1, width=8, alpha=0.5, temperature=4.0
 SMALL_TRAIN = 300
 STEPS_PER_EPOCH = math.ceil(SMALL_TRAIN / SMALL.batch_size)
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def digits() -> TensorSplits:
@@ -62,7 +67,7 @@ def teacher_model(digits: TensorSplits) -> nn.Module:
     """A cnn (depth 1, width 16) trained from labels for 5 epochs: a cheap but competent teacher."""
     config = DistillConfig(family="cnn", depth=1, width=16, alpha=0.0, epochs=5, seed=123)
     model = distill(config, digits).model
-    accuracy, _ = evaluate(model, digits.val_x, digits.val_y)
+    accuracy, _ = evaluate(model, digits.val_x[:], digits.val_y)
     assert accuracy > 0.8, f"the test teacher did not train ({accuracy:.3f})"
     return model
 
@@ -70,7 +75,7 @@ def teacher_model(digits: TensorSplits) -> nn.Module:
 @pytest.fixture(scope="module")
 def cached_teacher(teacher_model: nn.Module, small: TensorSplits) -> Teacher:
     """The teacher with its outputs on ``small``'s training split cached."""
-    return Teacher.with_cached_outputs(teacher_model, "cnn-test", small.train_x)
+    return Teacher.with_cached_outputs(teacher_model, "cnn-test", small.train_x[:])
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -219,7 +224,7 @@ def test_on_epoch_receives_every_field_each_epoch(small: TensorSplits, cached_te
         assert report.epoch_seconds > 0
         assert report.kd_steps == STEPS_PER_EPOCH
         assert state["epoch"] == report.epoch and state["step"] == report.epoch * STEPS_PER_EPOCH
-    accuracy, loss = evaluate(result.model, small.val_x, small.val_y)
+    accuracy, loss = evaluate(result.model, small.val_x[:], small.val_y)
     assert (accuracy, loss) == pytest.approx((result.history[-1].val_accuracy, result.history[-1].val_loss))
     assert result.best_val_accuracy == max(report.val_accuracy for report in result.history)
 
@@ -239,14 +244,14 @@ def test_same_seed_gives_identical_weights_and_history(use_augmented: bool, requ
 
 
 def test_kd_with_a_teacher_learns(digits: TensorSplits, teacher_model: nn.Module) -> None:
-    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", digits.train_x)
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", digits.train_x[:])
     config = DistillConfig(family="cnn", depth=1, width=8, alpha=0.7, temperature=4.0, epochs=4)
     result = distill(config, digits, teacher)
     history = result.history
     assert history[-1].val_accuracy > 0.7  # chance is 0.1
     assert history[-1].train_loss < 0.7 * history[0].train_loss
     assert history[-1].val_loss < history[0].val_loss
-    test_accuracy, _ = evaluate(result.model, digits.test_x, digits.test_y)
+    test_accuracy, _ = evaluate(result.model, digits.test_x[:], digits.test_y)
     assert test_accuracy > 0.7
 
 
@@ -278,7 +283,7 @@ def test_augmented_data_runs_the_teacher_online_on_kd_steps_only(
     interval: int, augmented: TensorSplits, teacher_model: nn.Module
 ) -> None:
     # Cached outputs exist (of the un-augmented images) but must not be used for augmented batches.
-    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x)
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x[:])
     forwards = 0
 
     def count(*_: object) -> None:
@@ -306,7 +311,7 @@ def test_augmented_data_runs_the_teacher_online_on_kd_steps_only(
         assert torch.equal(images, student_inputs.inputs[kd_index * interval])
     # ... and those batches really are augmented: most rows are shifted copies, not training rows.
     first = teacher_inputs.inputs[0].flatten(1)
-    matches_a_row = (first[:, None, :] == augmented.train_x.flatten(1)[None]).all(dim=2).any(dim=1)
+    matches_a_row = (first[:, None, :] == augmented.train_x[:].flatten(1)[None]).all(dim=2).any(dim=1)
     assert matches_a_row.float().mean() < 0.5
 
 
@@ -383,7 +388,7 @@ def test_finetune_keeps_the_architecture_and_trains(small: TensorSplits) -> None
     student = distill(DistillConfig(width=8, alpha=0.0, epochs=1, lr=0.01), small).model
     arch, shapes = dict(student.arch), {name: t.shape for name, t in student.state_dict().items()}
     before = _weights(student)
-    accuracy_before, _ = evaluate(student, small.val_x, small.val_y)
+    accuracy_before, _ = evaluate(student, small.val_x[:], small.val_y)
     result = finetune(student, small, epochs=3, lr=0.02)
     assert result.model is student
     assert student.arch == arch
@@ -435,11 +440,11 @@ def test_init_from_a_teacher_of_another_family_is_an_error(small: TensorSplits) 
 def test_evaluate_matches_a_direct_computation_and_keeps_the_mode(small: TensorSplits) -> None:
     torch.manual_seed(0)
     model = build_student("cnn", 1, 8, 1, 10).train()
-    accuracy, loss = evaluate(model, small.val_x, small.val_y)
+    accuracy, loss = evaluate(model, small.val_x[:], small.val_y)
     assert model.training
     model.eval()
     with torch.no_grad():
-        logits = model(small.val_x)
+        logits = model(small.val_x[:])
     assert accuracy == pytest.approx((logits.argmax(1) == small.val_y).float().mean().item())
     assert loss == pytest.approx(F.cross_entropy(logits, small.val_y).item(), rel=1e-5)
 
@@ -448,7 +453,7 @@ def test_evaluate_matches_a_direct_computation_and_keeps_the_mode(small: TensorS
 def test_per_view_outputs_are_the_teacher_on_each_augmented_view(teacher_model: nn.Module, augmented: TensorSplits,
                                                                  feature_loss: str) -> None:
     """The cached outputs of (view, image) equal a forward pass on that image as ``augment_views`` made it."""
-    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x[:], views_of=augmented.info,
                                           background=augmented.background)
     assert teacher.outputs is not None and teacher.outputs.per_view is not None
     assert tuple(teacher.outputs.per_view.logits.shape) == (9, len(augmented.train_y), 10)
@@ -466,7 +471,7 @@ def test_per_view_outputs_are_the_teacher_on_each_augmented_view(teacher_model: 
 def test_kd_on_augmented_views_with_per_view_outputs_runs_no_teacher_forward(teacher_model: nn.Module,
                                                                             augmented: TensorSplits,
                                                                             feature_loss: str) -> None:
-    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x, views_of=augmented.info,
+    teacher = Teacher.with_cached_outputs(teacher_model, "cnn-test", augmented.train_x[:], views_of=augmented.info,
                                           background=augmented.background)
     config = dataclasses.replace(SMALL, feature_loss=feature_loss, beta=1.0 if feature_loss != "none" else 0.0)
     forwards = []
@@ -511,4 +516,24 @@ def test_finetune_can_validate_the_last_epoch_only(small: TensorSplits) -> None:
     student = distill(DistillConfig(width=8, alpha=0.0, epochs=1, lr=0.01), small).model
     result = finetune(student, small, epochs=2, lr=0.02, validate_each_epoch=False)
     assert result.history[0].val_accuracy is None
-    assert result.history[-1].val_accuracy == evaluate(student, small.val_x, small.val_y)[0]
+    assert result.history[-1].val_accuracy == evaluate(student, small.val_x[:], small.val_y)[0]
+
+
+def test_small_strided_shortcuts_train_in_the_default_format_on_one_thread() -> None:
+    """oneDNN corrupts the heap training a 1x1 stride-2 convolution of 2-6 input channels in channels_last
+    on one thread (torch 2.14.1, AVX2): a ResNet student of width 2 died that way. It must train."""
+    from trainers.distill import channels_last_is_safe
+    from trainers.models import build_student
+
+    assert not channels_last_is_safe(build_student("resnet", 1, 2, 1, 10))
+    assert channels_last_is_safe(build_student("resnet", 1, 8, 1, 10))
+    assert channels_last_is_safe(build_student("cnn", 2, 2, 1, 10))
+    script = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from trainers import DistillConfig, distill, load_dataset\n"
+        "data = load_dataset('digits', max_train_samples=200)\n"
+        "for depth in (1, 3):\n"
+        "    distill(DistillConfig(alpha=0.0, epochs=1, family='resnet', depth=depth, width=2), data)\n"
+        "print('trained')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
