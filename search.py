@@ -32,9 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "exported and reported.")
     add = parser.add_argument
     add("--budget", type=int, help="number of trials that end (finished, stopped early or failed); default 50")
-    add("--dataset", help="digits (default, offline), mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn "
-                          "or imagefolder")
-    add("--data-dir", help="folder holding the dataset files (or the class folders for imagefolder)")
+    add("--dataset", help="digits (default, offline), mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn, "
+                          "imagefolder (class sub-folders, or train/ val/ test/ folders of them) or csv (a manifest)")
+    add("--data-dir", help="folder holding the dataset files, the image folder, or the csv manifest FILE.csv "
+                           "(columns path,label[,split]; paths relative to it)")
+    add("--cache-dir", help="where datasets are decoded once into uint8 memory maps that later runs and every "
+                            "trial open (default RESULTS_DIR/cache; on a cluster: shared storage)")
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")
     add("--teacher", help="a kdsearch teacher to train once and cache (default cnn-large on digits, the MNIST "
                           "family and image folders, resnet-large on CIFAR and SVHN), or your own: torchvision:NAME, "
@@ -79,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
                              "(default 5%%)")
     add("--augment", help="training augmentation: auto (default: the dataset's recipe), none, crop or crop+flip")
-    add("--image-size", type=int, help="resize imagefolder images to this square size (default: their own size)")
+    add("--image-size", type=int, help="resize imagefolder or csv images to this square size (default: their own "
+                                       "size)")
     add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
                                             "(default max(8, budget / 5))")
     add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "

@@ -106,7 +106,7 @@ def trained_32px_teacher(data: TensorSplits, epochs: int = 10) -> nn.Module:
     torch.manual_seed(0)
     model = RGBNet(data.info.num_classes)
     optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
-    inputs = teacher_view(data.train_x, data, 32)
+    inputs = teacher_view(data.train_x[:], data, 32)
     for _ in range(epochs):
         for start in range(0, len(inputs), 64):
             loss = nn.functional.cross_entropy(model(inputs[start:start + 64]), data.train_y[start:start + 64])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainers.data import DatasetInfo, render_view, view_count
+from trainers.data import DatasetInfo, SplitImages, render_view, view_count
 from trainers.losses import TeacherFeatures, feature_loss_names, get_feature_loss
 
 OUTPUT_BATCH_SIZE = 512
@@ -26,6 +26,8 @@ OUTPUT_BATCH_SIZE = 512
 # bound. Per-view feature maps (attention, hint) are kept while all of them fit the same budget.
 MAX_VIEW_FORWARDS = 500_000
 MAX_VIEW_BYTES = 256 * 2**20
+# The training images as a tensor or as a split of the uint8 store (read and normalised a batch at a time).
+Images = torch.Tensor | SplitImages
 
 
 @dataclass
@@ -77,7 +79,7 @@ class Teacher:
         self.outputs = outputs
 
     @classmethod
-    def with_cached_outputs(cls, model: nn.Module, name: str, train_images: torch.Tensor,
+    def with_cached_outputs(cls, model: nn.Module, name: str, train_images: Images,
                             views_of: DatasetInfo | None = None, background: Sequence[float] | None = None) -> Teacher:
         """Wrap ``model`` and compute its outputs on ``train_images`` once; with ``views_of`` (the dataset's
         augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows."""
@@ -124,13 +126,13 @@ class Teacher:
             return TeacherSignal(logits=logits, features=get_feature_loss(feature_loss).teacher_signal(features))
 
 
-def fits_view_cache(info: DatasetInfo, train_images: torch.Tensor) -> bool:
+def fits_view_cache(info: DatasetInfo, train_images: Images) -> bool:
     """Whether per-view logits for ``info``'s augmentation are within the forward and memory bounds."""
     views = view_count(info) * len(train_images)
     return views <= MAX_VIEW_FORWARDS and views * info.num_classes * 4 <= MAX_VIEW_BYTES
 
 
-def compute_view_outputs(model: nn.Module, images: torch.Tensor, info: DatasetInfo,
+def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
                          background: Sequence[float] | None) -> TeacherOutputs:
     """The teacher's outputs on every view of every image, stacked on a leading view dimension.
 
@@ -139,21 +141,29 @@ def compute_view_outputs(model: nn.Module, images: torch.Tensor, info: DatasetIn
     other views then compute their logits alone.
     """
     views = range(view_count(info))
-    first = compute_outputs(model, render_view(images, info, views[0], background))
+
+    def as_view(view: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda batch: render_view(batch, info, view, background)
+
+    first = compute_outputs(model, images, transform=as_view(views[0]))
     # Every view has the same shape, so a signal the first view kept (within its loss's own cap) fits in all.
     names = list(first.features)
     if len(views) * sum(_bytes(first.features[name]) for name in names) > MAX_VIEW_BYTES:
         names = []
-    rest = [compute_outputs(model, render_view(images, info, view, background), with_features=bool(names))
+    rest = [compute_outputs(model, images, with_features=bool(names), transform=as_view(view))
             for view in views[1:]]
     per_view = [first, *rest]
     features = {name: _stack([outputs.features[name] for outputs in per_view]) for name in names}
     return TeacherOutputs(logits=torch.stack([outputs.logits for outputs in per_view]), features=features)
 
 
-def compute_outputs(model: nn.Module, images: torch.Tensor, with_features: bool = True) -> TeacherOutputs:
+def compute_outputs(model: nn.Module, images: Images, with_features: bool = True,
+                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> TeacherOutputs:
     """Run ``model`` once over ``images`` in eval mode and keep its logits and (``with_features``) every
-    registered feature loss's teacher signal, each within that loss's ``max_cached_bytes``."""
+    registered feature loss's teacher signal, each within that loss's ``max_cached_bytes``.
+
+    ``images`` is read a batch at a time (a split of the uint8 store is normalised per batch), and
+    ``transform`` (e.g. one augmented view) is applied to each batch before the teacher sees it."""
     model.eval()
     # A foreign teacher without named feature layers gives logits only (its searches use no feature loss).
     with_features = with_features and getattr(model, "provides_features", True)
@@ -164,6 +174,8 @@ def compute_outputs(model: nn.Module, images: torch.Tensor, with_features: bool 
     with torch.no_grad():
         for start in range(0, len(images), OUTPUT_BATCH_SIZE):
             batch = images[start:start + OUTPUT_BATCH_SIZE]
+            if transform is not None:
+                batch = transform(batch)
             if not losses:
                 logits.append(model(batch))
                 continue

@@ -354,7 +354,7 @@ def _model(run: SeedRun) -> torch.nn.Module:
 
 
 def _test_accuracy(run: SeedRun, data: TensorSplits) -> float:
-    return evaluate(_model(run), data.test_x.cpu(), data.test_y.cpu())[0]
+    return evaluate(_model(run), data.to("cpu").test_x, data.test_y.cpu())[0]
 
 
 def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:

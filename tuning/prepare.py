@@ -60,12 +60,13 @@ class Prepared:
     teacher_check: dict[str, Any] | None = None
 
 
-def load_data(spec: SearchSpec) -> TensorSplits:
-    """The dataset as tensors, or ``UserError`` naming what is missing."""
+def load_data(spec: SearchSpec, log: Log | None = None) -> TensorSplits:
+    """The dataset as a uint8 store (decoded once into ``spec.data_cache_dir``), or ``UserError`` naming
+    what is wrong."""
     try:
         return load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
                             max_train_samples=spec.max_train_samples, image_size=spec.image_size,
-                            augment=spec.augment)
+                            augment=spec.augment, cache_dir=spec.data_cache_dir, log=log)
     except DatasetError as error:
         raise UserError(str(error)) from None
 
@@ -246,7 +247,7 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherRes
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     """Load data, bound the space, start Ray, check resources, then get and check the teacher and cache
     its outputs once."""
-    data = load_data(spec)
+    data = load_data(spec, log)
     # The teacher trains on the driver; with a GPU there, use it.
     device = pick_device()
     started = time.perf_counter()

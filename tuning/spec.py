@@ -34,7 +34,7 @@ DEFAULT_TEACHER = "resnet-large"
 # accuracy in about 25 s, resnet-large 0.992 in about 50 s. On 28x28 greyscale images cnn-large trains 2x
 # faster than resnet-large (1,032 against 514 images/s on one CPU thread, stride-2 stems), so the MNIST
 # family and image folders default to it too; colour datasets keep resnet-large.
-DATASET_TEACHERS = {name: "cnn-large" for name in ("digits", "mnist", "fashion-mnist", "kmnist", "imagefolder")}
+DATASET_TEACHERS = {name: "cnn-large" for name in ("digits", "mnist", "fashion-mnist", "kmnist", "imagefolder", "csv")}
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # What defines a run: the same run name with a different value here is another search, not a resume.
 IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_weights", "teacher_input_size",
@@ -104,6 +104,7 @@ class SearchSpec:
     max_params: str = DEFAULT_MAX_PARAMS
     augment: str = "auto"
     image_size: int | None = None
+    cache_dir: str | None = None
     baseline_budget: int | None = None
     gain_curve: int = 3
 
@@ -141,6 +142,11 @@ class SearchSpec:
             checkpoint=self.teacher_checkpoint, trust_checkpoint=self.trust_checkpoint,
             input_size=self.teacher_input_size, mean=self.teacher_mean, std=self.teacher_std,
             preprocessing=self.teacher_preprocessing, features=self.teacher_features)
+
+    @property
+    def data_cache_dir(self) -> Path:
+        """Where decoded datasets are cached (``--cache-dir``, default ``<results-dir>/cache``)."""
+        return Path(self.cache_dir).absolute() if self.cache_dir else Path(self.results_dir).absolute() / "cache"
 
     @property
     def teacher_cache_dir(self) -> Path:
@@ -209,7 +215,10 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")
     if "storage_path" in flags:
         _check_writable(Path(flags["storage_path"]), "--storage-path")
-    for path_flag in ("data_dir", "teacher_checkpoint", "teacher_weights", "space_file", "results_dir", "storage_path"):
+    if "cache_dir" in flags:
+        _check_writable(Path(flags["cache_dir"]), "--cache-dir")
+    for path_flag in ("data_dir", "teacher_checkpoint", "teacher_weights", "space_file", "results_dir", "storage_path",
+                      "cache_dir"):
         if path_flag in flags:
             flags[path_flag] = str(Path(flags[path_flag]).expanduser())
     return SearchSpec(**flags)

@@ -21,4 +21,4 @@ def test_the_folder_loads_as_28x28_greyscale_digits_of_10_classes(tmp_path: Path
     assert data.info.input_shape == (1, 28, 28) and data.info.num_classes == 10
     assert sum(data.sizes().values()) == 200
     # Different images, not 200 copies of a few originals.
-    assert len({tuple(image.flatten().tolist()) for image in data.train_x}) == len(data.train_x)
+    assert len({tuple(image.flatten().tolist()) for image in data.train_x[:]}) == len(data.train_x[:])

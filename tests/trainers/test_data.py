@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import pickle
 import subprocess
@@ -14,18 +15,22 @@ import scipy.io
 import torch
 from PIL import Image
 
-from trainers import data
 from trainers.data import (
     AUGMENTATIONS,
     DATASETS,
     DatasetError,
     DatasetInfo,
     TensorSplits,
+    _builtin,
     augment_batch,
     canonical_name,
     fingerprint,
     load_dataset,
 )
+from trainers.data._decode import common_shape
+from trainers.data._info import with_augmentation
+from trainers.data._splits import stratified_three_way
+from trainers.data._transforms import _crop_at
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RNG = np.random.default_rng(0)
@@ -118,6 +123,21 @@ def write_image_folder(
             Image.fromarray(pixels).save(root / name / f"{shape}-{i}{suffix}")
 
 
+def write_manifest(root: Path, per_class: int = 10, shape: tuple[int, ...] = (16, 16),
+                   splits: tuple[str, ...] = ()) -> Path:
+    """An image folder under ``root/images`` and ``root/manifest.csv`` listing it (paths relative to the
+    manifest, labels the class names, and a ``split`` column cycling through ``splits`` when given)."""
+    write_image_folder(root / "images", per_class=per_class, shape=shape)
+    manifest = root / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", *(["split"] if splits else [])])
+        for index, path in enumerate(sorted((root / "images").rglob("*.png"))):
+            split = [splits[index % len(splits)]] if splits else []
+            writer.writerow([path.relative_to(root).as_posix(), path.parent.name, *split])
+    return manifest
+
+
 # ---------------------------------------------------------------------------------------------------------
 # digits: the embedded default
 # ---------------------------------------------------------------------------------------------------------
@@ -157,7 +177,7 @@ def test_digits_split_is_stratified(digits: TensorSplits) -> None:
 
 def test_three_way_split_is_disjoint_and_complete() -> None:
     labels = balanced_labels(10, 30)
-    train, val, test = data._stratified_three_way(labels, 0.2, 0.2, seed=0, what="test")
+    train, val, test = stratified_three_way(labels, 0.2, 0.2, seed=0, what="test")
     assert len(set(train) | set(val) | set(test)) == len(labels) == len(train) + len(val) + len(test)
     assert (len(val), len(test)) == (60, 60)
 
@@ -165,16 +185,16 @@ def test_three_way_split_is_disjoint_and_complete() -> None:
 def test_digits_split_depends_only_on_seed(digits: TensorSplits) -> None:
     again = load_dataset("digits", seed=0)
     other = load_dataset("digits", seed=1)
-    assert torch.equal(digits.train_x, again.train_x) and torch.equal(digits.test_y, again.test_y)
-    assert not torch.equal(digits.train_x, other.train_x)
+    assert torch.equal(digits.train_x[:], again.train_x[:]) and torch.equal(digits.test_y, again.test_y)
+    assert not torch.equal(digits.train_x[:], other.train_x[:])
 
 
 def test_digits_normalised_with_train_statistics(digits: TensorSplits) -> None:
-    assert abs(digits.train_x.mean().item()) < 1e-4
-    assert digits.train_x.std().item() == pytest.approx(1.0, abs=1e-3)
+    assert abs(digits.train_x[:].mean().item()) < 1e-4
+    assert digits.train_x[:].std().item() == pytest.approx(1.0, abs=1e-3)
     assert len(digits.mean) == len(digits.std) == 1
     # The other splits use the train statistics, so they are only close to standard.
-    assert abs(digits.test_x.mean().item()) < 0.1
+    assert abs(digits.test_x[:].mean().item()) < 0.1
 
 
 def test_max_train_samples_keeps_a_stratified_subset() -> None:
@@ -187,7 +207,7 @@ def test_max_train_samples_keeps_a_stratified_subset() -> None:
 def test_to_returns_a_moved_copy(digits: TensorSplits) -> None:
     moved = digits.to("cpu")
     assert moved is not digits and moved.info == digits.info
-    assert torch.equal(moved.val_x, digits.val_x)
+    assert torch.equal(moved.val_x[:], digits.val_x[:])
 
 
 def test_names_are_case_and_underscore_insensitive() -> None:
@@ -217,7 +237,7 @@ def test_idx_datasets(tmp_path: Path, name: str, folder: str, compressed: bool) 
     assert (splits.info.crop_padding, splits.info.horizontal_flip) == (2, False)
     # The official test set is the test split; validation is 20% of the official train set.
     assert splits.sizes() == {"train": 48, "val": 12, "test": 20}
-    assert splits.train_x.shape == (48, 1, 28, 28)
+    assert splits.train_x[:].shape == (48, 1, 28, 28)
     assert splits.class_counts()["test"] == [TEST_PER_CLASS] * 10
 
 
@@ -226,7 +246,7 @@ def test_cifar10(tmp_path: Path) -> None:
     splits = load_dataset("cifar10", str(tmp_path))
     assert splits.info == DatasetInfo("cifar10", (3, 32, 32), 10, crop_padding=4, horizontal_flip=True)
     assert splits.sizes() == {"train": 80, "val": 20, "test": 20}
-    assert splits.train_x.shape == (80, 3, 32, 32) and len(splits.mean) == 3
+    assert splits.train_x[:].shape == (80, 3, 32, 32) and len(splits.mean) == 3
     assert sorted(splits.test_y.unique().tolist()) == list(range(10))
 
 
@@ -255,7 +275,7 @@ def test_svhn_maps_label_10_to_digit_0(tmp_path: Path) -> None:
     assert (splits.info.crop_padding, splits.info.horizontal_flip) == (4, False)
     assert splits.sizes() == {"train": 48, "val": 12, "test": 20}
     assert sorted(splits.test_y.unique().tolist()) == list(range(10))
-    assert splits.train_x.shape[1:] == (3, 32, 32)
+    assert splits.train_x[:].shape[1:] == (3, 32, 32)
 
 
 def test_image_folder(tmp_path: Path) -> None:
@@ -271,7 +291,7 @@ def test_image_folder(tmp_path: Path) -> None:
 def test_image_folder_keeps_greyscale_and_size(tmp_path: Path) -> None:
     write_image_folder(tmp_path, shape=(28, 28))
     splits = load_dataset("imagefolder", str(tmp_path))
-    assert splits.info.input_shape == (1, 28, 28) and splits.train_x.shape[1:] == (1, 28, 28)
+    assert splits.info.input_shape == (1, 28, 28) and splits.train_x[:].shape[1:] == (1, 28, 28)
     assert len(splits.mean) == 1
     # Greyscale: crop by 28 // 8 = 3 px, no mirror images (characters and scans are not symmetric).
     assert (splits.info.augmentation, splits.info.crop_padding) == ("crop", 3)
@@ -283,7 +303,7 @@ def test_image_folder_keeps_colour_and_size(tmp_path: Path, suffix: str) -> None
     write_image_folder(tmp_path, shape=(12, 20, 3), suffix=suffix)
     splits = load_dataset("imagefolder", str(tmp_path))
     # Height 12, width 20: numpy's (H, W) order, not Pillow's (W, H).
-    assert splits.info.input_shape == (3, 12, 20) and splits.val_x.shape[1:] == (3, 12, 20)
+    assert splits.info.input_shape == (3, 12, 20) and splits.val_x[:].shape[1:] == (3, 12, 20)
     assert (splits.info.augmentation, splits.info.crop_padding) == ("crop+flip", 1)
 
 
@@ -304,7 +324,7 @@ def test_image_folder_with_one_colour_image_is_colour(tmp_path: Path) -> None:
     splits = load_dataset("imagefolder", str(tmp_path))
     assert splits.info.input_shape == (3, 8, 8)
     # Greyscale images are repeated into the three channels, so most images have equal channels.
-    x = torch.cat([splits.train_x, splits.val_x, splits.test_x])
+    x = torch.cat([splits.train_x[:], splits.val_x[:], splits.test_x[:]])
     raw = x * torch.tensor(splits.std).view(1, 3, 1, 1) + torch.tensor(splits.mean).view(1, 3, 1, 1)
     equal = [torch.allclose(image, image[:1].expand_as(image), atol=1e-5) for image in raw]
     assert sum(equal) == len(x) - 1
@@ -346,14 +366,15 @@ def test_image_folder_of_mixed_sizes_takes_the_most_common(tmp_path: Path) -> No
 
 
 def test_equally_common_sizes_go_to_the_larger() -> None:
-    assert data._common_size([(4, 4), (8, 6), (4, 4), (8, 6), (2, 2)]) == (8, 6)
+    probes = [(True, width, height) for height, width in [(4, 4), (8, 6), (4, 4), (8, 6), (2, 2)]]
+    assert common_shape(probes, None) == (1, 8, 6)
 
 
 def test_image_size_resizes_to_a_square(tmp_path: Path) -> None:
     write_image_folder(tmp_path, shape=(28, 28), per_class=5)
     write_image_folder(tmp_path, shape=(12, 20, 3), per_class=5)
     splits = load_dataset("imagefolder", str(tmp_path), image_size=7)
-    assert splits.info.input_shape == (3, 7, 7) and splits.test_x.shape[1:] == (3, 7, 7)
+    assert splits.info.input_shape == (3, 7, 7) and splits.test_x[:].shape[1:] == (3, 7, 7)
     assert (splits.info.augmentation, splits.info.crop_padding) == ("crop+flip", 1)
 
 
@@ -410,8 +431,8 @@ def test_crop_without_a_recipe_pads_an_eighth(tmp_path: Path) -> None:
     assert not splits.info.augmented
     # The recipe's own padding: an eighth of the shorter side.
     assert load_dataset("imagefolder", str(tmp_path), augment="crop").info.crop_padding == 3
-    assert data._with_augmentation(splits.info, "crop").crop_padding == 3
-    assert data._with_augmentation(splits.info, "crop+flip").augmentation == "crop+flip"
+    assert with_augmentation(splits.info, "crop").crop_padding == 3
+    assert with_augmentation(splits.info, "crop+flip").augmentation == "crop+flip"
 
 
 def test_unknown_augment_names_the_choices() -> None:
@@ -422,7 +443,7 @@ def test_unknown_augment_names_the_choices() -> None:
 
 def test_download_is_skipped_when_files_are_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_idx_dataset(tmp_path / "MNIST" / "raw")
-    monkeypatch.setattr(data, "_download", lambda *args: pytest.fail("downloaded although files exist"))
+    monkeypatch.setattr(_builtin, "_download", lambda *args: pytest.fail("downloaded although files exist"))
     assert load_dataset("mnist", str(tmp_path), download=True).sizes()["test"] == 20
 
 
@@ -630,9 +651,9 @@ def test_background_of_a_dataset_is_a_normalised_zero_pixel(tmp_path: Path) -> N
     assert all(value < 0 for value in splits.background)
     # Crop at the padded image's top-left corner: the first 2 rows and columns are all padding, which
     # must un-normalise to a black raw 0 pixel (zero padding would un-normalise to the mean instead).
-    images = splits.train_x
+    images = splits.train_x[:]
     corner = torch.zeros(2, len(images), dtype=torch.long)
-    out = data._crop_at(images, corner, padding=2, background=splits.background)
+    out = _crop_at(images, corner, padding=2, background=splits.background)
     raw = out * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)
     assert raw[:, :, :2, :].abs().max() < 1e-5 and raw[:, :, :, :2].abs().max() < 1e-5
     assert torch.equal(out[:, :, 2:, 2:], images[:, :, :-2, :-2])

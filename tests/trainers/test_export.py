@@ -46,17 +46,17 @@ def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def test_exported_model_predicts_exactly_what_the_trained_one_does(
     trained: nn.Module, data: TensorSplits, tmp_path: Path
 ) -> None:
-    expected = _logits(trained, data.test_x)
+    expected = _logits(trained, data.test_x[:])
     folder = export_model(trained, tmp_path / "best", data.info.input_shape, {"val_accuracy": 0.5})
     assert folder == tmp_path / "best"
     assert sorted(path.name for path in folder.iterdir()) == sorted([STATE_FILE, CONFIG_FILE, TORCHSCRIPT_FILE])
 
     rebuilt = load_exported(folder)
     assert not rebuilt.training
-    assert torch.equal(_logits(rebuilt, data.test_x), expected)
+    assert torch.equal(_logits(rebuilt, data.test_x[:]), expected)
     scripted = load_torchscript(folder)
     with torch.no_grad():
-        assert torch.equal(scripted(data.test_x), expected)
+        assert torch.equal(scripted(data.test_x[:]), expected)
     # TorchScript was traced at batch 1; it must still run (and agree) at other batch sizes.
     with torch.no_grad():
         assert torch.equal(scripted(data.test_x[:7]), _logits(trained, data.test_x[:7]))
@@ -86,7 +86,7 @@ def test_export_leaves_the_callers_model_as_it_was(data: TensorSplits, tmp_path:
     export_model(model, tmp_path, data.info.input_shape)
     assert model.training  # a caller that goes on training is not silently switched to eval mode
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
-    assert torch.equal(_logits(load_exported(tmp_path), data.test_x), _logits(model, data.test_x))
+    assert torch.equal(_logits(load_exported(tmp_path), data.test_x[:]), _logits(model, data.test_x[:]))
 
 
 def test_config_json_holds_the_arch_and_metadata(trained: nn.Module, data: TensorSplits, tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_re_export_replaces_the_files(data: TensorSplits, tmp_path: Path) -> Non
     second = distill(DistillConfig(width=8, alpha=0.0, epochs=1, seed=1), data).model
     export_model(first, tmp_path, data.info.input_shape)
     export_model(second, tmp_path, data.info.input_shape)
-    assert torch.equal(_logits(load_exported(tmp_path), data.test_x), _logits(second, data.test_x))
+    assert torch.equal(_logits(load_exported(tmp_path), data.test_x[:]), _logits(second, data.test_x[:]))
     assert len(list(tmp_path.iterdir())) == 3  # no temp files
 
 

@@ -36,7 +36,7 @@ def model(digits: TensorSplits) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def teacher(model: nn.Module, digits: TensorSplits) -> Teacher:
-    return Teacher.with_cached_outputs(model, "resnet-large", digits.train_x)
+    return Teacher.with_cached_outputs(model, "resnet-large", digits.train_x[:])
 
 
 class _Forwards:

@@ -27,22 +27,22 @@ def test_a_32px_imagenet_style_teacher_teaches_8px_digits_through_its_own_view(d
                                                                                tmp_path: Path) -> None:
     """Cached logits, per augmented view too, are the teacher's logits on its own preprocessing of those images."""
     model = files.trained_32px_teacher(data)
-    own_accuracy = evaluate(model, files.teacher_view(data.test_x, data, 32), data.test_y)[0]
+    own_accuracy = evaluate(model, files.teacher_view(data.test_x[:], data, 32), data.test_y)[0]
     assert own_accuracy > 0.8  # a real teacher, trained in another pipeline at 32 px
     path = files.save_torchscript(model, tmp_path / "teacher.ts")
     result = load_teacher(TeacherSource(checkpoint=str(path), input_size=32, **IMAGENET), data)
-    assert evaluate(result.model, data.test_x, data.test_y)[0] == pytest.approx(own_accuracy, abs=1e-6)
+    assert evaluate(result.model, data.test_x[:], data.test_y)[0] == pytest.approx(own_accuracy, abs=1e-6)
     assert result.details["preprocessing"]["input_size"] == [32, 32]
     assert result.details["preprocessing"]["channels"] == 3
 
-    teacher = Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
+    teacher = Teacher.with_cached_outputs(result.model, result.name, data.train_x[:], views_of=data.info,
                                           background=data.background)
     with torch.no_grad():
-        expected = model(files.teacher_view(data.train_x, data, 32))
+        expected = model(files.teacher_view(data.train_x[:], data, 32))
         torch.testing.assert_close(teacher.outputs.logits, expected, atol=1e-4, rtol=1e-4)
         assert teacher.outputs.per_view is not None
         for view in (0, view_count(data.info) - 1):
-            crop = render_view(data.train_x, data.info, view, data.background)
+            crop = render_view(data.train_x[:], data.info, view, data.background)
             torch.testing.assert_close(teacher.outputs.per_view.logits[view],
                                        model(files.teacher_view(crop, data, 32)), atol=1e-4, rtol=1e-4)
 
@@ -89,7 +89,7 @@ def test_safetensors_weights_load_and_a_weights_file_is_not_a_checkpoint(data: T
     save_file(resnet.state_dict(), str(tmp_path / "resnet.safetensors"))
     loaded = load_teacher(TeacherSource(teacher="torchvision:resnet18", weights=str(tmp_path / "resnet.safetensors")),
                           data)
-    assert loaded.val_accuracy == evaluate(resnet, data.val_x, data.val_y)[0]
+    assert loaded.val_accuracy == evaluate(resnet, data.val_x[:], data.val_y)[0]
     with pytest.raises(TeacherCheckpointError, match="holds weights only.*--teacher-weights"):
         load_teacher(TeacherSource(checkpoint=str(tmp_path / "resnet.safetensors")), data)
 
@@ -125,7 +125,7 @@ def test_feature_losses_read_the_named_layers_of_a_foreign_teacher(feature_loss:
     torch.save(resnet.state_dict(), tmp_path / "resnet.pt")
     result = load_teacher(TeacherSource(teacher="torchvision:resnet18", weights=str(tmp_path / "resnet.pt"),
                                         features=("layer3", "layer4")), data)
-    teacher = Teacher.with_cached_outputs(result.model, result.name, data.train_x)
+    teacher = Teacher.with_cached_outputs(result.model, result.name, data.train_x[:])
     assert teacher.outputs.answers(feature_loss)
     config = DistillConfig(family="cnn", depth=1, width=4, alpha=0.5, feature_loss=feature_loss, beta=1.0, epochs=1)
     report = distill(config, data, teacher).history[-1]

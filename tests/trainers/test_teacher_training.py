@@ -300,14 +300,11 @@ def test_a_missing_checkpoint_raises_naming_the_file(data: TensorSplits, tmp_pat
 def test_training_stops_at_the_first_perfect_validation_epoch(data: TensorSplits, tmp_path: Path) -> None:
     """No later epoch can replace a perfect one (the earliest best is kept), so the rest are not run."""
     # Two classes, each a constant image: any teacher separates them within an epoch or two.
-    def constant_images(labels: torch.Tensor) -> torch.Tensor:
-        return (labels.float() * 2 - 1).view(-1, 1, 1, 1).expand(-1, *data.info.input_shape).clone()
-
-    labels = {split: getattr(data, f"{split}_y") % 2 for split in ("train", "val", "test")}
-    easy = dataclasses.replace(
-        data, info=dataclasses.replace(data.info, num_classes=2),
-        **{f"{split}_x": constant_images(y) for split, y in labels.items()},
-        **{f"{split}_y": y for split, y in labels.items()})
+    labels = data.labels % 2
+    # Pixels at 0 or at full scale, normalised to -1 and +1.
+    images = (labels * data.pixel_max).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, *data.info.input_shape)
+    easy = dataclasses.replace(data, info=dataclasses.replace(data.info, num_classes=2), labels=labels,
+                               images=images.clone(), mean=(0.5,), std=(0.5,))
     log = _Log()
     result = get_teacher("cnn-large", easy, tmp_path / "teachers", TeacherRecipe(epochs=20), log=log)
     epochs = [line for line in log.lines if ": epoch " in line]

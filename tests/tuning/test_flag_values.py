@@ -13,6 +13,7 @@ from tests.trainers.test_data import (
     write_cifar100,
     write_idx_dataset,
     write_image_folder,
+    write_manifest,
     write_svhn,
 )
 from tests.tuning.conftest import small_search
@@ -21,8 +22,9 @@ from tuning.spec import SAMPLERS, SCHEDULERS
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
-# Each dataset's real on-disk format, written small into a --data-dir.
-WRITERS: dict[str, Callable[[Path], None]] = {
+# Each dataset's real on-disk format, written small into a folder; a writer that returns a path names the
+# --data-dir (a manifest file), else the folder is it.
+WRITERS: dict[str, Callable[[Path], Path | None]] = {
     "mnist": lambda root: write_idx_dataset(root / "MNIST" / "raw"),
     "fashion-mnist": lambda root: write_idx_dataset(root / "FashionMNIST" / "raw"),
     "kmnist": lambda root: write_idx_dataset(root / "KMNIST" / "raw"),
@@ -30,6 +32,7 @@ WRITERS: dict[str, Callable[[Path], None]] = {
     "cifar100": write_cifar100,
     "svhn": write_svhn,
     "imagefolder": lambda root: write_image_folder(root, per_class=10, shape=(16, 16)),
+    "csv": lambda root: write_manifest(root, per_class=10, shape=(16, 16)),
 }
 
 
@@ -43,16 +46,17 @@ def test_every_dataset_has_a_writer() -> None:
 QUICKER = {name: {"augment": "crop", "teacher": "cnn-large"} for name in ("cifar10", "cifar100")}
 # cnn-large for greyscale data and image folders (CPU-sized), resnet-large for colour datasets.
 DEFAULT_TEACHERS = {"mnist": "cnn-large", "fashion-mnist": "cnn-large", "kmnist": "cnn-large",
-                    "imagefolder": "cnn-large", "cifar10": "resnet-large", "cifar100": "resnet-large",
+                    "imagefolder": "cnn-large", "csv": "cnn-large", "cifar10": "resnet-large",
+                    "cifar100": "resnet-large",
                     "svhn": "resnet-large"}
 
 
 @pytest.mark.parametrize("dataset", sorted(WRITERS))
 def test_every_dataset_runs_a_search(dataset: str, tmp_path: Path, teacher_cache: Path) -> None:
     """Files in the real format, a teacher trained for one epoch, two one-epoch trials, the final stage skipped."""
-    WRITERS[dataset](tmp_path / "data")
+    data_dir = WRITERS[dataset](tmp_path / "data") or tmp_path / "data"
     flags = QUICKER.get(dataset, {})
-    outcome = small_search(teacher_cache, f"dataset-{dataset}", dataset=dataset, data_dir=str(tmp_path / "data"),
+    outcome = small_search(teacher_cache, f"dataset-{dataset}", dataset=dataset, data_dir=str(data_dir),
                            budget=2, epochs=1, top_k=0, teacher_epochs=1, max_train_samples=100, **flags)
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     assert summary["dataset"]["name"] == dataset

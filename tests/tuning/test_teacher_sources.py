@@ -121,7 +121,7 @@ def test_every_teacher_source_runs_a_search(case: str, data: TensorSplits, tmp_p
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
     assert sum(summary["trials"].values()) == 2 and summary["trials"]["failed"] == 0
     teacher = summary["teacher"]
-    own_accuracy = evaluate(model, view(data.test_x), data.test_y)[0]
+    own_accuracy = evaluate(model, view(data.test_x[:]), data.test_y)[0]
     assert teacher["test_accuracy"] == pytest.approx(own_accuracy, abs=1e-6)
     assert teacher["params"] == sum(parameter.numel() for parameter in model.parameters())
     assert teacher["init_from_teacher"].startswith("not offered")

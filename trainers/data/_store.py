@@ -1,0 +1,144 @@
+"""The on-disk image cache: a dataset decoded once into a uint8 ``.npy`` memory map, opened by every run.
+
+One entry per content key (a fingerprint of the source files' paths, sizes and modification times and of
+the target size), under ``<cache_dir>/data/<key>/``:
+
+    images.npy   uint8 (N, C, H, W), opened with ``np.load(mmap_mode="c")``: pages are shared, never copied
+    labels.npy   int64 (N,)
+    meta.json    the format, the key, what was decoded (files, classes, given splits, skipped files)
+
+An entry is built in a temporary folder beside it and renamed into place (``os.replace``), so a killed
+decode leaves no entry that looks complete. A pointer per source (``sources/<source id>.json``) remembers
+the last key seen for a folder or manifest, so a changed source is noticed and said, not silently reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runfolder import atomic_write_text
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One complete cache entry: where its images are and what its ``meta.json`` says."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def images_path(self) -> Path:
+        return self.folder / "images.npy"
+
+    def images(self) -> torch.Tensor:
+        return open_images(self.images_path)
+
+    def labels(self) -> np.ndarray:
+        return np.load(self.folder / "labels.npy")
+
+
+def open_images(path: str | Path) -> torch.Tensor:
+    """The cached uint8 images as a tensor over a copy-on-write memory map of ``path``.
+
+    Copy-on-write keeps the array writable for torch (which warns on read-only memory) while the file
+    is never changed and every process that maps it shares the same page-cache pages.
+    """
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+
+def content_key(description: dict[str, Any]) -> str:
+    """The cache key of a source as described (file stats, target size, layout): a short sha256."""
+    text = json.dumps({"format": CACHE_FORMAT, **description}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def find(cache_dir: Path, key: str) -> CacheEntry | None:
+    """The complete entry for ``key``, or None (missing, or unreadable: it is then decoded again)."""
+    folder = cache_dir / "data" / key
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        shape = tuple(np.load(folder / "images.npy", mmap_mode="r").shape)
+        labels = np.load(folder / "labels.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != CACHE_FORMAT or meta.get("key") != key or list(shape) != meta.get("shape") \
+            or len(labels) != shape[0]:
+        return None
+    return CacheEntry(folder, meta)
+
+
+def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: np.ndarray, meta: dict[str, Any],
+          fill: Callable[[Path], dict[str, Any]]) -> CacheEntry:
+    """Create the entry for ``key``: an empty ``images.npy`` of ``shape``, which ``fill(path)`` writes (it may
+    hand rows to other processes, each mapping the file), then labels and meta; renamed into place whole.
+
+    ``fill`` returns what it learned (e.g. files that failed to decode), merged into ``meta.json``.
+    """
+    root = cache_dir / "data"
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        images_path = work / "images.npy"
+        array = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
+        del array  # the header is written; fill maps the file itself
+        learned = fill(images_path)
+        np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64))
+        full = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), **meta, **learned}
+        (work / "meta.json").write_text(json.dumps(full))
+        for name in ("images.npy", "labels.npy", "meta.json"):
+            with open(work / name, "rb") as handle:
+                os.fsync(handle.fileno())
+        final = root / key
+        try:
+            os.replace(work, final)
+        except OSError:
+            # Another process finished the same entry first (a rename onto a non-empty folder fails): use it.
+            shutil.rmtree(work, ignore_errors=True)
+        entry = find(cache_dir, key)
+        if entry is None:
+            raise OSError(f"the image cache entry {final} could not be read back after writing it")
+        return entry
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def remove(entry: CacheEntry) -> None:
+    """Delete an entry (e.g. one whose source turned out unusable), leaving nothing of it behind."""
+    shutil.rmtree(entry.folder, ignore_errors=True)
+
+
+def previous_key(cache_dir: Path, source_id: str) -> str | None:
+    """The key this source had the last time it was cached, if any."""
+    try:
+        return json.loads((cache_dir / "data" / "sources" / f"{source_id}.json").read_text()).get("key")
+    except (OSError, ValueError):
+        return None
+
+
+def remember(cache_dir: Path, source_id: str, key: str, source: str) -> None:
+    """Record ``key`` as the current content of ``source``; an older entry of it is deleted (it is stale)."""
+    old = previous_key(cache_dir, source_id)
+    if old is not None and old != key:
+        shutil.rmtree(cache_dir / "data" / old, ignore_errors=True)
+    folder = cache_dir / "data" / "sources"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{source_id}.json", json.dumps({"key": key, "source": source}))
+
+
+def source_id(description: dict[str, Any]) -> str:
+    """A stable id of a source (its kind, path and target size), whatever its files hold now."""
+    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:20]
