@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "imagefolder (class sub-folders, or train/ val/ test/ folders of them) or csv (a manifest)")
     add("--data-dir", help="folder holding the dataset files, the image folder, or the csv manifest FILE.csv "
                            "(columns path,label[,split]; paths relative to it)")
+    add("--teacher-cache-gb", type=float, help="disk the teacher's logits on every augmented view may take, as fp16 "
+                                               "under --cache-dir (default: half the free space; 0 runs the "
+                                               "teacher online on augmented views)")
     add("--cache-dir", help="where datasets are decoded once into uint8 memory maps that later runs and every "
                             "trial open (default RESULTS_DIR/cache; on a cluster: shared storage)")
     add("--download", action="store_true", default=None, help="download a torchvision dataset into --data-dir")

@@ -93,21 +93,19 @@ class Shape:
     def first(self, count: int) -> TensorSplits:
         """The first ``count`` training images (and a tiny validation set)."""
         s = self.splits
-        return dataclasses.replace(s, train_x=s.train_x[:count], train_y=s.train_y[:count])
+        return dataclasses.replace(s, train_rows=s.train_rows[:count])
 
 
 def make_shape(name: str, channels: int, size: int, samples: int) -> Shape:
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 256, (samples, size, size, channels), dtype=np.uint8)
     labels = rng.integers(0, CLASSES, samples)
-    unit = torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255
-    mean = tuple(unit.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(unit.std(dim=(0, 2, 3)).tolist())
-    x = ((unit - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)).contiguous()
+    images = torch.from_numpy(raw).permute(0, 3, 1, 2).contiguous()
     y = torch.from_numpy(labels).long()
     info = DatasetInfo(name, (channels, size, size), CLASSES, crop_padding=size // 8, horizontal_flip=True)
-    splits = TensorSplits(info, x, y, x[:8], y[:8], x[:8], y[:8], mean=mean, std=std)
-    return Shape(name, raw[..., 0] if channels == 1 else raw, labels, splits, mean, std)
+    rows = torch.arange(samples)
+    splits = TensorSplits.from_uint8(info, images, y, rows, rows[:8], rows[:8])
+    return Shape(name, raw[..., 0] if channels == 1 else raw, labels, splits, splits.mean, splits.std)
 
 
 class PerSampleDataset(torch.utils.data.Dataset):

@@ -59,11 +59,13 @@ def synthetic_cifar(samples: int, device: str, classes: int = 10, val: int | Non
     80/10/10 % train/val/test, or with ``val`` that many validation and test images and the rest to train."""
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, classes, (samples,), generator=generator)
-    images = torch.randn(samples, 3, 32, 32, generator=generator) + (labels.float() / (classes / 2)).view(-1, 1, 1, 1)
+    noise = torch.randn(samples, 3, 32, 32, generator=generator) + (labels.float() / (classes / 2)).view(-1, 1, 1, 1)
+    # uint8 pixels like a real dataset's, kept on the device as uint8 and normalised per batch.
+    images = (128 + 32 * noise).round().clamp(0, 255).to(torch.uint8)
     info = DatasetInfo(f"synthetic-cifar{classes}", (3, 32, 32), classes, crop_padding=4, horizontal_flip=True)
     cut = [int(samples * 0.8), int(samples * 0.9)] if val is None else [samples - 2 * val, samples - val]
-    splits = TensorSplits(info, images[:cut[0]], labels[:cut[0]], images[cut[0]:cut[1]], labels[cut[0]:cut[1]],
-                          images[cut[1]:], labels[cut[1]:], mean=(0.0,) * 3, std=(1.0,) * 3)
+    rows = torch.arange(samples)
+    splits = TensorSplits.from_uint8(info, images, labels, rows[:cut[0]], rows[cut[0]:cut[1]], rows[cut[1]:])
     return splits.to(device)
 
 

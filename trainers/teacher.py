@@ -17,6 +17,7 @@ from torch import nn
 
 from trainers.data import DatasetInfo, SplitImages, render_view, view_count
 from trainers.losses import TeacherFeatures, feature_loss_names, get_feature_loss
+from trainers.teacher_views import ViewStore, build_logits, open_logits
 
 OUTPUT_BATCH_SIZE = 512
 # Per-view outputs are cached only when computing them costs at most this many image forwards (views x
@@ -51,11 +52,24 @@ class TeacherOutputs:
     features: dict[str, TeacherFeatures]
     # The same outputs on every augmented view, each tensor with a leading view dimension: (views, N, ...).
     per_view: TeacherOutputs | None = None
+    # The fp16 file the (per-view) logits are mapped from (`trainers.teacher_views`); it travels instead of them.
+    logits_path: str | None = None
 
     def to(self, device: torch.device | str) -> TeacherOutputs:
         per_view = self.per_view.to(device) if self.per_view is not None else None
         features = {name: _map_tensors(signal, lambda t: t.to(device)) for name, signal in self.features.items()}
-        return TeacherOutputs(self.logits.to(device), features, per_view)
+        return TeacherOutputs(self.logits.to(device), features, per_view, self.logits_path)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        if self.logits_path is not None and self.logits.device.type == "cpu":
+            state["logits"] = None  # mapped again from the file where this is unpickled
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        if state["logits"] is None:
+            state["logits"] = open_logits(str(state["logits_path"]))
+        self.__dict__.update(state)
 
     def answers(self, feature_loss: str) -> bool:
         """Whether these cached outputs hold what a step with ``feature_loss`` needs."""
@@ -64,7 +78,8 @@ class TeacherOutputs:
     def rows(self, rows: tuple[torch.Tensor, ...], feature_loss: str) -> TeacherSignal:
         """The cached signal at ``rows`` (``(indices,)``, or ``(views, indices)`` for per-view outputs)."""
         features = self.features.get(feature_loss)
-        return TeacherSignal(logits=self.logits[rows],
+        # .float(): logits kept on disk are fp16; the loss is computed in float32.
+        return TeacherSignal(logits=self.logits[rows].float(),
                              features=_map_tensors(features, lambda t: t[rows]) if features is not None else None)
 
 
@@ -80,12 +95,14 @@ class Teacher:
 
     @classmethod
     def with_cached_outputs(cls, model: nn.Module, name: str, train_images: Images,
-                            views_of: DatasetInfo | None = None, background: Sequence[float] | None = None) -> Teacher:
+                            views_of: DatasetInfo | None = None, background: Sequence[float] | None = None,
+                            view_store: ViewStore | None = None) -> Teacher:
         """Wrap ``model`` and compute its outputs on ``train_images`` once; with ``views_of`` (the dataset's
-        augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows."""
+        augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows: in memory,
+        or with ``view_store`` as an fp16 memory map on disk that every trial maps."""
         outputs = compute_outputs(model, train_images)
-        if views_of is not None and views_of.augmented and fits_view_cache(views_of, train_images):
-            outputs.per_view = compute_view_outputs(model, train_images, views_of, background)
+        if views_of is not None and views_of.augmented and fits_view_cache(views_of, train_images, view_store):
+            outputs.per_view = compute_view_outputs(model, train_images, views_of, background, view_store, name)
         return cls(model, name, outputs)
 
     def to(self, device: torch.device | str) -> Teacher:
@@ -126,14 +143,20 @@ class Teacher:
             return TeacherSignal(logits=logits, features=get_feature_loss(feature_loss).teacher_signal(features))
 
 
-def fits_view_cache(info: DatasetInfo, train_images: Images) -> bool:
-    """Whether per-view logits for ``info``'s augmentation are within the forward and memory bounds."""
+def fits_view_cache(info: DatasetInfo, train_images: Images, view_store: ViewStore | None = None) -> bool:
+    """Whether per-view logits for ``info``'s augmentation are within the forward bound and, in memory,
+    ``MAX_VIEW_BYTES`` (float32) or, on disk, the view store's budget (fp16)."""
     views = view_count(info) * len(train_images)
-    return views <= MAX_VIEW_FORWARDS and views * info.num_classes * 4 <= MAX_VIEW_BYTES
+    if views > MAX_VIEW_FORWARDS:
+        return False
+    if view_store is not None:
+        return view_store.logits_bytes(info, len(train_images)) <= view_store.budget_bytes
+    return views * info.num_classes * 4 <= MAX_VIEW_BYTES
 
 
 def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
-                         background: Sequence[float] | None) -> TeacherOutputs:
+                         background: Sequence[float] | None, view_store: ViewStore | None = None,
+                         teacher_name: str = "") -> TeacherOutputs:
     """The teacher's outputs on every view of every image, stacked on a leading view dimension.
 
     Feature maps are dropped (the teacher then runs online for feature losses on augmented views)
@@ -150,10 +173,27 @@ def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
     names = list(first.features)
     if len(views) * sum(_bytes(first.features[name]) for name in names) > MAX_VIEW_BYTES:
         names = []
+    if view_store is not None and not names:
+        # Logits alone, view by view into the file (or read from it, when an earlier run of this teacher on
+        # this dataset wrote it): never all views in memory at once.
+        path = view_store.path_for(model, teacher_name, info, background)
+        shape = (len(views), len(images), first.logits.shape[1])
+
+        def logits_of(view: int) -> torch.Tensor:
+            if view == views[0]:
+                return first.logits
+            return compute_outputs(model, images, with_features=False, transform=as_view(view)).logits
+
+        return TeacherOutputs(logits=build_logits(path, shape, logits_of), features={}, logits_path=str(path))
     rest = [compute_outputs(model, images, with_features=bool(names), transform=as_view(view))
             for view in views[1:]]
     per_view = [first, *rest]
     features = {name: _stack([outputs.features[name] for outputs in per_view]) for name in names}
+    if view_store is not None:
+        path = view_store.path_for(model, teacher_name, info, background)
+        shape = (len(views), len(images), first.logits.shape[1])
+        logits = build_logits(path, shape, lambda view: per_view[view].logits)
+        return TeacherOutputs(logits=logits, features=features, logits_path=str(path))
     return TeacherOutputs(logits=torch.stack([outputs.logits for outputs in per_view]), features=features)
 
 

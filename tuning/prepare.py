@@ -34,8 +34,10 @@ from trainers import (
     pick_device,
     student_parameter_count,
 )
+from trainers.data import fingerprint, view_count
 from trainers.models import UnknownModelError, build_teacher
-from trainers.teacher import fits_view_cache
+from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
+from trainers.teacher_views import ViewStore, default_budget_bytes
 from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import check_teacher, saved_check
 
@@ -265,7 +267,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     started = time.perf_counter()
     teacher_result = teacher_result or obtain_teacher(spec, data.to(device), log)
     teacher_result.model.to("cpu")
-    teacher = shared_teacher(teacher_result, data, space)
+    teacher = shared_teacher(teacher_result, data, space, spec, log)
     teacher_seconds += time.perf_counter() - started
     log(f"students: at most {max_params:,} parameters ({100 * max_params / teacher_params:.2g} % of the teacher); "
         f"augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} for students")
@@ -318,15 +320,39 @@ def without_idle_interval(space: SearchSpace, data: TensorSplits) -> SearchSpace
     return dataclasses.replace(space, distill_interval=ChoiceParam((1,)))
 
 
-def shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace) -> Teacher:
+def shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace, spec: SearchSpec,
+                   log: Log = print) -> Teacher:
     """The teacher for every trial: its outputs on the plain training images cached when some trial
-    trains on them, and its logits on every augmented view where they fit (``trainers.teacher``);
-    otherwise augmented trials run it online on the views they see."""
-    views_fit = data.info.augmented and fits_view_cache(data.info, data.train_x)
+    trains on them, and its logits on every augmented view where they fit (``trainers.teacher``), as an
+    fp16 memory map under the data cache within ``--teacher-cache-gb``; otherwise augmented trials run it
+    online on the views they see (said in one line)."""
+    store = view_store(spec, data)
+    views_fit = data.info.augmented and fits_view_cache(data.info, data.train_x, store)
+    if data.info.augmented and _student_augmentation(data, space) != "none":
+        views, images = view_count(data.info), len(data.train_x)
+        if views_fit:
+            size = store.logits_bytes(data.info, images)
+            log(f"teacher: logits on {views} views x {images:,} training images cached on disk ({size / 2**20:,.1f} MB "
+                f"fp16, {store.folder})")
+        elif views * images > MAX_VIEW_FORWARDS:
+            log(f"teacher: runs online on augmented views (caching {views} views x {images:,} images would cost "
+                f"{views * images:,} forwards, over {MAX_VIEW_FORWARDS:,})")
+        else:
+            log(f"teacher: runs online on augmented views (their logits would take "
+                f"{store.logits_bytes(data.info, images) / 2**30:.2f} GB, over --teacher-cache-gb "
+                f"{store.budget_bytes / 2**30:.2f}; raise it to cache them)")
     if not views_fit and _student_augmentation(data, space) not in ("none", "searched"):
         return Teacher(result.model, result.name)
     return Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
-                                       background=data.background)
+                                       background=data.background, view_store=store)
+
+
+def view_store(spec: SearchSpec, data: TensorSplits) -> ViewStore:
+    """Where the teacher's per-view logits go (``<cache-dir>/teacher-views``) and their disk budget."""
+    folder = spec.data_cache_dir / "teacher-views"
+    budget = (int(spec.teacher_cache_gb * 2**30) if spec.teacher_cache_gb is not None
+              else default_budget_bytes(folder))
+    return ViewStore(folder, budget, fingerprint(data))
 
 
 def _student_augmentation(data: TensorSplits, space: SearchSpace) -> str:

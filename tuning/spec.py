@@ -105,6 +105,7 @@ class SearchSpec:
     augment: str = "auto"
     image_size: int | None = None
     cache_dir: str | None = None
+    teacher_cache_gb: float | None = None
     baseline_budget: int | None = None
     gain_curve: int = 3
 
@@ -215,6 +216,9 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")
     if "storage_path" in flags:
         _check_writable(Path(flags["storage_path"]), "--storage-path")
+    cache_gb = flags.get("teacher_cache_gb", 0.0)
+    if not (cache_gb >= 0 and math.isfinite(cache_gb)):
+        raise UserError(f"--teacher-cache-gb must be a number of gigabytes, 0 or more, got {cache_gb}")
     if "cache_dir" in flags:
         _check_writable(Path(flags["cache_dir"]), "--cache-dir")
     for path_flag in ("data_dir", "teacher_checkpoint", "teacher_weights", "space_file", "results_dir", "storage_path",

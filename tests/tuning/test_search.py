@@ -292,7 +292,7 @@ def test_a_trial_that_ran_every_epoch_is_its_configurations_seed_run(quality_run
     data = load_data(spec)
     teacher_result = obtain_teacher(spec, data, log=lambda _: None)
     space, _ = bounded_space(spec, data, count_parameters(teacher_result.model))
-    teacher = shared_teacher(teacher_result, data, without_idle_interval(space, data))
+    teacher = shared_teacher(teacher_result, data, without_idle_interval(space, data), spec, log=lambda _: None)
     again = train_seed(winner["config"], spec.seed, spec.epochs, data, teacher, threads=1)
     saved = torch.load(Path(winner["checkpoint"]) / STATE_FILE, weights_only=True)["student"]
     assert again.state_dict.keys() == saved.keys()

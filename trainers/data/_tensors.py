@@ -87,6 +87,14 @@ class TensorSplits:
     skipped: tuple[tuple[str, str], ...] = ()
     source: dict[str, Any] = field(default_factory=dict)  # how the store was obtained, for summary.json
 
+    @classmethod
+    def from_uint8(cls, info: DatasetInfo, images: torch.Tensor, labels: torch.Tensor, train_rows: torch.Tensor,
+                   val_rows: torch.Tensor, test_rows: torch.Tensor, pixel_max: float = 255.0) -> TensorSplits:
+        """Splits over in-memory uint8 ``images`` (N, C, H, W), normalised with the train rows' statistics
+        (for benchmarks and tests that make their own images; `load_dataset` is the way in otherwise)."""
+        mean, std = channel_statistics(images, train_rows.numpy(), pixel_max)
+        return cls(info, images, labels, train_rows, val_rows, test_rows, mean=mean, std=std, pixel_max=pixel_max)
+
     @property
     def train_y(self) -> torch.Tensor:
         return self.labels[self.train_rows]
