@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from trainers.data import DatasetInfo, view_count
+from trainers.data._store import map_file
 
 BYTES_PER_LOGIT = 2  # fp16: a teacher's logits need far less than float32's precision for a softened target
 # The default budget: this share of the free space where the file goes (``--teacher-cache-gb`` overrides it).
@@ -61,7 +62,7 @@ def default_budget_bytes(folder: Path) -> int:
 
 def open_logits(path: str | Path) -> torch.Tensor:
     """The (views, N, classes) fp16 logits over a copy-on-write memory map (shared pages, never written)."""
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+    return torch.from_numpy(map_file(path))
 
 
 def build_logits(path: Path, shape: tuple[int, int, int],

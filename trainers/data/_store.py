@@ -56,7 +56,17 @@ def open_images(path: str | Path) -> torch.Tensor:
     Copy-on-write keeps the array writable for torch (which warns on read-only memory) while the file
     is never changed and every process that maps it shares the same page-cache pages.
     """
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+    return torch.from_numpy(map_file(path))
+
+
+def map_file(path: str | Path) -> np.ndarray:
+    """``np.load(path, mmap_mode="c")``, with one line that says what to do when this machine cannot see it
+    (a Ray node without the shared storage the cache was written to)."""
+    try:
+        return np.load(path, mmap_mode="c")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"the cache file {path} is not visible on this machine: put --cache-dir (default "
+                                "RESULTS_DIR/cache) on storage that every Ray node shares") from None
 
 
 def content_key(description: dict[str, Any]) -> str:
