@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from spaces import ChoiceParam
-from trainers import student_parameter_count
+from trainers import TeacherResult, build_teacher, student_parameter_count
 from tuning import build_spec
-from tuning.prepare import augmentation_summary, bounded_space, check_teacher_name, load_data, without_idle_interval
+from tuning.prepare import (
+    augmentation_summary,
+    bounded_space,
+    check_teacher_name,
+    load_data,
+    shared_teacher,
+    without_idle_interval,
+)
 
 
 @pytest.mark.parametrize(("augment", "expected"), [("auto", "crop"), ("none", "none"), ("crop", "crop"),
@@ -61,3 +69,27 @@ def _space_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / f"space-{abs(hash(text))}.yaml"
     path.write_text(text)
     return str(path)
+
+
+@pytest.mark.parametrize("cache_gb", [None, 0.0])
+def test_teacher_cache_gb_keeps_per_view_logits_on_disk_or_runs_the_teacher_online(
+        cache_gb: float | None, tmp_path: Path) -> None:
+    """Students that augment read the teacher's per-view logits from an fp16 file under --cache-dir, within
+    --teacher-cache-gb (default: half the free disk); 0 runs the teacher online on augmented views, said once."""
+    flags = {"teacher_cache_gb": cache_gb} if cache_gb is not None else {}
+    spec = build_spec(results_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), max_train_samples=100,
+                      space_file=_space_file(tmp_path, "augment: true"), **flags)
+    data = load_data(spec)
+    model = build_teacher("cnn-large", 1, 10)
+    result = TeacherResult(model=model, name="cnn-large", source="trained", path=None, val_accuracy=0.0, seconds=0.0)
+    lines: list[str] = []
+    teacher = shared_teacher(result, data, spec.space, spec, log=lines.append)
+    if cache_gb is None:
+        assert teacher.outputs is not None and teacher.outputs.per_view is not None
+        path = Path(teacher.outputs.per_view.logits_path)
+        assert path.parent == tmp_path / "cache" / "teacher-views" and path.is_file()
+        assert teacher.outputs.per_view.logits.dtype == torch.float16
+        assert [line for line in lines if "cached on disk" in line and "fp16" in line]
+    else:
+        assert teacher.outputs is None  # every trial augments: nothing cached, the teacher runs online
+        assert [line for line in lines if "runs online" in line and "--teacher-cache-gb 0.00" in line]
