@@ -23,7 +23,10 @@ f. the verdict: peak PSS(folder) <= 1.5 x uint8 size + peak PSS(digits), printed
 The searches use a tiny untrained teacher (``bench/tiny_teacher.py``: no teacher training, a cheap online
 forward), ``--epochs 1`` and ``--top-k 0`` (no final stage), so each of the 4 trials trains one epoch over the
 whole training split and validates on the whole validation split; ``--max-params 20000`` bounds the students
-(a percentage of a 5,000-parameter teacher would leave none). Anything that fails (a load or search killed for
+(a percentage of a 5,000-parameter teacher would leave none); ``--space`` keeps resnet students at 8 channels or
+more (narrower ones crash torch 2.14.1's CPU backward in channels_last). ``--reference-dir`` adds the same search on
+a small folder of the same image size (a few thousand images), the baseline without the data's size; its verdict
+is printed beside the issue's. Anything that fails (a load or search killed for
 memory, a timeout) is recorded with its exit status and the peak it reached, and the script goes on. To protect
 a shared machine, a sampled command is killed when its PSS sum passes ``--memory-cap-gb`` or the machine's
 available memory falls under ``--min-available-gb``; the report then says so, with the peak reached.
@@ -73,6 +76,10 @@ SEARCH_FLAGS: tuple[str, ...] = (
     "--seed", "0",
     "--run-name", "bench",
 )
+# Written to RESULTS_DIR/space.json and passed as --space: resnet students narrower than 8 channels crash
+# torch 2.14.1's CPU backward in channels_last (double free / segfault, reproduced outside Ray), which would
+# end trials as failed and start fresh workers mid-measurement. cnn and mobilenet keep their default bounds.
+SPACE = {"families": {"cnn": {}, "mobilenet": {}, "resnet": {"width": {"low": 8, "high": 32}}}}
 
 # Run in a fresh process: the load alone, timed around the call. Prints one JSON line.
 LOAD_SNIPPET = """
@@ -349,7 +356,8 @@ def run_sampled(label: str, command: list[str], log_path: Path, interval: float,
     """Run ``command`` (cwd the repository, its output to ``log_path``) while sampling its process tree."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     run = SampledRun(label, command, log=str(log_path))
-    print(f"[{label}] PYTHONPATH={REPO} {shlex.join(command)}", flush=True)
+    shown = [arg if arg != LOAD_SNIPPET else "LOAD_SNIPPET" for arg in command]
+    print(f"[{label}] PYTHONPATH={REPO} {shlex.join(shown)}", flush=True)
     started = time.perf_counter()
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -453,9 +461,10 @@ def folder_uint8_bytes(root: Path) -> int:
         return len(files) * channels * first.width * first.height
 
 
-def search_command(dataset_flags: list[str], results_dir: Path, cache_dir: Path | None) -> list[str]:
+def search_command(dataset_flags: list[str], results_dir: Path, space_file: Path, cache_dir: Path | None) -> list[str]:
+    """``search.py`` with ``SEARCH_FLAGS`` on one dataset; ``--cache-dir`` where the new code has it."""
     command = [sys.executable, str(REPO / "search.py"), *dataset_flags, "--results-dir", str(results_dir),
-               *SEARCH_FLAGS]
+               *SEARCH_FLAGS, "--space", str(space_file)]
     return command + (["--cache-dir", str(cache_dir)] if cache_dir is not None else [])
 
 
@@ -486,6 +495,34 @@ def machine() -> dict[str, Any]:
             "repo": str(REPO)}
 
 
+def print_search(title: str, run: SampledRun, trials: str) -> None:
+    """How a sampled search ended and its two peaks, each split by role."""
+    print(f"  {title}: {run.outcome()} in {run.wall_s:.0f} s; trials {trials}")
+    for measure, peak in (("RSS", run.peak_rss), ("PSS", run.peak_pss)):
+        by_role = peak.totals.by_role if peak.totals is not None else {}
+        roles = ", ".join(f"{role} {gib(pss if measure == 'PSS' else rss)} ({count})"
+                          for role, (count, rss, pss) in sorted(by_role.items()))
+        print(f"       peak {measure} sum {gib(peak.bytes)} at {peak.at_s:.0f} s: {roles}")
+    print(f"       (at the PSS peak the log said: {run.peak_pss.log_line!r})")
+
+
+def print_verdict(title: str, search: SampledRun, baseline: SampledRun, uint8_bytes: int) -> dict[str, Any] | None:
+    """The memory verdict on PSS sums (RSS beside it); a search stopped early gives a lower bound."""
+    if not baseline.ok:
+        print(f"  {title}: none, the baseline search did not finish ({baseline.outcome()})")
+        return None
+    verdict = memory_verdict(search.peak_pss.bytes, uint8_bytes, baseline.peak_pss.bytes)
+    rss_verdict = memory_verdict(search.peak_rss.bytes, uint8_bytes, baseline.peak_rss.bytes)
+    bound = "" if search.ok else "at least "
+    passed = verdict.passed and search.ok
+    print(f"  {title} (PSS): peak {gib(search.peak_pss.bytes)} / (1.5 x {gib(uint8_bytes)} + "
+          f"{gib(baseline.peak_pss.bytes)} = {gib(verdict.limit)}): ratio {bound}{verdict.ratio:.2f} "
+          f"(target <= 1.00): {'PASS' if passed else 'FAIL'}")
+    print(f"     the same with RSS sums (a shared page counted in every process): ratio {bound}{rss_verdict.ratio:.2f}")
+    return {"measure": "pss", **dataclasses.asdict(verdict), "complete": search.ok, "passed": passed,
+            "rss_ratio": rss_verdict.ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="the image folder (bench/make_large_folder.py)")
@@ -500,6 +537,10 @@ def main() -> None:
     parser.add_argument("--load-timeout", type=float, default=30 * 60)
     parser.add_argument("--search-timeout", type=float, default=45 * 60)
     parser.add_argument("--skip-search", action="store_true", help="the loads only (a, b, c)")
+    parser.add_argument("--reference-dir", type=Path,
+                        help="a small folder of the same image size: the same search on it, a second baseline; "
+                        "at 64 px give it at least 1,500 images, so that the teacher runs online as on the large "
+                        "folder (with under about 870 training images its per-view logits fit the cache instead)")
     options = parser.parse_args()
     options.cap_bytes = int(options.memory_cap_gb * GIB)
     options.floor_bytes = int(options.min_available_gb * GIB)
@@ -530,50 +571,39 @@ def main() -> None:
     report.update(first_decode={**first.run.as_dict(), "result": first.result},
                   second_open={**second.run.as_dict(), "result": second.result}, uint8_bytes=uint8_bytes)
 
-    folder = digits = None
+    searches: dict[str, SampledRun] = {}
     if not options.skip_search:
+        space_file = out / "space.json"
+        space_file.write_text(json.dumps(SPACE))
         search_cache = cache_dir if search_takes_cache_dir() else None
-        digits_dir, folder_dir = out / "search-digits", out / "search-imagefolder"
-        # Ray's baseline first: if the folder's search takes the machine down, the baseline is on record.
-        digits = run_sampled("search-digits", search_command(["--dataset", "digits"], digits_dir, None),
-                             out / "search-digits.log", options.interval, options.cap_bytes, options.floor_bytes,
-                             options.search_timeout)
-        folder = run_sampled("search-imagefolder",
-                             search_command(["--dataset", "imagefolder", "--data-dir", str(data_dir)], folder_dir,
-                                            search_cache),
-                             out / "search-imagefolder.log", options.interval, options.cap_bytes,
-                             options.floor_bytes, options.search_timeout)
-        report.update(search_digits={**digits.as_dict(), "trials": search_trials(digits_dir)},
-                      search_imagefolder={**folder.as_dict(), "trials": search_trials(folder_dir)})
+        # The baselines first: if the folder's search takes the machine down, they are on record.
+        datasets = {"digits": ["--dataset", "digits"]}
+        if options.reference_dir is not None:
+            datasets["reference"] = ["--dataset", "imagefolder", "--data-dir", str(options.reference_dir.resolve())]
+        datasets["imagefolder"] = ["--dataset", "imagefolder", "--data-dir", str(data_dir)]
+        for name, dataset_flags in datasets.items():
+            results_dir = out / f"search-{name}"
+            # The reference folder is a different dataset: it gets its own cache under its results folder.
+            cache = search_cache if name == "imagefolder" or search_cache is None else results_dir / "cache"
+            command = search_command(dataset_flags, results_dir, space_file, cache)
+            searches[name] = run_sampled(f"search-{name}", command, out / f"search-{name}.log", options.interval,
+                                         options.cap_bytes, options.floor_bytes, options.search_timeout)
+            report[f"search_{name}"] = {**searches[name].as_dict(), "trials": search_trials(results_dir)}
 
     print(f"\nData at real size: {data_dir} ({first.images or 'unknown number of'} images)")
     print(f"  a. first decode: {first.summary()}")
     print(f"  b. second open:  {second.summary()}"
           + ("" if takes_cache else "  (old code: no cache, so it decodes again)"))
     print(f"  c. uint8 size:   {gib(uint8_bytes)} ({uint8_bytes:,} bytes)")
-    if folder is not None and digits is not None:
-        for name, run, key in (("d. folder search", folder, "search_imagefolder"),
-                               ("e. digits search", digits, "search_digits")):
-            print(f"  {name}: {run.outcome()} in {run.wall_s:.0f} s; trials {report[key]['trials']}")
-            for measure, peak in (("RSS", run.peak_rss), ("PSS", run.peak_pss)):
-                roles = ", ".join(f"{role} {gib(pss if measure == 'PSS' else rss)} ({count})"
-                                  for role, (count, rss, pss) in sorted((peak.totals.by_role if peak.totals else
-                                                                         {}).items()))
-                print(f"       peak {measure} sum {gib(peak.bytes)} at {peak.at_s:.0f} s: {roles}")
-            print(f"       (at the PSS peak the log said: {run.peak_pss.log_line!r})")
-        if digits.ok:
-            verdict = memory_verdict(folder.peak_pss.bytes, uint8_bytes, digits.peak_pss.bytes)
-            bound = "" if folder.ok else "at least "
-            passed = "PASS" if verdict.passed and folder.ok else "FAIL"
-            print(f"  f. verdict (PSS): peak {gib(folder.peak_pss.bytes)} / (1.5 x {gib(uint8_bytes)} + "
-                  f"{gib(digits.peak_pss.bytes)}) = {gib(verdict.limit)}: ratio {bound}{verdict.ratio:.2f} "
-                  f"(target <= 1.00): {passed}")
-            rss_verdict = memory_verdict(folder.peak_rss.bytes, uint8_bytes, digits.peak_rss.bytes)
-            print(f"     the same with RSS sums (double-counts shared pages): ratio {bound}{rss_verdict.ratio:.2f}")
-            report["verdict"] = {"measure": "pss", **dataclasses.asdict(verdict), "complete": folder.ok,
-                                 "passed": verdict.passed and folder.ok, "rss_ratio": rss_verdict.ratio}
-        else:
-            print(f"  f. verdict: none, Ray's baseline search did not finish ({digits.outcome()})")
+    titles = {"imagefolder": "d. folder search", "digits": "e. digits search (Ray's baseline)",
+              "reference": f"   reference search ({options.reference_dir})"}
+    for name in sorted(searches, key=list(titles).index):
+        print_search(titles[name], searches[name], report[f"search_{name}"]["trials"])
+    if searches:
+        report["verdict"] = print_verdict("f. verdict", searches["imagefolder"], searches["digits"], uint8_bytes)
+    if "reference" in searches:
+        report["verdict_reference"] = print_verdict("   against the reference folder", searches["imagefolder"],
+                                                    searches["reference"], uint8_bytes)
     (out / "bench_data.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"  everything: {out / 'bench_data.json'}")
 
