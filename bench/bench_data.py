@@ -16,7 +16,8 @@ d. the peak memory of ``search.py --dataset imagefolder --data-dir ROOT --budget
    in it that was re-parented), sampled every 0.5 s: the RSS sum and the PSS sum (``/proc/PID/smaps_rollup``).
    RSS counts a shared page in every process that maps it (Ray's object store in /dev/shm, a memory-mapped
    cache), PSS splits it between them, so the PSS sum is the memory the search really holds; the verdict
-   uses it, and both are printed;
+   uses it, and both are printed, with the PSS sum's part in shared memory (``Pss_Shmem``: the object store's
+   pages, held by the processes that map them; a page no live process maps is in neither sum);
 e. Ray's own baseline: the same search command on the embedded ``--dataset digits``, sampled the same way;
 f. the verdict: peak PSS(folder) <= 1.5 x uint8 size + peak PSS(digits), printed as a ratio (<= 1 passes).
 
@@ -161,6 +162,7 @@ class ProcessMemory:
     role: str
     rss: int
     pss: int
+    pss_shmem: int = 0  # the part of pss in shared memory: Ray's object store in /dev/shm
 
 
 @dataclass(frozen=True)
@@ -170,16 +172,19 @@ class MemoryTotals:
     rss: int
     pss: int
     by_role: dict[str, tuple[int, int, int]]
+    pss_shmem: int = 0
 
 
 def sum_memory(processes: Iterable[ProcessMemory]) -> MemoryTotals:
     """RSS and PSS summed over ``processes``, overall and per role."""
+    processes = list(processes)
     by_role: dict[str, tuple[int, int, int]] = {}
     for process in processes:
         count, rss, pss = by_role.get(process.role, (0, 0, 0))
         by_role[process.role] = (count + 1, rss + process.rss, pss + process.pss)
     return MemoryTotals(rss=sum(rss for _, rss, _ in by_role.values()),
-                        pss=sum(pss for _, _, pss in by_role.values()), by_role=by_role)
+                        pss=sum(pss for _, _, pss in by_role.values()), by_role=by_role,
+                        pss_shmem=sum(process.pss_shmem for process in processes))
 
 
 @dataclass(frozen=True)
@@ -208,12 +213,12 @@ def gib(value: float | None) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def read_process_memory(pid: int) -> tuple[int, int] | None:
-    """(rss, pss) of ``pid`` in bytes from smaps_rollup; psutil's RSS for both where that file is missing;
-    None once the process is gone."""
+def read_process_memory(pid: int) -> tuple[int, int, int] | None:
+    """(rss, pss, pss_shmem) of ``pid`` in bytes from smaps_rollup; psutil's RSS for the first two (and no
+    shared memory) where that file is missing; None once the process is gone."""
     try:
         fields = parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
-        return fields["Rss"], fields["Pss"]
+        return fields["Rss"], fields["Pss"], fields.get("Pss_Shmem", 0)
     except (FileNotFoundError, ProcessLookupError):
         return None
     except (OSError, KeyError):
@@ -221,7 +226,7 @@ def read_process_memory(pid: int) -> tuple[int, int] | None:
             rss = psutil.Process(pid).memory_info().rss
         except psutil.Error:
             return None
-        return rss, rss
+        return rss, rss, 0
 
 
 @dataclass
@@ -237,7 +242,9 @@ class Peak:
         roles = {} if self.totals is None else {
             role: {"processes": count, "rss_bytes": rss, "pss_bytes": pss}
             for role, (count, rss, pss) in sorted(self.totals.by_role.items())}
-        return {"bytes": self.bytes, "at_s": round(self.at_s, 1), "by_role": roles, "log_line": self.log_line}
+        shmem = None if self.totals is None else self.totals.pss_shmem
+        return {"bytes": self.bytes, "at_s": round(self.at_s, 1), "pss_shmem_bytes": shmem, "by_role": roles,
+                "log_line": self.log_line}
 
 
 class TreeSampler(threading.Thread):
@@ -502,7 +509,8 @@ def print_search(title: str, run: SampledRun, trials: str) -> None:
         by_role = peak.totals.by_role if peak.totals is not None else {}
         roles = ", ".join(f"{role} {gib(pss if measure == 'PSS' else rss)} ({count})"
                           for role, (count, rss, pss) in sorted(by_role.items()))
-        print(f"       peak {measure} sum {gib(peak.bytes)} at {peak.at_s:.0f} s: {roles}")
+        shmem = f" (shared memory {gib(peak.totals.pss_shmem)})" if measure == "PSS" and peak.totals else ""
+        print(f"       peak {measure} sum {gib(peak.bytes)}{shmem} at {peak.at_s:.0f} s: {roles}")
     print(f"       (at the PSS peak the log said: {run.peak_pss.log_line!r})")
 
 

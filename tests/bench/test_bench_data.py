@@ -43,8 +43,8 @@ def test_smaps_rollup_fields_are_read_in_bytes() -> None:
 
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/smaps_rollup").exists(), reason="needs Linux's smaps_rollup")
 def test_this_process_has_a_pss_no_larger_than_its_rss() -> None:
-    rss, pss = bench.read_process_memory(os.getpid())
-    assert 0 < pss <= rss
+    rss, pss, pss_shmem = bench.read_process_memory(os.getpid())
+    assert 0 < pss <= rss and 0 <= pss_shmem <= pss
 
 
 def test_the_tree_is_the_root_its_descendants_and_its_reparented_processes() -> None:
@@ -73,10 +73,10 @@ def test_roles_come_from_the_process_names_ray_gives() -> None:
 def test_sums_are_per_role_and_overall() -> None:
     totals = bench.sum_memory([
         bench.ProcessMemory(1, "driver", rss=5, pss=4),
-        bench.ProcessMemory(2, "worker", rss=7, pss=3),
-        bench.ProcessMemory(3, "worker", rss=7, pss=3),
+        bench.ProcessMemory(2, "worker", rss=7, pss=3, pss_shmem=2),
+        bench.ProcessMemory(3, "worker", rss=7, pss=3, pss_shmem=2),
     ])
-    assert (totals.rss, totals.pss) == (19, 10)
+    assert (totals.rss, totals.pss, totals.pss_shmem) == (19, 10, 4)
     assert totals.by_role == {"driver": (1, 5, 4), "worker": (2, 14, 6)}
 
 
