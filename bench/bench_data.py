@@ -1,6 +1,6 @@
 """Benchmark: data at real size (issue 23). Decode time, cache open time and a search's whole memory, in one run.
 
-    .venv/bin/python bench/make_large_folder.py /tmp/large-folder       # 100,000 64x64 RGB PNGs, about 1 min
+    .venv/bin/python bench/make_large_folder.py /tmp/large-folder       # 100,000 64x64 RGB PNGs, about 2.5 min
     .venv/bin/python bench/bench_data.py --data-dir /tmp/large-folder
 
 Side by side, on the code of the checkout this script lives in (its folder is put first on PYTHONPATH, Ray
@@ -21,15 +21,15 @@ d. the peak memory of ``search.py --dataset imagefolder --data-dir ROOT --budget
 e. Ray's own baseline: the same search command on the embedded ``--dataset digits``, sampled the same way;
 f. the verdict: peak PSS(folder) <= 1.5 x uint8 size + peak PSS(digits), printed as a ratio (<= 1 passes).
 
-The searches use a tiny untrained teacher (``bench/tiny_teacher.py``: no teacher training, a cheap online
-forward), ``--epochs 1`` and ``--top-k 0`` (no final stage), so each of the 4 trials trains one epoch over the
-whole training split and validates on the whole validation split; ``--max-params 20000`` bounds the students
-(a percentage of a 5,000-parameter teacher would leave none); ``--space`` keeps resnet students at 8 channels or
-more (narrower ones crash torch 2.14.1's CPU backward in channels_last). ``--reference-dir`` adds the same search on
-a small folder of the same image size (a few thousand images), the baseline without the data's size; its verdict
-is printed beside the issue's. Anything that fails (a load or search killed for
-memory, a timeout) is recorded with its exit status and the peak it reached, and the script goes on. To protect
-a shared machine, a sampled command is killed when its PSS sum passes ``--memory-cap-gb`` or the machine's
+The searches use a tiny untrained teacher (``bench/tiny_teacher.py``: no teacher training, two strided
+convolutions online), ``--epochs 1`` and ``--top-k 0`` (no final stage), so each of the 4 trials trains one epoch
+over the whole training split and validates on the whole validation split; ``--max-params 20000`` bounds the
+students (a percentage of a 5,450-parameter teacher would allow a few hundred parameters); ``--space`` keeps
+resnet students at 8 channels or more (narrower ones crash torch 2.14.1's CPU backward in channels_last).
+``--reference-dir`` adds the same search on a small folder of the same image size (a few thousand images), the
+baseline without the data's size; its verdict is printed beside the issue's. Anything that fails (a load or search
+killed for memory, a timeout) is recorded with its exit status and the peak it reached, and the script goes on. To
+protect a shared machine, a sampled command is killed when its PSS sum passes ``--memory-cap-gb`` or the machine's
 available memory falls under ``--min-available-gb``; the report then says so, with the peak reached.
 Everything, with the exact commands, is also written to ``RESULTS_DIR/bench_data.json``.
 """
