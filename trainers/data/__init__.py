@@ -39,6 +39,7 @@ from trainers.data._info import (
 from trainers.data._layouts import UNSPLIT
 from trainers.data._sources import TEST_SPLIT, Store, open_store
 from trainers.data._splits import check_fraction, stratified_split, stratified_subset, stratified_three_way
+from trainers.data._store import statistics
 from trainers.data._tensors import SplitImages, TensorSplits, channel_statistics, fingerprint, normalise
 from trainers.data._transforms import augment_batch, augment_views, render_view, view_count
 
@@ -119,7 +120,11 @@ def load_dataset(
     train, val, test = _split_rows(store, key, val_fraction, test_fraction, seed, log)
     if max_train_samples is not None and max_train_samples < len(train):
         train = train[stratified_subset(store.labels[train], max_train_samples, seed, what=key)]
-    mean, std = channel_statistics(store.images, train, store.pixel_max)
+    if store.images_path is not None:
+        mean, std = statistics(Path(store.images_path).parent, train, store.pixel_max,
+                               lambda: channel_statistics(store.images, train, store.pixel_max))
+    else:
+        mean, std = channel_statistics(store.images, train, store.pixel_max)
     return TensorSplits(
         info=with_augmentation(store.info, augment),
         images=store.images,

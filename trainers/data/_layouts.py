@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,12 +151,20 @@ def _files_by_class(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     classes: dict[str, list[Path]] = {}
     not_images: list[Path] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = _files_under(folder)
         images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
         not_images.extend(p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS)
         if images:
             classes[folder.name] = images
     return classes, not_images
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every non-hidden file under ``folder``, recursively, sorted (os.walk and plain strings: at 100,000 files
+    a stat call per file and pathlib's comparisons would cost seconds)."""
+    names = sorted(os.path.join(parent, name) for parent, _, names in os.walk(folder) for name in names
+                   if not name.startswith("."))
+    return [Path(name) for name in names]
 
 
 def _check_classes(root: Path, classes: dict[str, list[Path]]) -> None:

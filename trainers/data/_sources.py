@@ -105,11 +105,12 @@ def _official(train: Arrays, test: Arrays) -> np.ndarray:
 
 
 def _stat(path: Path) -> tuple[str, int | None, int | None]:
+    name = str(path)
     try:
-        status = path.stat()
+        status = os.stat(name)
     except OSError:
-        return str(path), None, None
-    return str(path), status.st_size, status.st_mtime_ns
+        return name, None, None
+    return name, status.st_size, status.st_mtime_ns
 
 
 def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | None, log: Log | None) -> Store:

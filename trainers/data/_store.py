@@ -126,6 +126,26 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
         raise
 
 
+def statistics(entry_folder: Path, rows: np.ndarray, pixel_max: float,
+               compute: Callable[[], tuple[tuple[float, ...], tuple[float, ...]]]
+               ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel (mean, std) of a train split of a cached store: read from the entry when an earlier run
+    computed them for the same rows, else computed and kept there (``stats-<rows digest>.json``, atomic)."""
+    digest = hashlib.sha256(np.asarray(rows, dtype=np.int64).tobytes() + repr(pixel_max).encode()).hexdigest()[:20]
+    path = entry_folder / f"stats-{digest}.json"
+    try:
+        saved = json.loads(path.read_text())
+        return tuple(saved["mean"]), tuple(saved["std"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    mean, std = compute()
+    try:
+        atomic_write_text(path, json.dumps({"mean": list(mean), "std": list(std)}))
+    except OSError:
+        pass  # a read-only cache still works: the statistics are computed again next time
+    return mean, std
+
+
 def remove(entry: CacheEntry) -> None:
     """Delete an entry (e.g. one whose source turned out unusable), leaving nothing of it behind."""
     shutil.rmtree(entry.folder, ignore_errors=True)
