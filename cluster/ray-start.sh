@@ -103,7 +103,8 @@ if (( head )); then
              "machine that runs search.py --address needs the same RAY_AUTH_TOKEN" >&2
     else
         state="$( (( made )) && echo "made a new token in" || echo "the token is")"
-        echo "ray-start: token authentication on; $state $token_file (mode 0600). Every other node and every" \
+        echo "ray-start: token authentication on; $state $token_file (mode $(stat -c %04a "$token_file")). Every other" \
+             "node and every" \
              "machine that runs search.py --address needs a copy: a shared home has it already; otherwise copy" \
              "it to ~/.ray/auth_token there (mode 0600), or point RAY_AUTH_TOKEN_PATH at a copy" >&2
     fi
