@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 0.25 with GPUs, else 0)")
     add("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
     add("--address", help="connect to an existing Ray cluster: auto or HOST:PORT (default: start Ray here)")
+    add("--allow-insecure-cluster", action="store_true", default=None,
+        help="join an --address cluster that does not authenticate (anyone who reaches it can run code on it): "
+             "only on a network only trusted machines can reach")
     add("--storage-path", help="shared folder for the Ray Tune experiment (cluster runs); default the run folder")
     add("--time-budget", type=float, help="stop starting trials after this many seconds of search")
     add("--smoke", action="store_true", default=None, help="a tiny run (4 short trials) to check a setup")

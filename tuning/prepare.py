@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from trainers.data import fingerprint, view_count
 from trainers.models import UnknownModelError, build_teacher
 from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
 from trainers.teacher_views import ViewStore, default_budget_bytes
+from tuning import cluster_auth
 from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import check_teacher, saved_check
 
@@ -101,20 +101,17 @@ def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int) -> 
 def start_ray(spec: SearchSpec, log: Log) -> None:
     """Connect to ``--address`` or start a local Ray instance; a bad address is a ``UserError``.
 
-    A cluster with token authentication (Ray 2.5x+) is joined with the token Ray itself would find
-    (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``) without the user exporting
-    ``RAY_AUTH_MODE``; a token the cluster refuses is one ``UserError`` line, found in about a second.
+    A cluster is joined only once ``check_cluster`` has passed it; a local instance gets a token only its
+    owner can read (``tuning.cluster_auth``).
     """
     if ray.is_initialized():
         return
-    if spec.address and spec.address != "auto":
-        _check_reachable(spec.address)
-    if spec.address:
-        _authenticate(spec.address)
+    check_cluster(spec, log)
     try:
         if spec.address:
             ray.init(address=spec.address, log_to_driver=False, logging_level=logging.ERROR)
         else:
+            cluster_auth.prepare_local_token(log)
             # "local": a new instance even when `ray start` runs on this machine (a plain ray.init() would
             # join the cluster recorded in /tmp/ray, e.g. a SLURM job's).
             ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -126,76 +123,17 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
     log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
 
 
-AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
-AUTH_PROBE_TIMEOUT_S = 5.0
-_TOKEN_FIX = ("give this machine the cluster's token: copy the head node's ~/.ray/auth_token to ~/.ray/auth_token "
-              "here, or set RAY_AUTH_TOKEN_PATH to a copy of it")
-
-
-def _authenticate(address: str) -> None:
-    """Turn Ray's token mode on when a token is available, then check that the cluster accepts it.
-
-    Ray 2.60 enables token mode by itself only for ``ray.init()`` / ``address="auto"``; with an explicit
-    address it connects without the token and retries for 20 s before a bare ``ConnectionError``. Ray
-    versions without token authentication have none of these modules: then there is nothing to do.
-    """
-    try:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-        from ray._raylet import AuthenticationTokenLoader
-    except ImportError:
+def check_cluster(spec: SearchSpec, log: Log) -> None:
+    """``--address``: reachable, authenticating (or ``--allow-insecure-cluster``) and accepting this machine's
+    token, found in about a second; a ``UserError`` otherwise. Nothing to check without ``--address``."""
+    if not spec.address or ray.is_initialized():
         return
-    mode = os.environ.get(AUTH_MODE_VARIABLE)
-    has_token = AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
-    if mode is None and has_token:
-        _enable_token_auth()  # RAY_AUTH_MODE=token for this process, and Ray's cached config refreshed
-        mode = "token"
-    if not _refused(address):
-        return
-    where = f"--address {address}"
-    if mode is not None and mode.lower() != "token":
-        raise UserError(f"the Ray cluster at {where} uses token authentication but {AUTH_MODE_VARIABLE}={mode} "
-                        f"here; unset {AUTH_MODE_VARIABLE} to use the token Ray finds (RAY_AUTH_TOKEN, "
-                        "RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
-    if not has_token:
-        raise UserError(f"the Ray cluster at {where} uses token authentication and no token was found "
-                        f"(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token); {_TOKEN_FIX}")
-    raise UserError(f"the Ray cluster at {where} refused the authentication token from {_token_source()}; "
-                    f"{_TOKEN_FIX}")
-
-
-def _token_source() -> str:
-    """Where Ray reads the token from, in its own order of precedence."""
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return "RAY_AUTH_TOKEN"
-    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
-    return "~/.ray/auth_token"
-
-
-def _refused(address: str) -> bool:
-    """Whether the cluster's GCS refuses this process's token (or its lack of one), in milliseconds.
-
-    One GCS call through Ray's own client, which sends the token when token mode is on. The client is
-    given a made-up cluster id so that it does not first fetch the real one (that retries for 20 s); the
-    GCS checks the token before the cluster id, so an accepted token answers ``WrongClusterID`` and a
-    refused one ``InvalidAuthToken``. Anything else (no cluster, a timeout) is left to ``ray.init``.
-    """
+    if spec.address != "auto":
+        _check_reachable(spec.address)
     try:
-        from ray._private.services import canonicalize_bootstrap_address
-        from ray._raylet import GcsClient
-    except ImportError:
-        return False
-    try:
-        gcs = canonicalize_bootstrap_address(address)
-        if gcs is None:
-            return False
-        GcsClient(address=gcs, cluster_id="01" * 28).internal_kv_get(b"kdsearch-auth-probe", None,
-                                                                     timeout=AUTH_PROBE_TIMEOUT_S)
-    except ray.exceptions.AuthenticationError as error:
-        return "InvalidAuthToken" in str(error)
-    except Exception:  # noqa: BLE001 - not an authentication answer: ray.init reports the real problem
-        return False
-    return False
+        cluster_auth.authenticate(spec.address, spec.allow_insecure_cluster, log)
+    except cluster_auth.ClusterAuthError as error:
+        raise UserError(str(error)) from None
 
 
 def _check_reachable(address: str) -> None:
@@ -249,6 +187,7 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherRes
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     """Load data, bound the space, start Ray, check resources, then get and check the teacher and cache
     its outputs once."""
+    check_cluster(spec, log)  # first: a cluster kdsearch may not use is refused before the data and teacher load
     data = load_data(spec, log)
     # The teacher trains on the driver; with a GPU there, use it.
     device = pick_device()

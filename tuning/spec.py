@@ -92,6 +92,9 @@ class SearchSpec:
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
     address: str | None = None
+    # Join an --address cluster without token authentication. Not part of the run's identity: a resume may
+    # add or drop it, like --trust-checkpoint.
+    allow_insecure_cluster: bool = False
     storage_path: str | None = None
     time_budget: float | None = None
     smoke: bool = False
@@ -206,6 +209,8 @@ def build_spec(**flags: Any) -> SearchSpec:
         raise UserError("--sampler cmaes optimises one objective only; use --sampler nsga2 or tpe with "
                         "--objective pareto")
     _check_resources(flags)
+    if flags.get("allow_insecure_cluster") and not flags.get("address"):
+        raise UserError("--allow-insecure-cluster applies to a cluster joined with --address only; drop it")
     if "time_budget" in flags and not (flags["time_budget"] > 0 and math.isfinite(flags["time_budget"])):
         raise UserError(f"--time-budget must be a positive number of seconds, got {flags['time_budget']}")
     flags["dataset"] = str(flags.get("dataset", "digits")).lower().replace("_", "-")

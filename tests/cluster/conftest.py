@@ -1,8 +1,17 @@
-"""Fixtures for the real cluster tests: a tiny teacher, a tiny image folder, and helpers on a run folder."""
+"""Fixtures for the real cluster tests: a tiny teacher, a tiny image folder, helpers on a run folder, and Ray
+nodes started (and stopped, by pid) by the tests."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +83,74 @@ def assert_complete(run_dir: Path, budget: int) -> list[dict[str, Any]]:
     assert sum(summary["trials"].values()) == budget
     assert (run_dir / "report.html").stat().st_size > 0
     return ended
+
+
+@dataclass
+class Node:
+    """A `ray start ... --block` process and the temp folder that names all of its Ray processes."""
+
+    process: subprocess.Popen
+    temp_dir: Path
+    log: Path
+
+    def processes(self) -> list[int]:
+        """Pids of this node's Ray processes (their command lines name the node's temp folder)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and str(self.temp_dir) in cmdline(int(entry.name)):
+                pids.append(int(entry.name))
+        return pids
+
+    def wait_started(self, timeout_s: float) -> None:
+        """Until `ray start` says the node runs; fails at once if it exits."""
+        deadline = time.monotonic() + timeout_s
+        while "Ray runtime started" not in self.log.read_text(errors="replace"):
+            assert self.process.poll() is None, f"ray start exited with {self.process.returncode}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"Ray node not up within {timeout_s}s:\n{self.output()}"
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_node(command: list[str], env: dict[str, str], log: Path) -> Node:
+    """Run ``command`` (a `ray start ... --block`) with a temp folder of its own, output to ``log``."""
+    # A short temp folder: Ray's socket paths under it must stay within 107 characters.
+    temp_dir = Path(tempfile.mkdtemp(prefix="kdray-", dir="/tmp"))
+    with log.open("w") as out:
+        process = subprocess.Popen([*command, f"--temp-dir={temp_dir}"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return Node(process, temp_dir, log)
+
+
+def stop_node(node: Node) -> None:
+    """SIGTERM to `ray start --block` stops the processes it started; anything left is killed by pid."""
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
+        try:
+            node.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.process.kill()
+            node.process.wait()
+    deadline = time.monotonic() + 10
+    while node.processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in node.processes():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(node.temp_dir, ignore_errors=True)

@@ -12,10 +12,8 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import REPO, TINY, assert_complete, finished
+from tests.cluster.conftest import (
+    REPO,
+    TINY,
+    Node,
+    assert_complete,
+    cmdline,
+    finished,
+    free_port,
+    start_node,
+    stop_node,
+)
 
 RAY_START = REPO / "cluster" / "ray-start.sh"
 START_TIMEOUT_S = 90
@@ -34,31 +42,10 @@ pytestmark = pytest.mark.slow
 
 
 @dataclass
-class Node:
-    process: subprocess.Popen
-    temp_dir: Path
-
-    def processes(self) -> list[int]:
-        """Pids of this node's Ray processes (their command lines name the node's temp folder)."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and str(self.temp_dir) in _cmdline(int(entry.name)):
-                pids.append(int(entry.name))
-        return pids
-
-
-@dataclass
 class Cluster:
     address: str
     env: dict[str, str]
     nodes: list[Node] = field(default_factory=list)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return (Path(f"/proc/{pid}/cmdline").read_bytes()).replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _environ(pid: int) -> str:
@@ -68,20 +55,9 @@ def _environ(pid: int) -> str:
         return ""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _start_node(cluster: Cluster, log: Path, *args: str) -> Node:
-    # A short temp folder: Ray's socket paths under it must stay within 107 characters.
-    temp_dir = Path(tempfile.mkdtemp(prefix="kdray-", dir="/tmp"))
-    with log.open("w") as out:
-        process = subprocess.Popen([str(RAY_START), *args, "--num-cpus=1", "--num-gpus=0", f"--temp-dir={temp_dir}",
-                                    "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"],
-                                   env=cluster.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    node = Node(process, temp_dir)
+    node = start_node([str(RAY_START), *args, "--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1",
+                       "--disable-usage-stats", "--block"], cluster.env, log)
     cluster.nodes.append(node)
     return node
 
@@ -89,7 +65,7 @@ def _start_node(cluster: Cluster, log: Path, *args: str) -> Node:
 def _alive_nodes(cluster: Cluster) -> int:
     """Alive Ray nodes, asked through search.py's own way in (tuning.prepare.start_ray) in a subprocess."""
     code = ("import ray, sys\nfrom tuning.prepare import start_ray\n"
-            "class Spec: address = sys.argv[1]\n"
+            "class Spec: address, allow_insecure_cluster = sys.argv[1], False\n"
             "start_ray(Spec, lambda message: None)\n"
             "print(sum(1 for node in ray.nodes() if node['Alive']))\n")
     result = subprocess.run([sys.executable, "-c", code, cluster.address], cwd=REPO, env=cluster.env,
@@ -106,26 +82,6 @@ def _wait_nodes(cluster: Cluster, count: int) -> None:
         time.sleep(1)
 
 
-def _stop(node: Node) -> None:
-    """SIGTERM to `ray start --block` stops the processes it started; anything left is killed by pid."""
-    if node.process.poll() is None:
-        node.process.send_signal(signal.SIGTERM)
-        try:
-            node.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.process.kill()
-            node.process.wait()
-    deadline = time.monotonic() + 10
-    while node.processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for pid in node.processes():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    shutil.rmtree(node.temp_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("ray-cluster")
@@ -134,7 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     token.chmod(0o600)
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
     env.update({"RAY_AUTH_TOKEN_PATH": str(token), "PYTHONUNBUFFERED": "1"})
-    port = _free_port()
+    port = free_port()
     cluster = Cluster(f"127.0.0.1:{port}", env)
     try:
         _start_node(cluster, folder / "head.log", "--head", f"--port={port}", "--include-dashboard=false")
@@ -144,7 +100,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield cluster
     finally:
         for node in reversed(cluster.nodes):
-            _stop(node)
+            stop_node(node)
 
 
 @dataclass
@@ -191,9 +147,9 @@ def _node_ids(cluster: Cluster) -> dict[str, Node]:
     ids = {}
     for node in cluster.nodes:
         for pid in node.processes():
-            cmdline = _cmdline(pid)
-            if "raylet/raylet" in cmdline and "--node_id=" in cmdline:
-                ids[cmdline.split("--node_id=")[1].split()[0]] = node
+            line = cmdline(pid)
+            if "raylet/raylet" in line and "--node_id=" in line:
+                ids[line.split("--node_id=")[1].split()[0]] = node
     return ids
 
 
@@ -219,11 +175,11 @@ def test_a_search_uses_both_nodes_never_reads_the_data_there_and_survives_losing
         assert time.monotonic() < deadline, "no trial ended on the second node"
         worker_pids = worker.processes()
         for pid in worker_pids:
-            assert str(data) not in _cmdline(pid) and str(data) not in _environ(pid), _cmdline(pid)
-        seen_workers = seen_workers or any("default_worker.py" in _cmdline(pid) for pid in worker_pids)
+            assert str(data) not in cmdline(pid) and str(data) not in _environ(pid), cmdline(pid)
+        seen_workers = seen_workers or any("default_worker.py" in cmdline(pid) for pid in worker_pids)
         time.sleep(0.2)
     assert seen_workers  # the second node ran Ray workers, and none of them was given the data folder
-    raylets = [pid for pid in worker.processes() if "raylet/raylet" in _cmdline(pid)]
+    raylets = [pid for pid in worker.processes() if "raylet/raylet" in cmdline(pid)]
     assert len(raylets) == 1
     os.kill(raylets[0], signal.SIGKILL)  # lose the second node mid-search
     status = _end(search)

@@ -105,6 +105,7 @@ echo "$FAKE_IPS"
 VENV_STUBS = {
     "ray": """#!/bin/bash
 echo "ray $*" >> "$FAKE_LOG"
+if [[ "$1" == get-auth-token ]]; then echo "umask $(umask)" >> "$FAKE_LOG"; fi
 if [[ "$1" == start ]]; then
     trap 'echo "ray start stopped" >> "$FAKE_LOG"; exit 0' TERM
     while true; do sleep 0.05; done
@@ -173,7 +174,7 @@ def test_starts_ray_runs_the_search_and_stops_ray(fake_cluster: dict[str, str]) 
     head = [c for c in calls if c.startswith("ray start --head")]
     ray_tmp = f"/tmp/kdsearch-ray-{JOB_ID}"  # the job's own Ray folder: a plain ray.init() does not find it
     assert head == [f"ray start --head --node-ip-address=10.1.2.3 --port={port} --temp-dir={ray_tmp} "
-                    "--num-cpus=8 --num-gpus=2 --block"]
+                    "--dashboard-host=127.0.0.1 --num-cpus=8 --num-gpus=2 --block"]  # the dashboard for this node only
     workers = [c for c in calls if c.startswith("ray start --address")]
     assert workers == [f"ray start --address=10.1.2.3:{port} --temp-dir={ray_tmp} --num-cpus=8 --num-gpus=2 "
                        "--block"] * 2
@@ -189,6 +190,7 @@ def test_starts_ray_runs_the_search_and_stops_ray(fake_cluster: dict[str, str]) 
     assert calls.index("python wait-for-nodes 3") < calls.index(search[0])
     assert f"search env RAY_ADDRESS=10.1.2.3:{port} RAY_AUTH_MODE=token" in calls
     assert calls.index("ray get-auth-token --generate") < calls.index(head[0])
+    assert calls[calls.index("ray get-auth-token --generate") + 1] == "umask 0077"  # a new token: for this user only
     assert "ray start stopped" in calls[calls.index(search[0]):]
     assert "ray stop" not in calls  # it would stop other jobs' Ray on a shared node too
     assert calls.count("ray start stopped") == 3  # every Ray node's srun step ended

@@ -105,6 +105,8 @@ CASES = {
     "space file empty choices": (lambda tmp: ["--space", _space(tmp, "batch_size: []")], "empty"),
     "space file missing": (lambda tmp: ["--space", str(tmp / "missing.yaml")], "missing.yaml"),
     "unreachable address": (lambda tmp: ["--address", "127.0.0.1:9"], "cannot reach the Ray cluster"),
+    "insecure cluster without an address": (lambda tmp: ["--allow-insecure-cluster"],
+                                            "--allow-insecure-cluster applies to a cluster joined with --address"),
     "more GPUs per trial than the cluster has": (lambda tmp: ["--gpus-per-trial", "4"],
                                                  "--gpus-per-trial 4 is more than the 0 GPUs"),
     "results dir not writable": (lambda tmp: ["--results-dir", _file(tmp) + "/results"], "not a folder"),

@@ -136,6 +136,15 @@ def test_a_mismatched_spec_is_refused_in_one_line(tmp_path: Path, flags: dict[st
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("allowed_then", [True, False])
+def test_allowing_an_insecure_cluster_or_not_is_no_other_search(tmp_path: Path, allowed_then: bool) -> None:
+    """Like --trust-checkpoint, --allow-insecure-cluster says how to connect, not what is searched."""
+    spec = _spec(tmp_path, address="10.0.0.1:6379", allow_insecure_cluster=allowed_then)
+    _folder(spec, [("tune", 4)], {t: ("tune", COMPLETE) for t in "abcd"})
+    _ray_saved(spec, "tune", list("abcd"))
+    assert decide(_spec(tmp_path, address="10.0.0.1:6379", allow_insecure_cluster=not allowed_then)).action == DONE
+
+
 def test_a_corrupt_spec_json_is_refused(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     _folder(spec, [("tune", 4)], {})
