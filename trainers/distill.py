@@ -174,8 +174,8 @@ def distill(
     student = student.to(device)
     # init_from_teacher alone needs the teacher only to build the student: no KD step may run it.
     kd_teacher = teacher if config.uses_kd_terms else None
-    with _channels_last(student, kd_teacher.model if kd_teacher is not None else None):
-        loop = _TrainingLoop(config, data, kd_teacher, student)
+    with _channels_last(student, kd_teacher.model if kd_teacher is not None else None) as memory_format:
+        loop = _TrainingLoop(config, data, kd_teacher, student, memory_format)
         start_epoch = loop.load_state(resume_state) if resume_state else 0
         for epoch in range(start_epoch + 1, config.epochs + 1):
             report = loop.run_epoch(epoch, validate=validate_each_epoch or epoch == config.epochs)
@@ -187,21 +187,23 @@ def distill(
 
 
 @contextlib.contextmanager
-def _channels_last(*models: nn.Module | None) -> Iterator[None]:
+def _channels_last(*models: nn.Module | None) -> Iterator[torch.memory_format]:
     """Train in the channels_last memory format, and give the models back in the default one.
 
     On the CPU, oneDNN's convolutions train 5-45 % faster in channels_last for every model measured but the
     very smallest (BENCHMARKS.md: cnn depth 1 width 2, a 3 ms step, is 14 % slower), 8x8 digits included.
     Back in the default format afterwards, a trained model computes exactly what its exported copy does.
+    Yields the format the batches must be given in: a channels_last batch of several channels would take
+    oneDNN's channels_last path even through a model kept in the default format.
     """
     present = [model for model in models if model is not None]
     if not all(map(channels_last_is_safe, present)):
-        yield
+        yield torch.contiguous_format
         return
     for model in present:
         model.to(memory_format=torch.channels_last)
     try:
-        yield
+        yield torch.channels_last
     finally:
         for model in present:
             model.to(memory_format=torch.contiguous_format)
@@ -266,8 +268,9 @@ class _TrainingLoop:
     """The state of one training run; one method per epoch keeps ``distill`` short."""
 
     def __init__(self, config: DistillConfig, data: TensorSplits, teacher: Teacher | None,
-                 student: nn.Module) -> None:
+                 student: nn.Module, memory_format: torch.memory_format = torch.channels_last) -> None:
         self.config, self.data, self.teacher, self.student = config, data, teacher, student
+        self.memory_format = memory_format  # the batches' format: the models' (see `_channels_last`)
         self.device = data.train_x.device
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
@@ -328,7 +331,7 @@ class _TrainingLoop:
         views = None
         if self.augmented:
             images, views = augment_views(images, self.data.info, self.augment_generator, self.background)
-        images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=self.memory_format)
         if not kd_step:
             return F.cross_entropy(self.student(images), labels)
         assert self.teacher is not None

@@ -537,3 +537,35 @@ def test_small_strided_shortcuts_train_in_the_default_format_on_one_thread() -> 
         "print('trained')\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]
+
+
+class _FirstBatch(Exception):
+    """Raised by a hook to stop training at the first forward pass, before any backward pass runs."""
+
+
+@pytest.mark.parametrize("width, channels_last", [(3, False), (8, True)])
+def test_colour_batches_follow_the_models_memory_format(width: int, channels_last: bool, tmp_path: Path) -> None:
+    """A model kept in the default format (a small strided shortcut, above) must get its batches in the default
+    format too: a channels_last batch of 3 channels takes oneDNN's channels_last path anyway, and a ResNet
+    width-3 student on 8 x 8 colour images died of it in a real search (a 1-channel batch is the same in
+    both formats, so digits never showed it). A model that trains in channels_last gets channels_last batches.
+    Training stops at the first forward pass, so a regression fails here instead of crashing the process."""
+    from tests.trainers.test_data import write_image_folder
+
+    write_image_folder(tmp_path, per_class=12, shape=(8, 8, 3))
+    data = load_dataset("imagefolder", str(tmp_path))
+    student = build_student("resnet", 2, width, 3, data.info.num_classes)
+    seen: list[torch.Tensor] = []
+
+    def stop(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        seen.append(args[0])
+        raise _FirstBatch
+
+    student.stem.register_forward_pre_hook(stop)
+    with pytest.raises(_FirstBatch):
+        distill(DistillConfig(alpha=0.0, epochs=1, family="resnet", depth=2, width=width, batch_size=8), data,
+                student=student)
+    (batch,) = seen
+    assert batch.shape == (8, 3, 8, 8)
+    assert batch.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert batch.is_contiguous() is not channels_last

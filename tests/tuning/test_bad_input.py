@@ -44,6 +44,7 @@ def _checkpoint(tmp_path: Path, arch: str, state_arch: str = "resnet-large", cla
     return str(path)
 
 
+# Each case: (the flags, given a temporary folder; a part of the one error line, where {tmp} is that folder).
 CASES = {
     "budget zero": (lambda tmp: ["--budget", "0"], "--budget must be at least 1"),
     "budget not an integer": (lambda tmp: ["--budget", "ten"], "invalid int value: 'ten'"),
@@ -119,6 +120,24 @@ CASES = {
     "gain curve of one size": (lambda tmp: ["--gain-curve", "1"], "--gain-curve needs at least 2"),
     "image size zero": (lambda tmp: ["--image-size", "0"], "--image-size must be at least 1"),
     "image size for a fixed-size dataset": (lambda tmp: ["--image-size", "16"], "applies only to imagefolder"),
+    "image size for mnist": (lambda tmp: ["--dataset", "mnist", "--data-dir", str(tmp), "--image-size", "32"],
+                             "applies only to imagefolder and csv; 'mnist' images have a fixed size"),
+    "csv manifest missing": (lambda tmp: ["--dataset", "csv", "--data-dir", str(tmp / "nope.csv")],
+                             "nope.csv does not exist"),
+    "csv manifest without a label column": (lambda tmp: ["--dataset", "csv", "--data-dir",
+                                                         _manifest(tmp, ["path", "class"], [["a.png", "cat"]])],
+                                            "has no 'label' column (columns: path, class)"),
+    "csv manifest with an unknown split": (lambda tmp: ["--dataset", "csv", "--data-dir",
+                                                        _manifest(tmp, ["path", "label", "split"],
+                                                                  [["a.png", "cat", "train"],
+                                                                   ["b.png", "dog", "holdout"]])],
+                                           "line 3: unknown split 'holdout'; use train, val or test"),
+    "csv manifest with missing images": (lambda tmp: ["--dataset", "csv", "--data-dir",
+                                                      _manifest(tmp, ["path", "label"],
+                                                                [["gone.png", "cat"], ["lost.png", "dog"]])],
+                                         "gone.png (missing)"),
+    "cache dir not writable": (lambda tmp: ["--cache-dir", _file(tmp) + "/cache"],
+                               "--cache-dir {tmp}/a-file/cache: {tmp}/a-file is a file, not a folder"),
     "space file mixed log scales": (lambda tmp: ["--space", _space(tmp, "families: {cnn: {width: {low: 4, high: 16, "
                                                                         "log: true}}, resnet: {}}")],
                                     "log scale for every family"),
@@ -145,6 +164,13 @@ CASES = {
     "space file family depth zero": (lambda tmp: ["--space", _space(tmp, "families: {cnn: {depth: 0}}")],
                                      "families.cnn: depth must be an integer >= 1, got low 0"),
 }
+
+
+def _manifest(tmp_path: Path, header: list[str], rows: list[list[str]]) -> str:
+    """A CSV manifest with ``header`` and ``rows`` (its images need not exist)."""
+    path = tmp_path / "manifest.csv"
+    path.write_text("\n".join(",".join(row) for row in [header, *rows]) + "\n")
+    return str(path)
 
 
 def _pickled(tmp_path: Path) -> str:
@@ -210,6 +236,7 @@ def _args(tmp_path: Path, extra: list[str]) -> list[str]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_in_process(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_args, expected = CASES[case]
+    expected = expected.replace("{tmp}", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         sys.exit(search.main(_args(tmp_path, make_args(tmp_path))))
     assert exit_info.value.code == 2
@@ -246,7 +273,7 @@ def test_bad_input_through_the_command(cases: list[str], tmp_path: Path) -> None
         _, stderr = process.communicate(timeout=180)
         lines = stderr.strip().splitlines()
         assert process.returncode == 2, f"{case}: {stderr}"
-        assert len(lines) == 1 and CASES[case][1] in lines[0], f"{case}: {stderr}"
+        assert len(lines) == 1 and CASES[case][1].replace("{tmp}", str(folder)) in lines[0], f"{case}: {stderr}"
         assert not (folder / "results" / RUN).exists(), case
 
 
