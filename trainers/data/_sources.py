@@ -131,8 +131,9 @@ def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | Non
     entry = _store.find(cache_dir, key)
     if entry is not None:
         if log is not None:
-            log(f"data: {what} opened from the uint8 cache {entry.folder} ({entry.meta['shape'][0]:,} images, "
-                "decoded by an earlier run)")
+            usable = entry.meta["shape"][0] - len(entry.meta["failed_rows"])
+            log(f"data: {what} opened from the uint8 cache {entry.folder} ({usable:,} images, decoded by an "
+                "earlier run)")
         return _user_entry_store(listing, entry, log, what, how="opened")
     previous = _store.previous_key(cache_dir, source)
     if previous is not None and log is not None:
