@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spaces import PARAMETERS
-from trainers.data import SplitImages, TensorSplits, augment_views
+from trainers.data import SplitImages, TensorSplits, augment_views, inference_batch_size
 from trainers.losses import FeatureLoss, get_feature_loss, kd_loss
 from trainers.models import build_student, count_parameters, init_from_teacher, stem_stride_for
 from trainers.teacher import Teacher
@@ -245,9 +245,10 @@ def evaluate(model: nn.Module, images: torch.Tensor | SplitImages, labels: torch
     model.eval()
     correct, loss_sum = 0, 0.0
     with torch.inference_mode():
-        for start in range(0, len(labels), EVAL_BATCH_SIZE):
-            logits = model(images[start:start + EVAL_BATCH_SIZE])
-            batch_labels = labels[start:start + EVAL_BATCH_SIZE]
+        size = inference_batch_size(images.shape[1:], EVAL_BATCH_SIZE)
+        for start in range(0, len(labels), size):
+            logits = model(images[start:start + size])
+            batch_labels = labels[start:start + size]
             loss_sum += F.cross_entropy(logits, batch_labels, reduction="sum").item()
             correct += (logits.argmax(dim=1) == batch_labels).sum().item()
     model.train(was_training)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainers.data import DatasetInfo, SplitImages, render_view, view_count
+from trainers.data import DatasetInfo, SplitImages, inference_batch_size, render_view, view_count
 from trainers.losses import TeacherFeatures, feature_loss_names, get_feature_loss
 from trainers.teacher_views import ViewStore, build_logits, open_logits
 
@@ -212,8 +212,9 @@ def compute_outputs(model: nn.Module, images: Images, with_features: bool = True
     signals: dict[str, list[TeacherFeatures]] = {loss.name: [] for loss in losses}
     # no_grad, not inference_mode: inference tensors cannot be saved for the student's backward.
     with torch.no_grad():
-        for start in range(0, len(images), OUTPUT_BATCH_SIZE):
-            batch = images[start:start + OUTPUT_BATCH_SIZE]
+        size = inference_batch_size(images.shape[1:], OUTPUT_BATCH_SIZE)
+        for start in range(0, len(images), size):
+            batch = images[start:start + size]
             if transform is not None:
                 batch = transform(batch)
             if not losses:

@@ -681,3 +681,14 @@ def test_data_module_imports_neither_ray_nor_optuna() -> None:
     code = "import sys, trainers.data; sys.exit(bool({'ray', 'optuna'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_inference_batches_shrink_with_the_image_size() -> None:
+    """Evaluation and teacher-output batches keep their size up to CIFAR's images and hold at most ~4M input
+    values beyond, so activations on large images do not set a trial's peak memory."""
+    from trainers.data import inference_batch_size
+
+    assert inference_batch_size((1, 8, 8), 1024) == inference_batch_size((3, 32, 32), 1024) == 1024
+    assert inference_batch_size((3, 32, 32), 512) == 512
+    assert inference_batch_size((3, 64, 64), 1024) == 341
+    assert inference_batch_size((3, 224, 224), 1024) == 64  # never fewer than 64

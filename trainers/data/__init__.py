@@ -40,7 +40,14 @@ from trainers.data._layouts import UNSPLIT
 from trainers.data._sources import TEST_SPLIT, Store, open_store
 from trainers.data._splits import check_fraction, stratified_split, stratified_subset, stratified_three_way
 from trainers.data._store import statistics
-from trainers.data._tensors import SplitImages, TensorSplits, channel_statistics, fingerprint, normalise
+from trainers.data._tensors import (
+    SplitImages,
+    TensorSplits,
+    channel_statistics,
+    fingerprint,
+    inference_batch_size,
+    normalise,
+)
 from trainers.data._transforms import augment_batch, augment_views, render_view, view_count
 
 __all__ = [
@@ -56,6 +63,7 @@ __all__ = [
     "augment_views",
     "canonical_name",
     "fingerprint",
+    "inference_batch_size",
     "load_dataset",
     "normalise",
     "render_view",

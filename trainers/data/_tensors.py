@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,18 @@ class SplitImages:
     @property
     def dtype(self) -> torch.dtype:
         return torch.float32
+
+
+# An inference batch holds at most this many input values (1024 images up to 32x32 RGB, 341 at 64x64 RGB, 64
+# from 181x181 RGB on): its activations, not the dataset, would otherwise set a trial's peak memory on large images.
+INFERENCE_BATCH_VALUES = 4 * 2**20
+MIN_INFERENCE_BATCH = 64
+
+
+def inference_batch_size(image_shape: Sequence[int], most: int) -> int:
+    """Images per evaluation or teacher-output batch for images of ``image_shape`` (C, H, W): ``most``,
+    fewer for large images."""
+    return max(MIN_INFERENCE_BATCH, min(most, INFERENCE_BATCH_VALUES // max(1, math.prod(image_shape))))
 
 
 def normalise(images: torch.Tensor, pixel_max: float, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
