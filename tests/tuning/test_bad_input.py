@@ -136,6 +136,8 @@ CASES = {
                                                       _manifest(tmp, ["path", "label"],
                                                                 [["gone.png", "cat"], ["lost.png", "dog"]])],
                                          "gone.png (missing)"),
+    "teacher cache negative": (lambda tmp: ["--teacher-cache-gb", "-1"],
+                               "--teacher-cache-gb must be a number of gigabytes, 0 or more"),
     "cache dir not writable": (lambda tmp: ["--cache-dir", _file(tmp) + "/cache"],
                                "--cache-dir {tmp}/a-file/cache: {tmp}/a-file is a file, not a folder"),
     "space file mixed log scales": (lambda tmp: ["--space", _space(tmp, "families: {cnn: {width: {low: 4, high: 16, "
