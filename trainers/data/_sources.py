@@ -66,14 +66,13 @@ def _builtin_store(key: str, data_dir: str | None, download: bool, cache_dir: Pa
         pool = _concatenate(train, test)
         return Store(info, torch.from_numpy(np.ascontiguousarray(pool.x)), pool.y, _official(train, test),
                      np.ones(len(pool.y), dtype=bool), source={"layout": "official files", "cache": "in memory"})
-    files = file_paths(key, data_dir, download)
-    description = {"dataset": key, "files": [_stat(path) for path in files]}
-    entry = _store.find(cache_dir, _store.content_key(description))
+    # file_paths downloads first when asked, so the key describes the files as they will be read.
+    description = {"dataset": key, "files": [_stat(path) for path in file_paths(key, data_dir, download)]}
+    key_of_files = _store.content_key(description)
+    entry = _store.find(cache_dir, key_of_files)
     if entry is None:
-        train, test = load_file_dataset(key, data_dir, download)
+        train, test = load_file_dataset(key, data_dir, False)
         pool = _concatenate(train, test)
-        # Stat again: a download just wrote the files the key describes.
-        description = {"dataset": key, "files": [_stat(path) for path in file_paths(key, data_dir, False)]}
 
         def fill(images_path: Path) -> dict[str, Any]:
             images = np.load(images_path, mmap_mode="r+")
@@ -81,13 +80,14 @@ def _builtin_store(key: str, data_dir: str | None, download: bool, cache_dir: Pa
             images.flush()
             return {}
 
-        entry = _store.build(cache_dir, _store.content_key(description), pool.x.shape, pool.y,
+        entry = _store.build(cache_dir, key_of_files, pool.x.shape, pool.y,
                              {"split_of": _official(train, test).tolist()}, fill)
         how = "read"
     else:
         how = "opened"
     if log is not None:
-        log(f"data: {key} {how} into the uint8 cache {entry.folder} ({entry.meta['shape'][0]:,} images)")
+        where = "read into" if how == "read" else "opened from"
+        log(f"data: {key} {where} the uint8 cache {entry.folder} ({entry.meta['shape'][0]:,} images)")
     split_of = np.asarray(entry.meta["split_of"], dtype=np.int8)
     return Store(info, entry.images(), entry.labels(), split_of, np.ones(len(split_of), dtype=bool),
                  images_path=str(entry.images_path), key=entry.meta["key"],
