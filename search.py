@@ -130,6 +130,16 @@ def gain_line(summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (2 for bad input)."""
     args = parse_args(argv)
+    if args.run_name is not None:
+        # Refuse a second driver of a running run at once, before seconds of importing torch and Ray;
+        # tuning.run takes the lock itself for the whole run.
+        from runfolder import RunLocked, check_not_running
+
+        try:
+            check_not_running(args.results_dir or "results", args.run_name)
+        except RunLocked as error:
+            print(f"search.py: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     # Imported here so that --help answers at once, without loading torch and ray.
     from tuning import SearchFailed, SearchInterrupted, UserError, build_spec, run
 

@@ -24,6 +24,7 @@ from runfolder._layout import (
     TRIALS_CSV_FILE,
     TRIALS_FILE,
 )
+from runfolder._lock import RunLocked, check_not_running, hold_run_lock, lock_path
 from runfolder._stats import (
     HELPS,
     HURTS,
@@ -49,6 +50,7 @@ __all__ = [
     "NO_DIFFERENCE",
     "REPORT_FILE",
     "RUNNING",
+    "RunLocked",
     "SCHEMA_VERSION",
     "SPEC_FILE",
     "STOPPED",
@@ -62,6 +64,9 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "check_not_running",
+    "hold_run_lock",
+    "lock_path",
     "mean_std",
     "paired_gain",
     "pareto_front",

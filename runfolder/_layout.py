@@ -11,6 +11,7 @@
         report.html        plotly report; summary.md its text
         baseline/          the baseline's own search: a run folder of the same layout
         <experiment>/      Ray Tune's own experiment folders (tune, tune-2, ...)
+    results/.<run>.lock    beside it: the lock of the driver running it (runfolder._lock), never removed
 """
 
 SCHEMA_VERSION = 2

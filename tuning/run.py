@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from runfolder import BASELINE_FOLDER, FAILED, JOURNAL_FILE, SCHEMA_VERSION, SPEC_FILE, SUMMARY_FILE, atomic_write_json
+from runfolder import (
+    BASELINE_FOLDER,
+    FAILED,
+    JOURNAL_FILE,
+    SCHEMA_VERSION,
+    SPEC_FILE,
+    SUMMARY_FILE,
+    RunLocked,
+    atomic_write_json,
+    hold_run_lock,
+)
 from spaces import baseline_space
 from trainers import evaluate
 from tuning import final, resume, tuner
@@ -21,7 +32,7 @@ from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
 from tuning.resume import ResumePlan
-from tuning.spec import SearchSpec
+from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import save_check
 
 Log = Callable[[str], None]
@@ -45,7 +56,27 @@ class RunOutcome:
 
 
 def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
-    """Run (or resume) the search described by ``spec`` and write everything under ``spec.run_dir``."""
+    """Run (or resume) the search described by ``spec`` and write everything under ``spec.run_dir``.
+
+    One driver per run: the run's lock is held from before the resume decision to the report, so a second
+    driver of the same run is refused at once (``UserError``, naming the first) instead of searching twice
+    into the same records. The baseline's search is part of this run and takes no lock of its own.
+    """
+    with one_driver(spec, log):
+        return _run_locked(spec, log)
+
+
+@contextlib.contextmanager
+def one_driver(spec: SearchSpec, log: Log) -> Iterator[None]:
+    """Hold the run's lock (``runfolder.hold_run_lock``); another driver holding it is bad input (exit 2)."""
+    try:
+        with hold_run_lock(spec.results_dir, spec.run_name, log):
+            yield
+    except RunLocked as error:
+        raise UserError(str(error)) from None
+
+
+def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
     started = time.perf_counter()
     plan = resume.decide(spec)  # before any work: a rerun that does not match its run folder is refused
     owns_ray = not ray.is_initialized()
