@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_data.py"
+from tests.bench.scripts import load_bench_script
+
 KB = 1024
 
 
 def _bench() -> object:
-    spec = importlib.util.spec_from_file_location("bench_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("bench_data")
 
 
 bench = _bench()
