@@ -9,6 +9,7 @@ tests/trainers/test_data_store.py.
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -111,13 +112,21 @@ def test_split_folders_are_used_as_given_in_a_real_search(tmp_path: Path, teache
 
 
 def test_manifest_split_column_is_used_as_given_in_a_real_search(tmp_path: Path, teacher_cache: Path) -> None:
-    """A CSV manifest (relative paths, class-name labels, a split column): the search's splits are the
-    column's, and its classes the labels."""
-    manifest = write_manifest(tmp_path / "data", per_class=25, shape=SHAPE[:2],
+    """A CSV manifest (relative paths, class-name labels, a split column, one listed file missing): the
+    search's splits are the column's, and its classes the labels; the missing file (1 of 103, under 1 %) is
+    left out and listed."""
+    manifest = write_manifest(tmp_path / "data", per_class=34, shape=SHAPE[:2],
                               splits=("train", "train", "train", "val", "test"))
+    with manifest.open("a") as handle:
+        handle.write("images/cat/gone.png,cat,train\n")
+    with manifest.open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["path"] != "images/cat/gone.png"]
+    given = {split: sum(row["split"] == split for row in rows) for split in ("train", "val", "test")}
     summary, lines = logged_search(teacher_cache, "manifest", dataset="csv", data_dir=str(manifest))
     dataset = summary["dataset"]
-    assert dataset["name"] == "csv" and dataset["source"]["layout"] == "csv" and dataset["skipped"] == []
-    assert (dataset["train"], dataset["val"], dataset["test"]) == (45, 15, 15)
+    assert dataset["name"] == "csv" and dataset["source"]["layout"] == "csv"
+    assert dataset["skipped"] == [{"path": str(tmp_path / "data" / "images" / "cat" / "gone.png"), "reason": "missing"}]
+    assert (dataset["train"], dataset["val"], dataset["test"]) == (given["train"], given["val"], given["test"])
+    assert sum(given.values()) == 102
     assert dataset["classes"] == 3 and dataset["input_shape"] == [1, 8, 8]
     assert not any("held out" in line for line in lines)
