@@ -273,6 +273,8 @@ class _TrainingLoop:
         self.config, self.data, self.teacher, self.student = config, data, teacher, student
         self.memory_format = memory_format  # the batches' format: the models' (see `_channels_last`)
         self.device = data.train_x.device
+        # Held once: each access of a split builds its view and gathers its labels, too much for every step.
+        self.train_images, self.train_labels = data.train_x, data.train_y
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.feature_loss = get_feature_loss(config.feature_loss) if config.uses_features else None
@@ -282,7 +284,7 @@ class _TrainingLoop:
             parameters += list(self.regressor.parameters())
         self.optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=True,
                                          weight_decay=config.weight_decay)
-        self.steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.train_labels) / config.batch_size)
         total_steps = self.steps_per_epoch * config.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -295,7 +297,7 @@ class _TrainingLoop:
     def run_epoch(self, epoch: int, validate: bool = True) -> EpochReport:
         started = time.perf_counter()
         self.student.train()
-        order = torch.randperm(len(self.data.train_y), generator=self.generator).to(self.device)
+        order = torch.randperm(len(self.train_labels), generator=self.generator).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
         kd_steps = 0
         for start in range(0, len(order), self.config.batch_size):
@@ -328,7 +330,7 @@ class _TrainingLoop:
         return report
 
     def _loss(self, indices: torch.Tensor, kd_step: bool) -> torch.Tensor:
-        images, labels = self.data.train_x[indices], self.data.train_y[indices]
+        images, labels = self.train_images[indices], self.train_labels[indices]
         views = None
         if self.augmented:
             images, views = augment_views(images, self.data.info, self.augment_generator, self.background)
@@ -357,7 +359,7 @@ class _TrainingLoop:
         if feature_loss.regressor is None:
             return None
         assert self.teacher is not None
-        probe = self.data.train_x[:2]
+        probe = self.train_images[:2]
         with torch.no_grad():
             _, student_features = self.student.forward_features(probe)
         teacher_signal = self.teacher.probe_signal(probe, feature_loss.name)

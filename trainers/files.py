@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,13 @@ def safe_torch_load(path: str | Path) -> Any:
         raise
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise CorruptFileError(f"{path} is corrupt or not a kdsearch file ({type(error).__name__})") from None
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, shapes, dtypes and bytes of a state_dict's tensors, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ from torch import nn
 
 from trainers.data import TensorSplits, fingerprint
 from trainers.distill import DistillConfig, EpochReport, distill, evaluate
-from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
+from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load, state_digest
 from trainers.models import build_from_arch, build_teacher, stem_stride_for
 
 # 2: the payload carries a digest of its state_dict; 3: best-validation weights; 4: inputs from 28 px on get a
@@ -163,13 +163,3 @@ def _load_cached(path: Path, key: str, log: Log) -> nn.Module | None:
     except (CorruptFileError, KeyError, TypeError, AttributeError, RuntimeError, ValueError) as error:
         log(f"teacher cache {path} is unusable ({error}); retraining the teacher")
         return None
-
-
-def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the names, shapes, dtypes and bytes of a state_dict's tensors, in order."""
-    digest = hashlib.sha256()
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

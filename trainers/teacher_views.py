@@ -22,6 +22,7 @@ from torch import nn
 
 from trainers.data import DatasetInfo, view_count
 from trainers.data._store import map_file
+from trainers.files import state_digest
 
 BYTES_PER_LOGIT = 2  # fp16: a teacher's logits need far less than float32's precision for a softened target
 # The default budget: this share of the free space where the file goes (``--teacher-cache-gb`` overrides it).
@@ -42,14 +43,9 @@ class ViewStore:
 
     def path_for(self, model: nn.Module, name: str, info: DatasetInfo, background: Sequence[float] | None) -> Path:
         """The file of this teacher's logits on ``info``'s views of this dataset."""
-        digest = hashlib.sha256()
-        digest.update(json.dumps({"teacher": name, "data": self.data_key, "info": repr(info),
-                                  "background": list(background) if background is not None else None}).encode())
-        for parameter_name, tensor in model.state_dict().items():
-            tensor = tensor.detach().to("cpu").contiguous()
-            digest.update(f"{parameter_name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return self.folder / f"{digest.hexdigest()[:24]}.npy"
+        key = json.dumps({"teacher": name, "weights": state_digest(model.state_dict()), "data": self.data_key,
+                          "info": repr(info), "background": list(background) if background is not None else None})
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
 
 
 def default_budget_bytes(folder: Path) -> int:
