@@ -179,12 +179,16 @@ def test_a_requeued_job_resumes_the_same_run(slurm: dict[str, str], tmp_path: Pa
                      ["--budget", str(budget), "--epochs", "40", "--teacher-checkpoint", cluster_teacher])
     run_dir = tmp_path / f"slurm-{job_id}"
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while len(set(finished(run_dir)) & saved_by_ray(run_dir)) < 2:
+    # What was finished and saved when the requeue was sent: read after it, the dying attempt's last writes
+    # (Ray rewrites its snapshot on SIGTERM) could show fewer.
+    before: dict[str, dict] = {}
+    while len(before) < 2:
         assert _job(job_id).get("JobState") in ("PENDING", "RUNNING"), _log(tmp_path, job_id)[-3000:]
         assert time.monotonic() < deadline, "fewer than 2 trials saved"
         time.sleep(0.5)
+        saved = saved_by_ray(run_dir)
+        before = {tid: r for tid, r in finished(run_dir).items() if tid in saved}
     subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
-    before = {tid: r for tid, r in finished(run_dir).items() if tid in saved_by_ray(run_dir)}
     assert 2 <= len(before) < budget
 
     job = _wait_done(job_id)
