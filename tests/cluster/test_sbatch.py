@@ -104,15 +104,25 @@ echo "$FAKE_IPS"
 }
 VENV_STUBS = {
     "ray": """#!/bin/bash
+# A node counts as joined once its stop trap is set (it is logged after), as a real node is once it runs.
+if [[ "$1" == start ]]; then trap 'echo "ray start stopped" >> "$FAKE_LOG"; exit 0' TERM; fi
 echo "ray $*" >> "$FAKE_LOG"
 if [[ "$1" == get-auth-token ]]; then echo "umask $(umask)" >> "$FAKE_LOG"; fi
 if [[ "$1" == start ]]; then
-    trap 'echo "ray start stopped" >> "$FAKE_LOG"; exit 0' TERM
     while true; do sleep 0.05; done
 fi
 """,
     "python": """#!/bin/bash
-if [[ "$1" == - ]]; then cat > /dev/null; echo "python wait-for-nodes $2" >> "$FAKE_LOG"; exit 0; fi
+if [[ "$1" == - ]]; then
+    cat > /dev/null
+    # Like the real snippet, return once $2 nodes have joined (the stubs' `ray start` lines are in the log).
+    for _ in $(seq 600); do
+        [[ "$(grep -c '^ray start .*--block' "$FAKE_LOG")" -ge "$2" ]] && break
+        sleep 0.05
+    done
+    echo "python wait-for-nodes $2" >> "$FAKE_LOG"
+    exit 0
+fi
 echo "python $*" >> "$FAKE_LOG"
 echo "search env RAY_ADDRESS=$RAY_ADDRESS RAY_AUTH_MODE=$RAY_AUTH_MODE" >> "$FAKE_LOG"
 if [[ "$FAKE_SEARCH" == run ]]; then
