@@ -22,6 +22,7 @@ import plotly.offline
 
 from reports import figures as F
 from reports import optuna_figures as OF
+from reports import search_gain as SG
 from reports import text as T
 from reports.run import RunRecords, load_run
 from runfolder import REPORT_FILE, SUMMARY_MD_FILE, atomic_write_text
@@ -265,6 +266,9 @@ def render_html(records: RunRecords, sections: list[Section]) -> str:
         parts.append(
             f"<p class='{cls} verdict'><b>Does distillation help?</b> {e(T.verdict_sentence(records.summary))}</p>"
         )
+        search = SG.search_sentence(records.summary)
+        if search:
+            parts.append(f"<p class='verdict'><b>Does the search pay?</b> {e(search)}</p>")
     else:
         best = T.best_so_far(records.trials)
         if best is not None:

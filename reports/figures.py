@@ -298,7 +298,7 @@ class ComparisonBar:
 
 
 def comparison_data(summary: Mapping[str, Any] | None) -> list[ComparisonBar]:
-    """Bars for whichever of teacher, baseline and distilled student the summary measured on test."""
+    """Bars for whichever of teacher, baseline, textbook arm and distilled student the summary measured on test."""
     if not summary:
         return []
     bars: list[ComparisonBar] = []
@@ -316,10 +316,13 @@ def comparison_data(summary: Mapping[str, Any] | None) -> list[ComparisonBar]:
                 params=as_int(teacher.get("params")),
             )
         )
-    for role, label in (("baseline", "baseline (no teacher)"), ("student", "distilled student")):
+    for role, label in (("baseline", "baseline (no teacher)"), ("textbook", "textbook KD recipe"),
+                        ("student", "distilled student")):
         entry = summary.get(role)
         if not isinstance(entry, Mapping) or as_float(entry.get("test_accuracy_mean")) is None:
             continue
+        if role == "textbook" and isinstance(summary.get("student"), Mapping):
+            entry = {**summary["student"], **entry}  # the student's architecture and size, its own accuracies
         accs = [float(a) for a in entry.get("test_accuracies") or [] if as_float(a) is not None]
         bars.append(
             ComparisonBar(
@@ -337,7 +340,7 @@ def comparison_data(summary: Mapping[str, Any] | None) -> list[ComparisonBar]:
 
 def draw_comparison(bars: Sequence[ComparisonBar]) -> go.Figure:
     """Bars of mean test accuracy with std error bars, the per-seed results as dots on top."""
-    colors = {"teacher": "#7f7f7f", "baseline": "#9ecae1", "student": "#3182bd"}
+    colors = {"teacher": "#7f7f7f", "baseline": "#9ecae1", "textbook": "#6baed6", "student": "#3182bd"}
     fig = go.Figure(
         go.Bar(
             x=[b.label for b in bars],

@@ -357,7 +357,7 @@ class ResultRow:
 
 
 def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
-    """Teacher, baseline and distilled student as table rows (only those the summary has)."""
+    """Teacher, baseline, textbook arm and distilled student as table rows (only those the summary has)."""
     summary = summary or {}
     rows = []
     own_recipe = kd_result(summary).own_recipe
@@ -367,11 +367,14 @@ def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
             "baseline",
             "baseline: same student alone, own tuned recipe" if own_recipe else "baseline: student without a teacher",
         ),
+        ("textbook", "same student, textbook KD recipe (alpha 0.9, T 4)"),
         ("student", "distilled student (finetuned)"),
     ):
         entry = summary.get(key)
         if not isinstance(entry, Mapping):
             continue
+        if key == "textbook":  # the student's architecture, so its size and cost too
+            entry = {**(_mapping(summary.get("student"))), **entry}
         if key == "teacher":
             acc = format_accuracy(as_float(entry.get("test_accuracy")))
         else:
@@ -666,6 +669,10 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
         ]
     if records.summary is not None and isinstance(records.summary.get("student"), Mapping):
         lines += [f"**Does distillation help?** {verdict_sentence(records.summary)}", ""]
+        from reports.search_gain import search_sentence  # it builds on this module's formatting
+
+        search = search_sentence(records.summary)
+        lines += [f"**Does the search pay?** {search}", ""] if search else []
         lines += gain_curve_markdown(records.summary)
     else:
         best = best_so_far(records.trials)

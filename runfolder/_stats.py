@@ -52,10 +52,11 @@ class GainVerdict:
     verdict: str
     per_seed: tuple[float, ...]
 
-    def summary_fields(self) -> dict[str, Any]:
-        """``kd_gain``, ``kd_gain_ci95``, ``kd_verdict`` and ``kd_gain_per_seed`` as ``summary.json`` has them."""
-        return {"kd_gain": self.gain, "kd_gain_ci95": self.interval(), "kd_verdict": self.verdict,
-                "kd_gain_per_seed": list(self.per_seed)}
+    def summary_fields(self, prefix: str = "kd") -> dict[str, Any]:
+        """``kd_gain``, ``kd_gain_ci95``, ``kd_verdict`` and ``kd_gain_per_seed`` as ``summary.json`` has them
+        (``search_gain`` and so on with ``prefix="search"``)."""
+        return {f"{prefix}_gain": self.gain, f"{prefix}_gain_ci95": self.interval(), f"{prefix}_verdict": self.verdict,
+                f"{prefix}_gain_per_seed": list(self.per_seed)}
 
     def interval(self) -> list[float] | None:
         """The 95 % interval as a JSON list, or ``None``."""

@@ -11,6 +11,7 @@ from spaces._parameters import FEATURE_LOSSES, PARAMETERS, Parameter
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param
 from spaces._presets import PRESETS, baseline_space, default_space, family_bounds, smoke_space
 from spaces._space import (
+    STANDARD_RECIPE,
     FamilyBounds,
     ParamsOf,
     SearchSpace,
@@ -24,6 +25,7 @@ __all__ = [
     "FEATURE_LOSSES",
     "PARAMETERS",
     "PRESETS",
+    "STANDARD_RECIPE",
     "ChoiceParam",
     "FamilyBounds",
     "FloatParam",

@@ -8,9 +8,12 @@ compare, export.
    validation does not drop.
 3. The baseline is the same student architecture without the teacher, under its own best recipe (a
    small Ray Tune + Optuna search of lr, weight decay, batch size and augmentation), over the same
-   seeds, with the same finetuning rule.
+   seeds, with the same finetuning rule. The textbook arm is the winner's architecture with the textbook
+   KD terms (alpha 0.9, T 4, no feature loss) on the baseline's recipe, same seeds, same finetuning:
+   ``search_gain`` (searched recipe minus textbook recipe) says what the recipe search bought.
 4. Teacher, baseline and student are evaluated once on the held-out test split and measured; the
-   gain is the mean paired per-seed difference with its 95 % interval and verdict (``runfolder.paired_gain``).
+   gain is the mean paired per-seed difference with its 95 % interval and verdict (``runfolder.paired_gain``);
+   ``search_gain`` likewise against the textbook arm.
 5. The gain curve: the same comparison at 3-4 student sizes across the Pareto front, both arms on the
    baseline's tuned recipe, the distilled one adding the winner's KD terms (``tuning.gain_curve``).
 """
@@ -42,7 +45,7 @@ from trainers import (
     pick_device,
 )
 from trainers.models import build_from_arch, build_student, stem_stride_for
-from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes
+from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
 from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
@@ -144,7 +147,9 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
 
 EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
-                "kd_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None, "final": None}
+                "kd_gain_per_seed": None, "textbook": None, "search_gain": None, "search_gain_ci95": None,
+                "search_verdict": None, "search_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None,
+                "final": None}
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -226,6 +231,13 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
     baseline_trained = tasks.launch_searched(baseline_record) if baseline_record else tasks.launch(baseline_config)
     baseline_pending = tasks.finetune(baseline_trained)
+    textbook_config = textbook_recipe(winner_config, baseline_config)
+    # A winner that is the textbook recipe on the baseline's settings would train the same students again.
+    textbook_is_winner = _same_training(textbook_config, winner_config)
+    if not textbook_is_winner:
+        log(f"final stage: training the winner with the textbook KD recipe (alpha 0.9, T 4, no feature loss; "
+            f"{_recipe_text(textbook_config)}) over seeds {tasks.seeds}")
+    textbook_pending = winner_pending if textbook_is_winner else tasks.finetune(tasks.launch(textbook_config))
     winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
     curve = _curve_plan(spec, records, winner_record)
     curve_configs = {arch: curve_recipes(winner_config, baseline_config, arch, teacher_family) for arch in curve}
@@ -239,6 +251,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result = _compare(spec, data, teacher, winner, baseline)
     result["baseline"]["recipe"] = {key: baseline_config.get(key) for key in RECIPE_KEYS}
     result["baseline"]["search"] = baseline_search
+    textbook = winner if textbook_is_winner else ray.get(textbook_pending)
+    result |= _textbook_comparison(textbook, textbook_config, result["student"], data, textbook_is_winner)
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
         result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)
@@ -322,6 +336,24 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
         **paired_gain(student_tests, baseline_tests).summary_fields(),
         "test_resolution_points": resolution_points(len(data.test_y)),
     }
+
+
+def _same_training(config: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two configurations train the same student (``DistillConfig`` fills in what either leaves out)."""
+    return DistillConfig.from_mapping(config) == DistillConfig.from_mapping(other)
+
+
+def _textbook_comparison(textbook: list[SeedRun], config: dict[str, Any], student: dict[str, Any],
+                         data: TensorSplits, is_winner: bool) -> dict[str, Any]:
+    """``textbook`` (the winner's student on the textbook KD recipe) and ``search_gain``: the searched
+    recipe minus the textbook one, paired by seed, in points."""
+    tests = student["test_accuracies"] if is_winner else [_test_accuracy(run, data) for run in textbook]
+    entry = {"recipe": {key: config.get(key) for key in (*RECIPE_KEYS, *KD_KEYS) if key in config},
+             "seeds": [run.seed for run in textbook], "test_accuracies": tests,
+             **_named_mean_std("test_accuracy", tests),
+             "finetune_kept_seeds": [run.seed for run in textbook if run.finetuned],
+             "same_as_winner": is_winner}
+    return {"textbook": entry, **paired_gain(student["test_accuracies"], tests).summary_fields("search")}
 
 
 def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun], tests: list[float]) -> dict[str, Any]:

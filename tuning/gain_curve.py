@@ -15,9 +15,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from spaces import STANDARD_RECIPE
+
 Arch = tuple[str, int, int]  # (family, depth, width)
 ARCH_KEYS = ("family", "depth", "width")
 KD_KEYS = ("alpha", "temperature", "feature_loss", "beta", "distill_interval", "init_from_teacher")
+# The textbook KD terms (the standard recipe's: Hinton et al. 2015's soft targets at T = 4 carrying most of
+# the weight, no feature loss, every step distilled): the yardstick for what the recipe search bought.
+TEXTBOOK_KD_TERMS: dict[str, Any] = {"beta": 0.0, **{key: STANDARD_RECIPE[key] for key in KD_KEYS
+                                                     if key in STANDARD_RECIPE}}
 
 
 def arch_of(config: dict[str, Any]) -> Arch:
@@ -39,6 +45,17 @@ def curve_recipes(kd_config: dict[str, Any], baseline_config: dict[str, Any], ar
     baseline = with_arch(baseline_config, arch, None)
     kd_terms = {key: kd_config[key] for key in KD_KEYS if key in kd_config}
     return with_arch({**baseline, **kd_terms}, arch, teacher_family), baseline
+
+
+def textbook_recipe(kd_config: dict[str, Any], baseline_config: dict[str, Any]) -> dict[str, Any]:
+    """``kd_config``'s student trained with the textbook KD terms on the baseline's tuned optimisation recipe.
+
+    Against the winner (same architecture, same seeds) it answers whether the searched KD recipe beat
+    the one everybody starts from; the optimisation recipe is the baseline's, found without a teacher, so
+    neither arm's lr or batch size was tuned for the comparison.
+    """
+    baseline = with_arch(baseline_config, arch_of(kd_config), None)
+    return {**baseline, **TEXTBOOK_KD_TERMS}
 
 
 def spread_by_size(sizes: list[int], count: int, keep: int) -> list[int]:

@@ -37,6 +37,8 @@ def test_paired_gain_by_hand() -> None:
     assert result.verdict == HELPS
     assert result.summary_fields() == {"kd_gain": result.gain, "kd_gain_ci95": list(result.ci95),
                                        "kd_verdict": HELPS, "kd_gain_per_seed": list(result.per_seed)}
+    assert result.summary_fields("search") == {"search_gain": result.gain, "search_gain_ci95": list(result.ci95),
+                                               "search_verdict": HELPS, "search_gain_per_seed": list(result.per_seed)}
 
 
 def test_an_interval_that_contains_zero_is_no_detectable_difference() -> None:

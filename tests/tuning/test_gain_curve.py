@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuning.gain_curve import arch_of, curve_architectures, curve_recipes, spread_by_size, with_arch
+from tuning.gain_curve import (
+    arch_of,
+    curve_architectures,
+    curve_recipes,
+    spread_by_size,
+    textbook_recipe,
+    with_arch,
+)
 
 SIZES = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 50_000]
 
@@ -63,3 +70,15 @@ def test_a_recipe_moves_to_another_architecture() -> None:
     assert with_arch(config, ("resnet", 2, 4), teacher_family="resnet") == {**config, "depth": 2, "width": 4}
     moved = with_arch(config, ("cnn", 1, 8), teacher_family="resnet")
     assert moved == {"family": "cnn", "depth": 1, "width": 8, "alpha": 0.7}  # no teacher weights to inherit
+
+
+def test_the_textbook_recipe_is_the_winners_student_on_the_baselines_settings() -> None:
+    winner = {"family": "resnet", "depth": 1, "width": 8, "alpha": 0.4, "temperature": 9.0, "feature_loss": "hint",
+              "beta": 2.0, "distill_interval": 3, "init_from_teacher": True, "lr": 0.2, "weight_decay": 1e-5,
+              "batch_size": 32, "augment": True}
+    baseline = {"family": "resnet", "depth": 1, "width": 8, "alpha": 0.0, "lr": 0.03, "weight_decay": 2e-4,
+                "batch_size": 128, "augment": False}
+    assert textbook_recipe(winner, baseline) == {
+        "family": "resnet", "depth": 1, "width": 8, "lr": 0.03, "weight_decay": 2e-4, "batch_size": 128,
+        "augment": False, "alpha": 0.9, "temperature": 4.0, "feature_loss": "none", "beta": 0.0,
+        "distill_interval": 1, "init_from_teacher": False}

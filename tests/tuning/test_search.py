@@ -213,6 +213,24 @@ def test_summary_has_the_kd_verdict_with_its_interval(quality_run: RunOutcome) -
     assert "kd_gain_std" not in summary
 
 
+def test_the_search_gain_compares_the_winner_with_the_textbook_recipe(quality_run: RunOutcome) -> None:
+    summary = json.loads((quality_run.run_dir / "summary.json").read_text())
+    student, textbook = summary["student"], summary["textbook"]
+    assert textbook["seeds"] == student["seeds"] == summary["baseline"]["seeds"]
+    recipe = textbook["recipe"]
+    assert (recipe["alpha"], recipe["temperature"], recipe["feature_loss"]) == (0.9, 4.0, "none")
+    # the baseline's optimisation recipe: neither arm's lr or batch size was tuned for this comparison
+    assert {key: recipe[key] for key in summary["baseline"]["recipe"]} == summary["baseline"]["recipe"]
+    per_seed = [100 * (s - t) for s, t in zip(student["test_accuracies"], textbook["test_accuracies"], strict=True)]
+    assert summary["search_gain_per_seed"] == pytest.approx(per_seed)
+    assert summary["search_gain"] == pytest.approx(sum(per_seed) / 2)
+    low, high = summary["search_gain_ci95"]
+    assert summary["search_verdict"] == ("helps" if low > 0 else "hurts" if high < 0 else "no detectable difference")
+    printed = search.final_table(summary)
+    assert "textbook KD recipe" in printed and "search_gain (searched minus textbook recipe):" in printed
+    assert "Does the search pay?" in (quality_run.run_dir / "report.html").read_text()
+
+
 def test_the_baseline_is_the_winner_under_its_own_searched_recipe(quality_run: RunOutcome) -> None:
     summary = quality_run.summary
     baseline_records = _records(quality_run.run_dir / "baseline")
