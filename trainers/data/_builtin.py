@@ -126,7 +126,12 @@ FILE_DATASETS: dict[str, _FileDataset] = {
 
 def file_paths(key: str, data_dir: str | None, download: bool) -> list[Path]:
     """The files of file dataset ``key`` under ``data_dir`` (train parts, then test parts), downloading them
-    first if asked and missing; `DatasetError` naming what is missing otherwise."""
+    first if asked and missing; `DatasetError` naming what is missing otherwise.
+
+    Each file is looked for in torchvision's folder under ``data_dir`` (``MNIST/raw``, ...), then in
+    ``data_dir`` itself. A copy holding the test files alone (``--download`` not asked) is a test-only
+    copy: only its test paths are returned, and `load_file_dataset` reads them as the whole dataset.
+    """
     spec = FILE_DATASETS[key]
     if data_dir is None:
         how = "" if download else " (add --download to fetch them)"
@@ -135,6 +140,9 @@ def file_paths(key: str, data_dir: str | None, download: bool) -> list[Path]:
     if missing_files(spec, root) and download:
         _download(key, spec, root)
     missing = missing_files(spec, root)
+    test_paths = [_locate(spec, root, name) for name in spec.test_files]
+    if missing and not download and all(path.is_file() for path in test_paths):
+        return test_paths
     if missing:
         raise DatasetError(
             f"dataset '{key}' not found under {root}: expected {', '.join(map(str, missing))}; "
@@ -143,20 +151,38 @@ def file_paths(key: str, data_dir: str | None, download: bool) -> list[Path]:
     return [_locate(spec, root, name) for name in spec.train_files + spec.test_files]
 
 
+def is_test_only(key: str, paths: Sequence[Path]) -> bool:
+    """Whether ``file_paths`` found a test-only copy of file dataset ``key``."""
+    spec = FILE_DATASETS[key]
+    return len(paths) < len(spec.train_files) + len(spec.test_files)
+
+
 def load_file_dataset(key: str, data_dir: str | None, download: bool) -> tuple[Arrays, Arrays]:
-    """The official (train, test) parts of a file dataset, downloading them first if asked and missing."""
+    """The official (train, test) parts of a file dataset, downloading them first if asked and missing.
+
+    A test-only copy comes back as its test part in place of the train part and an empty test part, so it
+    is split three ways like a folder of images."""
     spec = FILE_DATASETS[key]
     paths = file_paths(key, data_dir, download)
+    if is_test_only(key, paths):
+        test = spec.read(paths, spec.info)
+        return test, Arrays(test.x[:0], test.y[:0])
     train = spec.read(paths[:len(spec.train_files)], spec.info)
     test = spec.read(paths[len(spec.train_files):], spec.info)
     return train, test
 
 
 def _locate(spec: _FileDataset, root: Path, name: str) -> Path:
-    """The path of one expected file: the plain one, else (idx only) its .gz; the plain one if neither."""
-    plain = root / spec.folder / name
-    gz = plain.with_name(name + ".gz")
-    return gz if spec.gzip_ok and not plain.is_file() and gz.is_file() else plain
+    """The path of one expected file: in torchvision's folder, else in ``root`` itself; the plain file, else
+    (idx only) its .gz; the plain one in torchvision's folder if none is there."""
+    for folder in dict.fromkeys((root / spec.folder, root)):
+        plain = folder / name
+        gz = plain.with_name(name + ".gz")
+        if plain.is_file():
+            return plain
+        if spec.gzip_ok and gz.is_file():
+            return gz
+    return root / spec.folder / name
 
 
 def missing_files(spec: _FileDataset, root: Path) -> list[Path]:

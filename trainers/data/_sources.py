@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from trainers.data import _store
-from trainers.data._builtin import DIGITS_INFO, FILE_DATASETS, Arrays, file_paths, load_file_dataset, read_digits
+from trainers.data._builtin import (
+    DIGITS_INFO,
+    FILE_DATASETS,
+    Arrays,
+    file_paths,
+    is_test_only,
+    load_file_dataset,
+    read_digits,
+)
 from trainers.data._decode import MAX_LOST_FRACTION, common_shape, decode_files, probe_files
 from trainers.data._info import DatasetError, DatasetInfo, default_crop_padding
 from trainers.data._layouts import UNSPLIT, FileList, list_layout
@@ -61,13 +69,20 @@ def open_store(key: str, data_dir: str | None, *, download: bool, image_size: in
 def _builtin_store(key: str, data_dir: str | None, download: bool, cache_dir: Path | None,
                    log: Log | None) -> Store:
     info = FILE_DATASETS[key].info
+    # file_paths downloads first when asked, so what it finds is what will be read.
+    paths = file_paths(key, data_dir, download)
+    layout = "official files"
+    if is_test_only(key, paths):
+        layout = "test files only"
+        if log is not None:
+            log(f"data: {key}: only the test files found ({', '.join(path.name for path in paths)}): "
+                "a test-only copy, split into train, validation and test like a folder of images")
     if cache_dir is None:
         train, test = load_file_dataset(key, data_dir, download)
         pool = _concatenate(train, test)
         return Store(info, torch.from_numpy(np.ascontiguousarray(pool.x)), pool.y, _official(train, test),
-                     np.ones(len(pool.y), dtype=bool), source={"layout": "official files", "cache": "in memory"})
-    # file_paths downloads first when asked, so the key describes the files as they will be read.
-    description = {"dataset": key, "files": [_stat(path) for path in file_paths(key, data_dir, download)]}
+                     np.ones(len(pool.y), dtype=bool), source={"layout": layout, "cache": "in memory"})
+    description = {"dataset": key, "files": [_stat(path) for path in paths]}
     key_of_files = _store.content_key(description)
     entry = _store.find(cache_dir, key_of_files)
     if entry is None:
@@ -91,7 +106,7 @@ def _builtin_store(key: str, data_dir: str | None, download: bool, cache_dir: Pa
     split_of = np.asarray(entry.meta["split_of"], dtype=np.int8)
     return Store(info, entry.images(), entry.labels(), split_of, np.ones(len(split_of), dtype=bool),
                  images_path=str(entry.images_path), key=entry.meta["key"],
-                 source={"layout": "official files", "cache": how, "cache_path": str(entry.folder)})
+                 source={"layout": layout, "cache": how, "cache_path": str(entry.folder)})
 
 
 def _concatenate(train: Arrays, test: Arrays) -> Arrays:
