@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                             "(default max(8, budget / 5))")
     add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "
                                        "0 skips it)")
+    add("--rounds", help="rounds of distillation, round k+1 a fresh student taught by the teacher and round k's "
+                          "student: auto (default: another round while the last one helped, at most 3) or N (exactly "
+                          "N; 1: none extra)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
     add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")
     add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
