@@ -117,7 +117,23 @@ def final_table(summary: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     if summary.get("kd_gain") is not None:
         lines.append(gain_line(summary))
+    lines += rounds_lines(summary)
     return "\n".join(lines)
+
+
+def rounds_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per repeated round (its gain over the round before, interval and verdict), why the rounds
+    stopped and which one is exported; and the teacher-assistant hint when the run gives one."""
+    from tuning.rounds import round_line  # here: --help must not wait for torch and Ray
+
+    rounds = summary.get("rounds") or []
+    lines = [round_line(entry) for entry in rounds[1:]]
+    if lines:
+        lines.append(f"rounds: stopped ({summary['rounds_stop']}); exported round {summary['rounds_best']} "
+                     "(best by validation)")
+    if summary.get("teacher_assistant"):
+        lines.append(f"teacher assistant: {summary['teacher_assistant']['how']}")
+    return lines
 
 
 def gain_line(summary: dict[str, Any]) -> str:

@@ -5,16 +5,22 @@ The end-to-end runs of ``--rounds 2`` and ``--rounds auto`` are in ``test_rounds
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import torch
 
 import search
 from runfolder import HELPS, HURTS, NO_DIFFERENCE, paired_gain
+from trainers import build_student, load_dataset, load_exported
 from tuning import UserError, build_spec
 from tuning.final import SeedRun
 from tuning.rounds import (
     CAP,
     TEACHER_ASSISTANT_FRACTION,
     best_round,
+    export_round,
     round_entry,
     round_line,
     stop_reason,
@@ -168,3 +174,30 @@ def test_a_teacher_assistant_is_offered_below_two_percent() -> None:
     assert note["assistant_max_params"] == 10_000  # the geometric mean of the two sizes
     assert "--max-params 10000" in note["how"] and "--teacher-checkpoint <that run>/best/model.ts --max-params 5000" \
         in note["how"]
+
+
+def test_the_console_has_a_line_per_extra_round_the_stop_and_the_assistant_hint() -> None:
+    rounds, reason = _replay(AUTO_ROUNDS_CAP, auto=True)
+    summary = {"rounds": rounds, "rounds_stop": reason, "rounds_best": 2,
+               "teacher_assistant": teacher_assistant_note(1_000, 100_000, 5_000)}
+    lines = search.rounds_lines(summary)
+    assert lines[:2] == [round_line(rounds[1]), round_line(rounds[2])]
+    assert lines[2] == "rounds: stopped (no detectable difference at round 3); exported round 2 (best by validation)"
+    assert lines[3].startswith("teacher assistant: the student is 1.00% of the teacher: a teacher-assistant step")
+    assert search.rounds_lines({"rounds": rounds[:1], "rounds_stop": CAP, "rounds_best": 1}) == []
+    assert search.rounds_lines({"rounds": None}) == []
+
+
+def test_a_later_round_is_exported_with_its_round_and_teachers(tmp_path: Path) -> None:
+    """What ``run_rounds`` writes when a later round is best by validation (``export_round``)."""
+    data = load_dataset("digits", max_train_samples=100)
+    model = build_student("cnn", 1, 4, 1, 10)
+    run = SeedRun({"family": "cnn", "depth": 1, "width": 4}, 3, 0.5, dict(model.state_dict()), model.arch)
+    spec = build_spec(results_dir=str(tmp_path), run_name="exported")
+    export_round(spec, data, run, {"round": 2, "teachers": ["cnn-large", "round 1 student"]})
+    exported = load_exported(spec.run_dir / "best")
+    assert all(torch.equal(a, b) for a, b in zip(exported.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
+    metadata = json.loads((spec.run_dir / "best" / "config.json").read_text())["metadata"]
+    assert (metadata["round"], metadata["teachers"], metadata["seed"]) == (2, ["cnn-large", "round 1 student"], 3)
+    assert metadata["config"] == run.config and metadata["val_accuracy"] == 0.5
