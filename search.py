@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                             "(default max(8, budget / 5))")
     add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "
                                        "0 skips it)")
+    add("--rounds", help="rounds of distillation, round k+1 a fresh student taught by the teacher and round k's "
+                          "student: auto (default: another round while the last one helped, at most 3) or N (exactly "
+                          "N; 1: none extra)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
     add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")
     add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
@@ -125,7 +128,23 @@ def final_table(summary: dict[str, Any]) -> str:
     caveat = resolution_caveat(summary)
     if caveat:
         lines.append(caveat)
+    lines += rounds_lines(summary)
     return "\n".join(lines)
+
+
+def rounds_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per repeated round (its gain over the round before, interval and verdict), why the rounds
+    stopped and which one is exported; and the teacher-assistant hint when the run gives one."""
+    from tuning.rounds import round_line  # here: --help must not wait for torch and Ray
+
+    rounds = summary.get("rounds") or []
+    lines = [round_line(entry, summary.get("test_resolution_points")) for entry in rounds[1:]]
+    if lines:
+        lines.append(f"rounds: stopped ({summary['rounds_stop']}); exported round {summary['rounds_best']} "
+                     "(best by validation)")
+    if summary.get("teacher_assistant"):
+        lines.append(f"teacher assistant: {summary['teacher_assistant']['how']}")
+    return lines
 
 
 def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:

@@ -83,6 +83,7 @@ def figure_sections(records: RunRecords) -> list[Section]:
     bars = F.comparison_data(records.summary)
     gain_curve = F.gain_curve_data(records.summary)
     gain_note = _gain_curve_note(summary, gain_curve)
+    rounds = F.rounds_data(records.summary)
     candidates = F.final_candidates_data(records.summary)
     scatter = F.accuracy_vs_params_data(records.trials, winner)
     curves = F.learning_curves_data(records.trials)
@@ -110,6 +111,16 @@ def figure_sections(records: RunRecords) -> list[Section]:
             "confidence interval over paired seeds (green: helps, grey: no detectable difference, red: "
             "hurts). Bottom: both students' mean test accuracy, and the teacher's as a dashed line.",
             own(lambda: F.draw_gain_curve(gain_curve) if gain_curve and gain_curve.points else None, gain_note),
+        ),
+        (
+            "rounds",
+            "Repeated rounds of distillation",
+            "Round 1 is the distilled student above; each later round is the same configuration re-initialised "
+            "and distilled from the teacher and the previous round's student together (their logits averaged), "
+            "over the same seeds. Test accuracy, mean ± one standard deviation, dots are single seeds; a "
+            "marker's colour is that round's verdict over the round before (green: helps, grey: no detectable "
+            "difference, red: hurts); the outlined round, best by validation, is the exported student.",
+            own(lambda: F.draw_rounds(rounds) if rounds and len(rounds.points) > 1 else None, _rounds_note(rounds)),
         ),
         (
             "final",
@@ -201,6 +212,17 @@ def _gain_curve_note(summary: Mapping[str, object], data: F.GainCurveData | None
     if data is None:
         return "The gain curve was not measured in this run (skipped with --gain-curve 0, or the run predates it)."
     return "The gain curve has no student size with both a parameter count and a gain."
+
+
+def _rounds_note(data: F.RoundsData | None) -> str:
+    """Why the rounds are not drawn."""
+    if data is None:
+        return "No repeated rounds in this run (the final stage did not run, or the run predates --rounds)."
+    if len(data.points) <= 1:
+        if data.stop in (None, "cap"):
+            return "Only round 1 ran (--rounds 1)."
+        return f"Only round 1 ran ({data.stop}): with --rounds auto a round follows only one whose verdict is helps."
+    return "The rounds have no test accuracies to draw."
 
 
 def _draw_section(key: str, title: str, caption: str, draw: Callable[[], go.Figure]) -> Section:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reports.figures import format_params, gain_curve_data
+from reports.figures import format_params, gain_curve_data, rounds_data
 from reports.run import (
     COMPLETE,
     FAILED,
@@ -639,6 +639,30 @@ def gain_curve_markdown(summary: Mapping[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def rounds_markdown(summary: Mapping[str, Any] | None) -> list[str]:
+    """The repeated rounds as a markdown table, and the teacher-assistant hint; no lines when neither is there."""
+    data = rounds_data(summary)
+    lines: list[str] = []
+    if data is not None and len(data.points) > 1:
+        lines += [
+            "**Repeated rounds** (each a fresh student distilled from the teacher and the round before; "
+            f"stopped: {data.stop}; exported: round {data.best}):",
+            "",
+            "| round | taught by | test accuracy | gain over the round before, points (95 % CI) | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for p in data.points:
+            ci = f" ({format_points(p.ci_low)} to {format_points(p.ci_high)})" if p.ci_low is not None else ""
+            gain = f"{format_points(p.gain)}{ci}" if p.gain is not None else "n/a"
+            lines.append(f"| {p.round} | {p.teachers} | {format_accuracy(p.mean, p.std, len(p.accuracies))} | "
+                         f"{gain} | {p.verdict or 'n/a'} |")
+        lines.append("")
+    assistant = _mapping((summary or {}).get("teacher_assistant"))
+    if assistant.get("how"):
+        lines += [f"**Teacher assistant:** {_strip_prefix(str(assistant['how']), '')}.", ""]
+    return lines
+
+
 def summary_markdown(records: RunRecords, report_name: str = "report.html") -> str:
     """``summary.md``: the report's story in a few lines."""
     ov = overview(records)
@@ -674,6 +698,7 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
         search = search_sentence(records.summary)
         lines += [f"**Does the search pay?** {search}", ""] if search else []
         lines += gain_curve_markdown(records.summary)
+        lines += rounds_markdown(records.summary)
     else:
         best = best_so_far(records.trials)
         if best is not None:

@@ -7,7 +7,17 @@ Usable without Ray or Optuna (a benchmark, a notebook or a GPU check imports it 
 
 from trainers.data import AUGMENTATIONS, DATASETS, DatasetError, DatasetInfo, TensorSplits, load_dataset
 from trainers.device import pick_device
-from trainers.distill import DistillConfig, DistillResult, EpochReport, NonFiniteLossError, distill, evaluate, finetune
+from trainers.distill import (
+    DistillConfig,
+    DistillResult,
+    EpochReport,
+    NonFiniteLossError,
+    distill,
+    evaluate,
+    finetune,
+    initial_student,
+)
+from trainers.ensemble import LogitEnsemble, ensemble_teacher
 from trainers.export import export_model, load_exported, load_torchscript
 from trainers.losses import feature_loss_names, get_feature_loss, register_feature_loss
 from trainers.measure import ModelCost, measure
@@ -35,6 +45,7 @@ __all__ = [
     "DistillConfig",
     "DistillResult",
     "EpochReport",
+    "LogitEnsemble",
     "ModelCost",
     "NonFiniteLossError",
     "Teacher",
@@ -48,6 +59,7 @@ __all__ = [
     "can_init_from_teacher",
     "count_parameters",
     "distill",
+    "ensemble_teacher",
     "pick_device",
     "evaluate",
     "export_model",
@@ -55,6 +67,7 @@ __all__ = [
     "finetune",
     "get_feature_loss",
     "get_teacher",
+    "initial_student",
     "load_dataset",
     "load_exported",
     "load_teacher",

@@ -255,6 +255,14 @@ def evaluate(model: nn.Module, images: torch.Tensor | SplitImages, labels: torch
     return correct / len(labels), loss_sum / len(labels)
 
 
+def initial_student(config: DistillConfig, data: TensorSplits, teacher: Teacher | None) -> nn.Module:
+    """The untrained student ``distill`` builds for ``config``: the same initial weights for the same seed,
+    initialised from ``teacher`` where ``config.init_from_teacher`` asks. Pass it as ``distill(student=...)``
+    to train it with another teacher than the one it was initialised from (a repeated round of distillation)."""
+    torch.manual_seed(config.seed)
+    return _build_student(config, data, teacher)
+
+
 def _build_student(config: DistillConfig, data: TensorSplits, teacher: Teacher | None) -> nn.Module:
     channels = data.info.input_shape[0]
     student = build_student(config.family, config.depth, config.width, channels, data.info.num_classes,

@@ -253,6 +253,9 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result["baseline"]["search"] = baseline_search
     textbook = winner if textbook_is_winner else ray.get(textbook_pending)
     result |= _textbook_comparison(textbook, textbook_config, result["student"], data, textbook_is_winner)
+    from tuning.rounds import run_rounds  # here: tuning.rounds builds on this module's seed runs
+
+    result.update(run_rounds(spec, tasks, data, teacher, winner, result, gpus_per_task, log))
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
         result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)

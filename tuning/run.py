@@ -27,7 +27,7 @@ from runfolder import (
 )
 from spaces import baseline_space
 from trainers import evaluate
-from tuning import final, resume, tuner
+from tuning import final, resume, rounds, tuner
 from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
@@ -216,6 +216,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
         "best_trial": {key: best[0][key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
         if best else None,
         **final.EMPTY_RESULT,
+        **rounds.EMPTY_ROUNDS,
         "pareto": final.pareto_summary(records),
     }
 

@@ -43,6 +43,9 @@ IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teac
                    "augment", "image_size")
 DEFAULT_MAX_PARAMS = "5%"
 AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
+# --rounds auto: distil again while each round beats the one before ("helps"), at most this many rounds in all
+# (round 1 is the final stage's distilled student), so an auto run costs at most two extra rounds of trainings.
+AUTO_ROUNDS_CAP = 3
 _MAX_PARAMS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
 
 
@@ -111,6 +114,10 @@ class SearchSpec:
     teacher_cache_gb: float | None = None
     baseline_budget: int | None = None
     gain_curve: int = 3
+    # --rounds: the most rounds of distillation, round 1 included (``tuning.rounds``); with ``rounds_auto`` a
+    # round runs only while the one before it helped, with an explicit N every round up to N runs.
+    rounds: int = AUTO_ROUNDS_CAP
+    rounds_auto: bool = True
 
     @property
     def baseline_trials(self) -> int:
@@ -182,6 +189,8 @@ def build_spec(**flags: Any) -> SearchSpec:
         flags.setdefault("teacher_epochs", 5)
         flags.setdefault("baseline_budget", 2)
         flags.setdefault("gain_curve", 0)
+        flags.setdefault("rounds", 1)
+    flags["rounds"], flags["rounds_auto"] = parse_rounds(flags.get("rounds", "auto"))
     _check_int("budget", flags.get("budget", 50), "--budget", minimum=1)
     _check_int("epochs", flags.get("epochs", 15), "--epochs", minimum=1)
     _check_int("seed", flags.get("seed", 0), "--seed", minimum=0)
@@ -304,6 +313,20 @@ def parse_max_params(text: str) -> tuple[float, bool]:
         raise UserError(f"--max-params must be a parameter count such as 50000 or a percentage of the teacher "
                         f"such as 5%, got {text!r}")
     return number, percent
+
+
+def parse_rounds(value: Any) -> tuple[int, bool]:
+    """``--rounds`` as (the most rounds, round 1 included; whether ``auto``): ``auto`` or a whole number >= 1
+    (given as text on the command line, as an int from Python); ``UserError`` for anything else."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return AUTO_ROUNDS_CAP, True
+    number = value.strip() if isinstance(value, str) else value
+    if isinstance(number, str) and number.isdigit():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise UserError(f"--rounds must be auto or a whole number of rounds, 1 or more (1: no extra round), "
+                        f"got {value!r}")
+    return number, False
 
 
 def _check_sampler_package(sampler: str) -> None:

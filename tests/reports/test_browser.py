@@ -132,7 +132,7 @@ def test_full_pareto_report_renders_every_figure(chromium: Path, run_factory: Ru
     run_dir = run_factory(objective="pareto")
     report = build(run_dir)
     expected = [s.key for s in figure_sections(load_run(run_dir)) if s.figure is not None]
-    assert len(expected) == 11 and "gain_curve" in expected
+    assert len(expected) == 12 and "gain_curve" in expected and "rounds" in expected
     assert_all_rendered(render(chromium, report, tmp_path), expected)
 
 

@@ -38,6 +38,7 @@ def test_full_run_report(built_run: Path) -> None:
     assert figure_keys(html) == [
         "comparison",
         "gain_curve",
+        "rounds",
         "final",
         "accuracy_params",
         "history",
@@ -78,7 +79,7 @@ def test_full_run_report(built_run: Path) -> None:
 def test_pareto_run_adds_optunas_pareto_front(run_factory: RunFactory) -> None:
     html = build(run_factory(objective="pareto")).read_text()
     keys = figure_keys(html)
-    assert "optuna_pareto" in keys and "gain_curve" in keys and len(keys) == 11
+    assert "optuna_pareto" in keys and "gain_curve" in keys and len(keys) == 12
     assert "accuracy and student size" in html
 
 
@@ -141,6 +142,30 @@ def test_old_run_builds_and_says_the_interval_is_unknown(run_factory: RunFactory
     assert "Not shown: The gain curve was not measured in this run" in html
     assert "<td>teacher</td>" in html and "<td>size bound</td>" not in html and "baseline recipe" not in html
     assert "Distillation gain:" in (run_dir / "summary.md").read_text()
+
+
+def test_the_rounds_are_drawn_and_tabled(built_run: Path) -> None:
+    html = (built_run / "report.html").read_text()
+    assert "Repeated rounds of distillation" in html and 'data-figure="rounds"' in html
+    markdown = (built_run / "summary.md").read_text()
+    assert "**Repeated rounds** (each a fresh student distilled from the teacher and the round before; stopped: " \
+           "no detectable difference at round 2; exported: round 1):" in markdown
+    assert "| 2 | resnet-large + round 1 student | 95.4% ± 0.3 pp (5 seeds) | +0.10 (" in markdown
+
+
+@pytest.mark.parametrize("rounds, stop, note", [
+    (None, None, "No repeated rounds in this run"),
+    ([{"round": 1, "test_accuracy_mean": 0.95}], "cap", "Only round 1 ran (--rounds 1)."),
+    ([{"round": 1, "test_accuracy_mean": 0.95}], "kd_verdict no detectable difference, not helps",
+     "Only round 1 ran (kd_verdict no detectable difference, not helps): with --rounds auto a round follows only"),
+])
+def test_a_run_without_extra_rounds_says_why(run_factory: RunFactory, rounds: object, stop: object,
+                                             note: str) -> None:
+    run_dir = run_factory()
+    edit_summary(run_dir, rounds=rounds, rounds_stop=stop)
+    html = build(run_dir).read_text()
+    assert "rounds" not in figure_keys(html) and f"Not shown: {note}" in html
+    assert "Repeated rounds" not in (run_dir / "summary.md").read_text()
 
 
 def test_run_with_gain_curve_skipped(run_factory: RunFactory) -> None:

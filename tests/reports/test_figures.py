@@ -18,6 +18,7 @@ from reports.figures import (
     draw_final_candidates,
     draw_gain_curve,
     draw_learning_curves,
+    draw_rounds,
     draw_timeline,
     family_color,
     final_candidates_data,
@@ -25,6 +26,7 @@ from reports.figures import (
     gain_curve_data,
     learning_curves_data,
     max_concurrency,
+    rounds_data,
     timeline_data,
 )
 from reports.run import Trial
@@ -276,6 +278,69 @@ def test_draw_gain_curve_error_bars_log_axis_and_teacher_line() -> None:
     assert any(shape.y0 == 0 and shape.y1 == 0 for shape in fig.layout.shapes)  # the zero line
     no_teacher = draw_gain_curve(gain_curve_data({"gain_curve": summary["gain_curve"]}))  # type: ignore[arg-type]
     assert [t.name for t in no_teacher.data][-2:] == ["distilled student", "student alone (baseline)"]
+
+
+# --- repeated rounds ---------------------------------------------------------------------------------
+
+
+def round_entry(number: Any, mean: Any, gain: Any = None, ci: Any = None, verdict: Any = None) -> dict[str, Any]:
+    """One hand-made ``rounds`` entry (round 1 has no gain)."""
+    teachers = ["cnn-large"] if number == 1 else ["cnn-large", f"round {number} student"]
+    seeds = [mean - 0.004, mean + 0.004] if mean is not None else []
+    entry = {"round": number, "teachers": teachers, "test_accuracy_mean": mean, "test_accuracy_std": 0.004,
+             "test_accuracies": seeds, "seeds": [0, 1]}
+    if number != 1:
+        entry.update(gain=gain, gain_ci95=ci, verdict=verdict)
+    return entry
+
+
+def test_rounds_data_orders_rounds_and_keeps_gains_verdicts_best_and_stop() -> None:
+    summary = {
+        "rounds": [round_entry(3, 0.955, -0.2, [-0.9, 0.5], "no detectable difference"), round_entry(1, 0.94),
+                   round_entry(2, 0.957, 1.7, [0.8, 2.6], "helps")],
+        "rounds_best": 2,
+        "rounds_stop": "no detectable difference at round 3",
+    }
+    data = rounds_data(summary)
+    assert data is not None and data.best == 2 and data.stop == "no detectable difference at round 3"
+    assert [p.round for p in data.points] == [1, 2, 3]
+    first, second, third = data.points
+    assert (first.gain, first.verdict, first.teachers, first.mean) == (None, None, "cnn-large", 0.94)
+    assert first.accuracies == pytest.approx([0.936, 0.944]) and first.std == 0.004
+    assert (second.gain, second.ci_low, second.ci_high, second.verdict) == (1.7, 0.8, 2.6, "helps")
+    assert second.teachers == "cnn-large + round 2 student"
+    assert third.verdict == "no detectable difference"
+
+
+def test_rounds_data_reads_missing_verdicts_off_the_ci_and_skips_unplaceable_entries() -> None:
+    summary = {"rounds": [round_entry(1, 0.9), round_entry(2, 0.92, 2.0, [0.5, 3.5]), round_entry(3, 0.91, -1.0),
+                          round_entry(None, 0.9), round_entry(4, None), "junk"]}
+    data = rounds_data(summary)
+    assert data is not None and data.best is None and data.stop is None
+    assert [(p.round, p.verdict) for p in data.points] == [(1, None), (2, "helps"), (3, "unknown")]
+    assert data.points[2].ci_low is None
+
+
+@pytest.mark.parametrize("summary", [None, {}, {"rounds": None}, {"rounds": {"not": "a list"}}])
+def test_rounds_data_is_none_without_rounds(summary: Any) -> None:
+    assert rounds_data(summary) is None
+
+
+def test_draw_rounds_error_bars_verdict_colours_seeds_and_the_exported_round() -> None:
+    summary = {"rounds": [round_entry(1, 0.94), round_entry(2, 0.957, 1.7, [0.8, 2.6], "helps"),
+                          round_entry(3, 0.955, -0.2, [-0.9, 0.5], "no detectable difference")],
+               "rounds_best": 2, "rounds_stop": "no detectable difference at round 3"}
+    fig = draw_rounds(rounds_data(summary))  # type: ignore[arg-type]
+    assert isinstance(fig, go.Figure)
+    means, seeds = fig.data
+    assert list(means.x) == ["round 1", "round 2", "round 3"] and list(means.y) == [0.94, 0.957, 0.955]
+    assert list(means.error_y.array) == [0.004] * 3
+    assert list(means.marker.color)[1:] == [VERDICT_COLORS["helps"], VERDICT_COLORS["no detectable difference"]]
+    assert list(means.marker.line.width) == [0, 3, 0]  # the exported round is outlined
+    assert len(seeds.x) == 6 and seeds.name == "one seed"
+    assert "exported to best/" in means.text[1] and "gain over round 1: +1.70 points" in means.text[1]
+    assert fig.layout.title.text.endswith("(stopped: no detectable difference at round 3)")
+    assert fig.layout.yaxis.tickformat == ".1%"
 
 
 # --- timeline and concurrency ------------------------------------------------------------------------

@@ -118,6 +118,8 @@ CASES = {
     "max params over 100 percent": (lambda tmp: ["--max-params", "150%"], "--max-params must be"),
     "unknown augment": (lambda tmp: ["--augment", "crop+flp"], "'crop+flip'"),
     "gain curve of one size": (lambda tmp: ["--gain-curve", "1"], "--gain-curve needs at least 2"),
+    "rounds zero": (lambda tmp: ["--rounds", "0"], "--rounds must be auto or a whole number of rounds, 1 or more"),
+    "rounds not a number": (lambda tmp: ["--rounds", "twice"], "--rounds must be auto or a whole number of rounds"),
     "image size zero": (lambda tmp: ["--image-size", "0"], "--image-size must be at least 1"),
     "image size for a fixed-size dataset": (lambda tmp: ["--image-size", "16"], "applies only to imagefolder"),
     "image size for mnist": (lambda tmp: ["--dataset", "mnist", "--data-dir", str(tmp), "--image-size", "32"],
