@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                               "architecture (default 3, 0 skips it)")
     add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 5)")
     add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
-                             "(default 5%%)")
+                             "(default 2%%)")
     add("--augment", help="training augmentation: auto (default: the dataset's recipe), none, crop or crop+flip")
     add("--image-size", type=int, help="resize imagefolder or csv images to this square size (default: their own "
                                        "size)")

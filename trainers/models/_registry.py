@@ -24,7 +24,7 @@ MOBILENET_EXPAND_RATIO = 4
 # A family's default search ranges: blocks per stage, and channels of the first stage. Widths from 2
 # channels: on 10 classes the smallest student (cnn, depth 1, width 2) has 536 parameters, 0.1 % of digits'
 # default teacher (cnn-large, 491k) and 0.05 % of resnet-large (1.08M). The size bound (--max-params,
-# default 5 % of the teacher) then cuts each family's depth and width.
+# default 2 % of the teacher) then cuts each family's depth and width.
 DEFAULT_DEPTH = (1, 3)
 DEFAULT_WIDTH = (2, 32)
 # Inputs at least this many pixels high and wide get a stride-2 stem (see the module docstring).
