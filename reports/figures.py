@@ -338,6 +338,25 @@ def comparison_data(summary: Mapping[str, Any] | None) -> list[ComparisonBar]:
     return bars
 
 
+def _add_seed_dots(fig: go.Figure, groups: Sequence[tuple[str, Sequence[float]]], size: int) -> bool:
+    """Each seed's test accuracy as a black dot over its group's bar or point (groups of one seed get none);
+    whether any was drawn."""
+    seeds_x = [label for label, accuracies in groups if len(accuracies) > 1 for _ in accuracies]
+    seeds_y = [a for _, accuracies in groups if len(accuracies) > 1 for a in accuracies]
+    if seeds_x:
+        fig.add_trace(
+            go.Scatter(
+                x=seeds_x,
+                y=seeds_y,
+                mode="markers",
+                marker={"color": "black", "size": size},
+                name="one seed",
+                hovertemplate="%{x}<br>seed test acc %{y:.2%}<extra></extra>",
+            )
+        )
+    return bool(seeds_x)
+
+
 def draw_comparison(bars: Sequence[ComparisonBar]) -> go.Figure:
     """Bars of mean test accuracy with std error bars, the per-seed results as dots on top."""
     colors = {"teacher": "#7f7f7f", "baseline": "#9ecae1", "textbook": "#6baed6", "student": "#3182bd"}
@@ -357,26 +376,14 @@ def draw_comparison(bars: Sequence[ComparisonBar]) -> go.Figure:
             name="mean test accuracy",
         )
     )
-    seeds_x = [b.label for b in bars for _ in b.accuracies if len(b.accuracies) > 1]
-    seeds_y = [a for b in bars if len(b.accuracies) > 1 for a in b.accuracies]
-    if seeds_x:
-        fig.add_trace(
-            go.Scatter(
-                x=seeds_x,
-                y=seeds_y,
-                mode="markers",
-                marker={"color": "black", "size": 6},
-                name="one seed",
-                hovertemplate="%{x}<br>seed test acc %{y:.2%}<extra></extra>",
-            )
-        )
+    has_seed_dots = _add_seed_dots(fig, [(b.label, b.accuracies) for b in bars], size=6)
     lows = [min([b.mean - (b.std or 0.0), *b.accuracies]) for b in bars]
     # Accuracies of all three are often within a few points: zooming in makes differences visible.
     floor = max(0.0, min(lows) - 0.05) if lows else 0.0
     fig.update_layout(
-        title="Test accuracy: teacher vs student without a teacher vs distilled student",
+        title="Test accuracy: teacher, student without a teacher, textbook KD recipe, distilled student",
         yaxis={"title": "test accuracy", "tickformat": _PCT, "range": [floor, 1.0]},
-        showlegend=bool(seeds_x),
+        showlegend=has_seed_dots,
     )
     return fig
 
@@ -657,19 +664,7 @@ def draw_rounds(data: RoundsData) -> go.Figure:
             name="test accuracy (mean ± std)",
         )
     )
-    seeds_x = [f"round {p.round}" for p in pts for _ in p.accuracies if len(p.accuracies) > 1]
-    seeds_y = [a for p in pts if len(p.accuracies) > 1 for a in p.accuracies]
-    if seeds_x:
-        fig.add_trace(
-            go.Scatter(
-                x=seeds_x,
-                y=seeds_y,
-                mode="markers",
-                marker={"color": "black", "size": 5},
-                name="one seed",
-                hovertemplate="%{x}<br>seed test acc %{y:.2%}<extra></extra>",
-            )
-        )
+    _add_seed_dots(fig, [(f"round {p.round}", p.accuracies) for p in pts], size=5)
     title = "Repeated rounds: each round distilled from the teacher and the round before"
     fig.update_layout(
         title=title + (f" (stopped: {data.stop})" if data.stop else ""),
