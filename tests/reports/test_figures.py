@@ -142,6 +142,21 @@ def test_comparison_data_takes_values_and_error_bars_from_summary() -> None:
     assert student.mean == 0.953 and student.std == 0.004 and student.params == 50_000
 
 
+def test_the_textbook_arm_is_a_bar_with_the_students_size_and_its_own_accuracies() -> None:
+    summary = {
+        "baseline": _entry(0.94, 0.006, [0.935, 0.947, 0.94], 50_000),
+        "textbook": {"test_accuracy_mean": 0.948, "test_accuracy_std": 0.002, "test_accuracies": [0.946, 0.95, 0.948],
+                     "seeds": [0, 1, 2]},
+        "student": {**_entry(0.953, 0.004, [0.95, 0.958, 0.952], 50_000), "arch": "cnn depth 1 width 8"},
+    }
+    bars = comparison_data(summary)
+    assert [b.role for b in bars] == ["baseline", "textbook", "student"]
+    textbook = bars[1]
+    assert (textbook.mean, textbook.std, textbook.accuracies) == (0.948, 0.002, [0.946, 0.95, 0.948])
+    assert (textbook.params, textbook.arch) == (50_000, "cnn depth 1 width 8")
+    assert len(draw_comparison(bars).data) == 2  # the bars, and the seeds as dots
+
+
 @pytest.mark.parametrize(
     "summary, roles",
     [
