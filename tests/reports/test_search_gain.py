@@ -33,3 +33,16 @@ def test_a_winner_that_is_the_textbook_recipe_and_older_runs() -> None:
     assert same is not None and "found nothing better than the textbook recipe" in same
     assert search_sentence({"kd_gain": 0.3}) is None  # a run made before the textbook arm
     assert search_sentence(None) is None
+
+
+def test_the_results_table_has_a_textbook_row_with_the_students_size() -> None:
+    from reports.text import result_rows
+
+    student = {"arch": "cnn depth 1 width 8", "params": 7_605, "test_accuracy_mean": 0.983, "test_accuracy_std": 0.003,
+               "seeds": [0, 1]}
+    textbook = {"test_accuracy_mean": 0.975, "test_accuracy_std": 0.004, "seeds": [0, 1]}
+    rows = result_rows({"student": student, "textbook": textbook})
+    assert [row.model for row in rows] == ["same student, textbook KD recipe (alpha 0.9, T 4)",
+                                           "distilled student (finetuned)"]
+    assert (rows[0].arch, rows[0].params) == (rows[1].arch, rows[1].params) == ("cnn depth 1 width 8", "7.61k")
+    assert rows[0].accuracy.startswith("97.5%")
