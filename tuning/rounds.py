@@ -180,7 +180,7 @@ def run_rounds(spec: SearchSpec, tasks: _SeedTasks, data: TensorSplits, teacher:
         entry["seconds"] = time.perf_counter() - started
         rounds.append(entry)
         runs_of.append(runs)
-        log(f"final stage: {round_line(entry)}")
+        log(f"final stage: {round_line(entry, result.get('test_resolution_points'))}")
     best = best_round([entry["val_accuracy_mean"] for entry in rounds])
     if len(rounds) > 1:
         log(f"final stage: rounds stopped ({reason}); round {best + 1} is the best by validation"
