@@ -9,7 +9,8 @@ compare, export.
 3. The baseline is the same student architecture without the teacher, under its own best recipe (a
    small Ray Tune + Optuna search of lr, weight decay, batch size and augmentation), over the same
    seeds, with the same finetuning rule. The textbook arm is the winner's architecture with the textbook
-   KD terms (alpha 0.9, T 4, no feature loss) on the baseline's recipe, same seeds, same finetuning:
+   KD terms (alpha 0.9, T 4, no feature loss) on the baseline's lr, weight decay and batch size and the
+   dataset's default augmentation, same seeds, same finetuning:
    ``search_gain`` (searched recipe minus textbook recipe) says what the recipe search bought.
 4. Teacher, baseline and student are evaluated once on the held-out test split and measured; the
    gain is the mean paired per-seed difference with its 95 % interval and verdict (``runfolder.paired_gain``);
