@@ -233,6 +233,19 @@ def test_the_search_gain_compares_the_winner_with_the_textbook_recipe(quality_ru
     assert "Does the search pay?" in (quality_run.run_dir / "report.html").read_text()
 
 
+def test_a_winner_that_is_the_textbook_recipe_is_not_trained_again(teacher_cache: Path,
+                                                                   teacher_checkpoint: str) -> None:
+    # One trial each: the search's and the baseline's first trials are the standard recipe (the warm start),
+    # so the winner is the textbook recipe on the baseline's settings.
+    outcome = small_search(teacher_cache, "textbook-winner", budget=1, baseline_budget=1,
+                           teacher_checkpoint=teacher_checkpoint)
+    summary = outcome.summary
+    assert summary["textbook"]["same_as_winner"] is True
+    assert summary["textbook"]["test_accuracies"] == summary["student"]["test_accuracies"]
+    assert summary["search_gain"] == 0.0 and summary["search_gain_per_seed"] == [0.0]
+    assert "found nothing better than the textbook recipe" in (outcome.run_dir / "report.html").read_text()
+
+
 def test_the_baseline_is_the_winner_under_its_own_searched_recipe(quality_run: RunOutcome) -> None:
     summary = quality_run.summary
     baseline_records = _records(quality_run.run_dir / "baseline")
