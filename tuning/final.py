@@ -103,8 +103,8 @@ def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplit
     teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
     # Only the last epoch's validation accuracy is read (to pick the winner): the others are not computed.
     result = distill(distill_config, data, teacher, validate_each_epoch=False)
-    return SeedRun(config, seed, result.last_val_accuracy, _cpu_state(result.model), result.model.arch,
-                   finetuned=False, node=_this_node())
+    return SeedRun(config, seed, result.last_val_accuracy, cpu_state(result.model), result.model.arch,
+                   finetuned=False, node=this_node())
 
 
 def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
@@ -113,12 +113,12 @@ def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -
     torch.set_num_threads(threads)
     data = data.to(pick_device())
     config = DistillConfig.from_mapping({**run.config, "seed": run.seed})
-    model = _model(run).to(data.train_x.device)
+    model = seed_model(run).to(data.train_x.device)
     tuned = finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
                      batch_size=config.batch_size, seed=run.seed, validate_each_epoch=False)
     tuned_accuracy = tuned.last_val_accuracy
     if tuned_accuracy >= run.val_accuracy:
-        return SeedRun(run.config, run.seed, tuned_accuracy, _cpu_state(model), run.arch, finetuned=True,
+        return SeedRun(run.config, run.seed, tuned_accuracy, cpu_state(model), run.arch, finetuned=True,
                        node=run.node)
     return run
 
@@ -144,8 +144,10 @@ def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -
     return SeedRun(config, spec.seed, record["val_accuracy"], state["student"], arch, finetuned=False, node=node)
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s weights on the CPU (what a ``SeedRun`` carries back from its task)."""
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
 
 EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
                 "kd_gain_per_seed": None, "textbook": None, "search_gain": None, "search_gain_ci95": None,
@@ -154,7 +156,7 @@ EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci9
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class _SeedTasks:
+class SeedTasks:
     """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once."""
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
@@ -205,7 +207,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if not candidates:
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return dict(EMPTY_RESULT)
-    tasks = _SeedTasks(spec, data, teacher, gpus_per_task)
+    tasks = SeedTasks(spec, data, teacher, gpus_per_task)
     pareto_members = pareto_front(records)[:MAX_PARETO_RECHECK] if spec.objective == "pareto" else []
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
         + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
@@ -305,10 +307,10 @@ def _gain_curve(curve: list[Arch], curve_kd: dict[Arch, list[Any]], curve_baseli
     entries = []
     for arch in curve:
         kd_runs, baseline_runs = ray.get(curve_kd[arch]), ray.get(curve_baseline[arch])
-        kd_tests = [_test_accuracy(run, data) for run in kd_runs]
-        baseline_tests = [_test_accuracy(run, data) for run in baseline_runs]
+        kd_tests = [seed_test_accuracy(run, data) for run in kd_runs]
+        baseline_tests = [seed_test_accuracy(run, data) for run in baseline_runs]
         gain = paired_gain(kd_tests, baseline_tests)
-        params = count_parameters(_model(kd_runs[0]))
+        params = count_parameters(seed_model(kd_runs[0]))
         entries.append({
             "arch": f"{arch[0]} depth {arch[1]} width {arch[2]}", "arch_config": kd_runs[0].arch, "params": params,
             "teacher_fraction": params / teacher_params, "kd_test_mean": statistics.fmean(kd_tests),
@@ -322,17 +324,11 @@ def _gain_curve(curve: list[Arch], curve_kd: dict[Arch, list[Any]], curve_baseli
 def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
              baseline: list[SeedRun]) -> dict[str, Any]:
     shape = data.info.input_shape
-    student_tests = [_test_accuracy(run, data) for run in winner]
-    baseline_tests = [_test_accuracy(run, data) for run in baseline]
+    student_tests = [seed_test_accuracy(run, data) for run in winner]
+    baseline_tests = [seed_test_accuracy(run, data) for run in baseline]
     best_run = max(winner, key=lambda run: run.val_accuracy)
-    best_model = _model(best_run)
-    student_cost = measure(best_model, shape).to_dict()
-    export_dir = spec.run_dir / "best"
-    export_model(best_model, export_dir, shape, metadata={
-        "config": best_run.config, "seed": best_run.seed, "dataset": data.info.name,
-        "normalization": {"mean": list(data.mean), "std": list(data.std)},
-        "class_names": list(data.info.class_names), "val_accuracy": best_run.val_accuracy,
-    })
+    student_cost = measure(seed_model(best_run), shape).to_dict()
+    export_dir = export_run(spec, data, best_run)
     return {
         "teacher": measure(teacher.model, shape).to_dict(),  # its test accuracy is in the search summary
         "student": {**_model_entry(best_run.arch, student_cost, winner, student_tests), "export": str(export_dir)},
@@ -340,6 +336,18 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
         **paired_gain(student_tests, baseline_tests).summary_fields(),
         "test_resolution_points": resolution_points(len(data.test_y)),
     }
+
+
+def export_run(spec: SearchSpec, data: TensorSplits, run: SeedRun, **metadata: Any) -> Path:
+    """Export ``run``'s student to ``<run>/best/`` with what it needs to be used (normalisation, class names)
+    and where it came from (configuration, seed, validation accuracy, plus ``metadata``); returns the folder."""
+    export_dir = spec.run_dir / "best"
+    export_model(seed_model(run), export_dir, data.info.input_shape, metadata={
+        "config": run.config, "seed": run.seed, "dataset": data.info.name,
+        "normalization": {"mean": list(data.mean), "std": list(data.std)},
+        "class_names": list(data.info.class_names), "val_accuracy": run.val_accuracy, **metadata,
+    })
+    return export_dir
 
 
 def _same_training(config: dict[str, Any], other: dict[str, Any]) -> bool:
@@ -351,7 +359,7 @@ def _textbook_comparison(textbook: list[SeedRun], config: dict[str, Any], studen
                          data: TensorSplits, is_winner: bool) -> dict[str, Any]:
     """``textbook`` (the winner's student on the textbook KD recipe) and ``search_gain``: the searched
     recipe minus the textbook one, paired by seed, in points."""
-    tests = student["test_accuracies"] if is_winner else [_test_accuracy(run, data) for run in textbook]
+    tests = student["test_accuracies"] if is_winner else [seed_test_accuracy(run, data) for run in textbook]
     entry = {"recipe": {key: config.get(key) for key in (*RECIPE_KEYS, *KD_KEYS) if key in config},
              "seeds": [run.seed for run in textbook], "test_accuracies": tests,
              **_named_mean_std("test_accuracy", tests),
@@ -367,7 +375,7 @@ def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun]
             "nodes": [run.node for run in runs]}
 
 
-def _this_node() -> dict[str, str] | None:
+def this_node() -> dict[str, str] | None:
     """The Ray node this task runs on (``None`` outside Ray, e.g. a direct call in a test)."""
     if not ray.is_initialized():
         return None
@@ -379,18 +387,20 @@ def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: Te
     checked = pareto_summary(members)
     for entry, run in zip(checked, runs, strict=True):
         entry["recheck"] = {"seed": run.seed, "val_accuracy": run.val_accuracy,
-                            "test_accuracy": _test_accuracy(run, data)}
+                            "test_accuracy": seed_test_accuracy(run, data)}
     return checked
 
 
-def _model(run: SeedRun) -> torch.nn.Module:
+def seed_model(run: SeedRun) -> torch.nn.Module:
+    """``run``'s trained student, in eval mode."""
     model = build_from_arch(run.arch)
     model.load_state_dict(run.state_dict)
     return model.eval()
 
 
-def _test_accuracy(run: SeedRun, data: TensorSplits) -> float:
-    return evaluate(_model(run), data.to("cpu").test_x, data.test_y.cpu())[0]
+def seed_test_accuracy(run: SeedRun, data: TensorSplits) -> float:
+    """``run``'s student's accuracy on the held-out test split."""
+    return evaluate(seed_model(run), data.to("cpu").test_x, data.test_y.cpu())[0]
 
 
 def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:

@@ -34,11 +34,10 @@ from trainers import (
     count_parameters,
     distill,
     ensemble_teacher,
-    export_model,
     initial_student,
     pick_device,
 )
-from tuning.final import SeedRun, _cpu_state, _model, _SeedTasks, _test_accuracy, _this_node
+from tuning.final import SeedRun, SeedTasks, cpu_state, export_run, seed_model, seed_test_accuracy, this_node
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
@@ -138,17 +137,17 @@ def train_round_seed(config: dict[str, Any], seed: int, epochs: int, data: Tenso
     data = data.to(device)
     teacher = teacher.to(device)
     distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
-    combined = ensemble_teacher(teacher, _model(previous), data.train_x, data.info,
+    combined = ensemble_teacher(teacher, seed_model(previous), data.train_x, data.info,
                                 data.background if data.mean else None,
                                 name=f"{teacher.name} + round student")
     # Initialised (init_from_teacher included) from the original teacher, exactly as round 1's student was.
     student = initial_student(distill_config, data, teacher)
     result = distill(distill_config, data, combined, student=student, validate_each_epoch=False)
-    return SeedRun(config, seed, result.last_val_accuracy, _cpu_state(result.model), result.model.arch,
-                   finetuned=False, node=_this_node())
+    return SeedRun(config, seed, result.last_val_accuracy, cpu_state(result.model), result.model.arch,
+                   finetuned=False, node=this_node())
 
 
-def run_rounds(spec: SearchSpec, tasks: _SeedTasks, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
+def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
                result: dict[str, Any], gpus_per_task: float, log: Log) -> dict[str, Any]:
     """The rounds' fields of ``summary.json`` (``rounds``, ``rounds_stop``, ``rounds_best``,
     ``teacher_assistant``); re-exports ``best/`` when a later round is best by validation.
@@ -158,7 +157,7 @@ def run_rounds(spec: SearchSpec, tasks: _SeedTasks, data: TensorSplits, teacher:
     """
     config = winner[0].config
     teacher_params = count_parameters(teacher.model)
-    assistant = teacher_assistant_note(count_parameters(_model(winner[0])), teacher_params,
+    assistant = teacher_assistant_note(count_parameters(seed_model(winner[0])), teacher_params,
                                        spec.max_params_for(teacher_params))
     if assistant is not None:
         log(f"final stage: {assistant['how']}")
@@ -174,7 +173,7 @@ def run_rounds(spec: SearchSpec, tasks: _SeedTasks, data: TensorSplits, teacher:
         trained = [remote.remote(config, run.seed, spec.epochs, tasks.data_ref, tasks.teacher_ref, run, tasks.threads)
                    for run in runs_of[-1]]
         runs = ray.get(tasks.finetune(trained))
-        tests = [_test_accuracy(run, data) for run in runs]
+        tests = [seed_test_accuracy(run, data) for run in runs]
         entry = round_entry(number, [teacher.name, f"round {number - 1} student"], runs, tests,
                             rounds[-1]["test_accuracies"])
         entry["seconds"] = time.perf_counter() - started
@@ -193,9 +192,4 @@ def run_rounds(spec: SearchSpec, tasks: _SeedTasks, data: TensorSplits, teacher:
 def export_round(spec: SearchSpec, data: TensorSplits, run: SeedRun, entry: dict[str, Any]) -> None:
     """Write ``run`` (a later round's best seed) to ``<run>/best/`` over round 1's export, with the metadata
     of that export plus its round and teachers."""
-    export_model(_model(run), spec.run_dir / "best", data.info.input_shape, metadata={
-        "config": run.config, "seed": run.seed, "dataset": data.info.name,
-        "normalization": {"mean": list(data.mean), "std": list(data.std)},
-        "class_names": list(data.info.class_names), "val_accuracy": run.val_accuracy,
-        "round": entry["round"], "teachers": entry["teachers"],
-    })
+    export_run(spec, data, run, round=entry["round"], teachers=entry["teachers"])
