@@ -152,6 +152,9 @@ def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:
     resolution and the smallest gain these seeds could detect (the interval's half width)."""
     gain, interval = summary[f"{prefix}_gain"], summary.get(f"{prefix}_gain_ci95")
     seeds = summary["student"]["seeds"]
+    if prefix == "search" and (summary.get("textbook") or {}).get("same_as_winner"):
+        return ("search_gain (searched minus textbook recipe): 0 by construction: the winner is the textbook recipe "
+                "on the baseline's settings, so the search found nothing better than it")
     resolution = f"one test image = {summary['test_resolution_points']:.2f} points"
     if interval:
         spread = f"95% CI [{interval[0] + 0.0:+.2f}, {interval[1] + 0.0:+.2f}]"

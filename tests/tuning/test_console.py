@@ -38,3 +38,12 @@ def test_a_small_test_split_gets_one_caveat_naming_the_seed_flag() -> None:
     caveats = [line for line in lines if line.startswith("note:")]
     assert caveats == ["note: 360 test images (one = 0.28 points) are too few to resolve the 0.1-1 point gains "
                        "distillation usually gives; more paired seeds narrow the intervals: --final-seeds 6 (now 3)"]
+
+
+def test_a_winner_that_is_the_textbook_recipe_says_so_instead_of_a_zero_width_interval() -> None:
+    summary = _summary(2_000, textbook={"test_accuracy_mean": 0.98, "test_accuracy_std": 0.002, "seeds": [0, 1, 2],
+                                        "same_as_winner": True},
+                       search_gain=0.0, search_gain_ci95=[0.0, 0.0], search_verdict="no detectable difference")
+    assert search.gain_line(summary, "search") == (
+        "search_gain (searched minus textbook recipe): 0 by construction: the winner is the textbook recipe on the "
+        "baseline's settings, so the search found nothing better than it")
