@@ -205,29 +205,38 @@ def test_a_requeued_job_resumes_the_same_run(slurm: dict[str, str], tmp_path: Pa
 
 def test_the_time_limit_signal_saves_requeues_and_finishes(slurm: dict[str, str], tmp_path: Path,
                                                            cluster_teacher: str) -> None:
-    """--time=1 with --signal=B:USR1@10: the script stops the search, requeues the job, the run finishes.
+    """The time-limit signal mid-search: the script stops the search, requeues the job, the run finishes.
 
-    The search is longer than the limit whatever the machine's speed, so the signal always comes first.
-
-    When the signal comes is SLURM's business (it came 17-21 s into a job for @30), so nothing here
-    depends on it. Once the job has requeued itself its limit is raised, so the second attempt ends
-    the run instead of being signalled again.
+    At the time limit SLURM sends what ``--signal=B:USR1@300`` asks for: SIGUSR1 to the batch shell.
+    ``scancel --batch --signal=USR1`` sends exactly that, at a moment the test chooses: once the search's
+    trials run. (SLURM's own timing came 17-50 s into a 1-minute job, and a quiet machine finished this
+    search in 48 s, before it.) Once the job has requeued itself its limit is raised, so the second attempt
+    ends the run instead of being signalled again.
     """
     budget = 2
-    # One small student, 600 epochs (about 30 s a trial here), both trials at once: with the start-up and the
-    # teacher check (as many epochs) the first attempt needs well over its 1-minute limit, so it cannot end
-    # before the signal. (The signal came about 20 s into the job in every run seen.)
+    # One small student, 600 epochs (about 25 s a trial on a quiet machine), both trials at once: the signal,
+    # sent as soon as the search starts them, comes long before they end.
     space = tmp_path / "one-student.yaml"
     space.write_text("families: {cnn: {depth: 1, width: 8}}\n")
-    job_id = _submit(slurm, tmp_path, ["--time=1", "--signal=B:USR1@10"],
+    # The script's own directive asks for the signal 300 s before the limit: with a 10-minute limit and @10
+    # instead, SLURM's signal cannot come during the test, so the one the test sends is the only one.
+    job_id = _submit(slurm, tmp_path, ["--time=10", "--signal=B:USR1@10"],
                      ["--budget", str(budget), "--epochs", "600", "--space", str(space),
                       "--teacher-checkpoint", cluster_teacher])
+    log_file = tmp_path / f"job-{job_id}.log"
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (log_file.exists() and f"search: {budget} trials, up to" in log_file.read_text()):
+        assert time.monotonic() < deadline, f"job {job_id}: the search's trials never started: {_job(job_id)}"
+        assert _job(job_id).get("JobState") in ("PENDING", "RUNNING", "CONFIGURING"), _job(job_id)
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True, timeout=30)
     _wait(job_id, lambda job: job.get("Restarts", "0") != "0", "the job requeueing itself")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=10"], check=True, timeout=30)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=20"], check=True, timeout=30)
     job = _wait_done(job_id)
     log = _log(tmp_path, job_id)
     assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
     assert job["Restarts"] == "1"
+    assert log.count("the time limit is near") == 1  # the test's signal, and no other
     assert "the time limit is near" in log
     assert f"requeueing job {job_id}: it will resume run 'slurm-{job_id}'" in log
     assert "(attempt 2)" in log
