@@ -13,13 +13,13 @@ unchanged. Its cached outputs reuse the teacher's: only the round-k student runs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from trainers.data import DatasetInfo, render_view, view_count
-from trainers.teacher import Images, Teacher, TeacherOutputs, compute_outputs, fits_view_cache
+from trainers.data import DatasetInfo, view_count
+from trainers.teacher import Images, Teacher, TeacherOutputs, compute_outputs, fits_view_cache, view_transform
 
 
 class LogitEnsemble(nn.Module):
@@ -63,7 +63,7 @@ def ensemble_teacher(teacher: Teacher, student: nn.Module, train_images: Images,
         per_view = cached.per_view
         if per_view is not None and info is not None and info.augmented and fits_view_cache(info, train_images):
             views = [compute_outputs(student, train_images, with_features=False,
-                                     transform=_view(info, view, background)).logits
+                                     transform=view_transform(info, view, background)).logits
                      for view in range(view_count(info))]
             outputs.per_view = TeacherOutputs(logits=_mean(per_view.logits, torch.stack(views)),
                                               features=dict(per_view.features))
@@ -74,6 +74,3 @@ def _mean(teacher_logits: Tensor, student_logits: Tensor) -> Tensor:
     # float(): a teacher's cached logits may be an fp16 memory map; the ensemble's are kept in float32.
     return (teacher_logits.float().to(student_logits.device) + student_logits.float()) / 2
 
-
-def _view(info: DatasetInfo, view: int, background: Sequence[float] | None) -> Callable[[Tensor], Tensor]:
-    return lambda batch: render_view(batch, info, view, background)

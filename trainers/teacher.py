@@ -154,6 +154,12 @@ def fits_view_cache(info: DatasetInfo, train_images: Images, view_store: ViewSto
     return views * info.num_classes * 4 <= MAX_VIEW_BYTES
 
 
+def view_transform(info: DatasetInfo, view: int,
+                   background: Sequence[float] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The batch transform that renders augmented view ``view`` (as the per-view caches index them)."""
+    return lambda batch: render_view(batch, info, view, background)
+
+
 def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
                          background: Sequence[float] | None, view_store: ViewStore | None = None,
                          teacher_name: str = "") -> TeacherOutputs:
@@ -166,7 +172,7 @@ def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
     views = range(view_count(info))
 
     def as_view(view: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda batch: render_view(batch, info, view, background)
+        return view_transform(info, view, background)
 
     first = compute_outputs(model, images, transform=as_view(views[0]))
     # Every view has the same shape, so a signal the first view kept (within its loss's own cap) fits in all.

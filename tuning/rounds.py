@@ -138,7 +138,7 @@ def train_round_seed(config: dict[str, Any], seed: int, epochs: int, data: Tenso
     teacher = teacher.to(device)
     distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
     combined = ensemble_teacher(teacher, seed_model(previous), data.train_x, data.info,
-                                data.background if data.mean else None,
+                                data.background,
                                 name=f"{teacher.name} + round student")
     # Initialised (init_from_teacher included) from the original teacher, exactly as round 1's student was.
     student = initial_student(distill_config, data, teacher)
