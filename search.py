@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--seed", type=int, help="seed for splits, sampling and training (default 0)")
     add("--sampler", help="Optuna sampler: tpe (default), random, cmaes or nsga2")
     add("--scheduler", help="asha (default: stop weak trials early on the epoch) or none")
-    add("--objective", help="accuracy (default) or pareto (accuracy vs student parameter count)")
+    add("--objective", help="accuracy (default) or pareto (accuracy vs student size: latency with --max-latency-ms, "
+                            "FLOPs with --max-flops, else parameters)")
     add("--space", dest="space_file", help="YAML or JSON file narrowing, widening or fixing search parameters")
     add("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
     add("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 0.25 with GPUs, else 0)")
@@ -85,8 +86,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--top-k", type=int, help="configurations re-trained over seeds in the final stage, the best of each "
                               "architecture (default 3, 0 skips it)")
     add("--final-seeds", type=int, help="seeds for the final re-training and the baseline (default 5)")
-    add("--max-params", help="largest student allowed: a parameter count (50000) or a percentage of the teacher "
-                             "(default 2%%)")
+    add("--max-params", help="largest student allowed: a parameter count (50000), a percentage of the teacher, or "
+                             "none (default 2%%, unless --max-flops or --max-latency-ms is given)")
+    add("--max-flops", help="most FLOPs of one forward pass at the data's input size, as torch counts them (a "
+                            "multiply-add is 2): 20000000, 2e7, 20M or 1.5G")
+    add("--max-latency-ms", type=float, help="slowest student allowed, in ms at batch 1 on one thread of this "
+                                             "machine with onnxruntime (the exported model.onnx's runtime)")
     add("--augment", help="training augmentation: auto (default: the dataset's recipe), none, crop or crop+flip")
     add("--image-size", type=int, help="resize imagefolder or csv images to this square size (default: their own "
                                        "size)")

@@ -22,6 +22,7 @@ import plotly.offline
 
 from reports import figures as F
 from reports import optuna_figures as OF
+from reports import pareto as P
 from reports import search_gain as SG
 from reports import text as T
 from reports.run import RunRecords, load_run
@@ -85,7 +86,11 @@ def figure_sections(records: RunRecords) -> list[Section]:
     gain_note = _gain_curve_note(summary, gain_curve)
     rounds = F.rounds_data(records.summary)
     candidates = F.final_candidates_data(records.summary)
-    scatter = F.accuracy_vs_params_data(records.trials, winner)
+    bound = summary.get("size_bound") if isinstance(summary.get("size_bound"), Mapping) else {}
+    # A pareto search traded accuracy against the bound's measure (latency, FLOPs); other searches against size.
+    measure = str(bound.get("pareto_measure") or "params") if summary.get("objective") == "pareto" else "params"
+    measure = measure if measure in F.SIZE_AXES else "params"
+    scatter = F.accuracy_vs_params_data(records.trials, winner, measure)
     curves = F.learning_curves_data(records.trials)
     timeline = F.timeline_data(records.trials)
     two_objectives = study is not None and len(study.directions) == 2
@@ -139,7 +144,7 @@ def figure_sections(records: RunRecords) -> list[Section]:
             "the Pareto front: no other trial is both smaller and more accurate.",
             own(
                 lambda: F.draw_accuracy_vs_params(scatter) if scatter.points else None,
-                "No trial reported both an accuracy and a parameter count.",
+                f"No trial reported both an accuracy and its {F.SIZE_AXES[measure]}.",
             ),
         ),
     ]
@@ -148,8 +153,8 @@ def figure_sections(records: RunRecords) -> list[Section]:
             (
                 "optuna_pareto",
                 "Pareto front (Optuna)",
-                "Optuna's view of the two objectives: validation accuracy (max) and parameters (min).",
-                optuna_fig(OF.pareto_front),
+                f"Optuna's view of the two objectives: validation accuracy (max) and {F.SIZE_AXES[measure]} (min).",
+                optuna_fig(lambda study: OF.pareto_front(study, F.SIZE_AXES[measure])),
             )
         )
     specs += [
@@ -282,6 +287,11 @@ def render_html(records: RunRecords, sections: list[Section]) -> str:
                 [[r.model, r.arch, r.params, r.accuracy, r.flops, r.latency] for r in rows],
             )
         )
+    front = P.pareto_rows(records.summary)
+    if front:
+        parts.append("<h3>Pareto front: accuracy against size</h3>")
+        parts.append(_table(P.HEADER, [[r.trial, r.arch, r.val_accuracy, r.test_accuracy, r.params, r.flops,
+                                        r.latency] for r in front]))
     if records.summary is not None and isinstance(records.summary.get("student"), Mapping):
         verdict = T.kd_result(records.summary).verdict
         cls = {T.HELPS: "good", T.HURTS: "warn"}.get(verdict or "", "neutral")

@@ -70,7 +70,7 @@ class ScatterPoint:
     family: str
     state: str
     accuracy: float
-    params: int
+    size: float  # by the plane's measure: parameters, FLOPs or latency in ms
     on_front: bool
     winner: bool
 
@@ -81,16 +81,25 @@ class AccuracyParamsData:
 
     points: list[ScatterPoint]
     front: list[ScatterPoint]
+    measure: str = "params"
 
 
-def accuracy_vs_params_data(trials: Sequence[Trial], winner: str | None = None) -> AccuracyParamsData:
-    """Best validation accuracy vs student size for every trial that measured both.
+# The x axis of the accuracy-vs-size plane for each size measure.
+SIZE_AXES = {"params": "student parameters", "flops": "FLOPs per image",
+             "latency_ms": "latency at batch 1 (ms)"}
+
+
+def accuracy_vs_params_data(trials: Sequence[Trial], winner: str | None = None,
+                            measure: str = "params") -> AccuracyParamsData:
+    """Best validation accuracy vs student size (by ``measure``: params, flops or latency_ms) for every trial
+    that measured both.
 
     Early-stopped trials are kept: their accuracy is a real measurement, just of a shorter training.
     Failed trials are left out even if they reported something: they produced no usable model.
     """
-    usable = [t for t in trials if t.best_val_accuracy is not None and t.params is not None and t.state != FAILED]
-    raw = [(float(t.best_val_accuracy), float(t.params)) for t in usable]  # type: ignore[arg-type]
+    usable = [t for t in trials
+              if t.best_val_accuracy is not None and t.size(measure) is not None and t.state != FAILED]
+    raw = [(float(t.best_val_accuracy), float(t.size(measure))) for t in usable]  # type: ignore[arg-type]
     front_idx = pareto_front(raw)
     on_front = set(front_idx)
     points = [
@@ -100,13 +109,13 @@ def accuracy_vs_params_data(trials: Sequence[Trial], winner: str | None = None) 
             family=t.family,
             state=t.state,
             accuracy=float(t.best_val_accuracy),  # type: ignore[arg-type]
-            params=int(t.params),  # type: ignore[arg-type]
+            size=raw[i][1],
             on_front=i in on_front,
             winner=winner is not None and t.trial_id == winner,
         )
         for i, t in enumerate(usable)
     ]
-    return AccuracyParamsData(points=points, front=[points[i] for i in front_idx])
+    return AccuracyParamsData(points=points, front=[points[i] for i in front_idx], measure=measure)
 
 
 def draw_accuracy_vs_params(data: AccuracyParamsData) -> go.Figure:
@@ -117,7 +126,7 @@ def draw_accuracy_vs_params(data: AccuracyParamsData) -> go.Figure:
         pts = [p for p in data.points if p.family == family]
         fig.add_trace(
             go.Scatter(
-                x=[p.params for p in pts],
+                x=[p.size for p in pts],
                 y=[p.accuracy for p in pts],
                 mode="markers",
                 name=family,
@@ -128,13 +137,14 @@ def draw_accuracy_vs_params(data: AccuracyParamsData) -> go.Figure:
                     "line": {"width": 2, "color": family_color(family)},
                 },
                 text=[f"{p.label} ({p.state.lower()})" for p in pts],
-                hovertemplate="%{text}<br>params %{x:,}<br>val acc %{y:.2%}<extra>" + family + "</extra>",
+                hovertemplate="%{text}<br>" + SIZE_AXES[data.measure] + " %{x:,}<br>val acc %{y:.2%}<extra>" + family
+                + "</extra>",
             )
         )
     if data.front:
         fig.add_trace(
             go.Scatter(
-                x=[p.params for p in data.front],
+                x=[p.size for p in data.front],
                 y=[p.accuracy for p in data.front],
                 mode="lines",
                 line={"shape": "hv", "color": "black", "dash": "dot", "width": 1.5},
@@ -146,7 +156,7 @@ def draw_accuracy_vs_params(data: AccuracyParamsData) -> go.Figure:
     if winners:
         fig.add_trace(
             go.Scatter(
-                x=[p.params for p in winners],
+                x=[p.size for p in winners],
                 y=[p.accuracy for p in winners],
                 mode="markers",
                 marker={
@@ -162,7 +172,7 @@ def draw_accuracy_vs_params(data: AccuracyParamsData) -> go.Figure:
         )
     fig.update_layout(
         title="Validation accuracy vs student size",
-        xaxis={"title": "student parameters", "type": "log"},
+        xaxis={"title": SIZE_AXES[data.measure], "type": "log"},
         yaxis={"title": "best validation accuracy", "tickformat": _PCT},
         legend={"title": "family (open = stopped early)"},
     )

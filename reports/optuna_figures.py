@@ -133,11 +133,12 @@ def kd_response(study: optuna.Study, knobs: Sequence[str] = KD_KNOBS) -> go.Figu
     return fig
 
 
-def pareto_front(study: optuna.Study) -> go.Figure:
-    """``optuna.visualization.plot_pareto_front`` of accuracy (max) vs parameters (min)."""
+def pareto_front(study: optuna.Study, size_name: str = PARAMS) -> go.Figure:
+    """``optuna.visualization.plot_pareto_front`` of accuracy (max) vs the student's size (min), ``size_name``
+    naming its measure (parameters, FLOPs or latency)."""
     if len(study.directions) != 2:
         raise FigureUnavailable("Optuna's Pareto front needs the two-objective (pareto) search.")
     _require(complete_trials(study), 1, "The Pareto front")
-    fig = _quiet(lambda: optuna.visualization.plot_pareto_front(study, target_names=[ACCURACY, PARAMS]))
+    fig = _quiet(lambda: optuna.visualization.plot_pareto_front(study, target_names=[ACCURACY, size_name]))
     fig.update_layout(title="Optuna Pareto front: accuracy vs student size")
     return fig

@@ -71,6 +71,13 @@ class Trial:
     best_val_accuracy: float | None = None
     params: int | None = None
     node: str | None = None
+    # The size by other measures when the search recorded them ("flops", "latency_ms": --objective pareto
+    # with --max-flops or --max-latency-ms).
+    sizes: Mapping[str, float] = field(default_factory=dict)
+
+    def size(self, measure: str) -> float | None:
+        """The trial's student size by ``measure`` (``params``, ``flops`` or ``latency_ms``), if recorded."""
+        return self.params if measure == "params" else self.sizes.get(measure)
 
     @property
     def family(self) -> str:
@@ -114,6 +121,7 @@ class Trial:
             best_val_accuracy=best,
             params=params,
             node=_node(record),
+            sizes={key: value for key in ("flops", "latency_ms") if (value := as_float(record.get(key))) is not None},
         )
 
 

@@ -149,6 +149,11 @@ def points_per_test_image(summary: Mapping[str, Any] | None) -> float | None:
     return 100 / test_size if test_size else None
 
 
+def format_latency(milliseconds: float | None) -> str:
+    """``0.052 ms``, ``1.3 ms``: three significant digits; ``n/a`` when unknown."""
+    return f"{milliseconds:.3g} ms" if milliseconds is not None else "n/a"
+
+
 def format_points(value: float, signed: bool = True) -> str:
     """Percentage points with two decimals: ``+0.83`` (signed) or ``0.83``; never ``-0.00``."""
     value += 0.0  # -0.0 -> 0.0
@@ -386,6 +391,7 @@ def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
             )
         flops = as_float(entry.get("flops"))
         latency = as_float(entry.get("latency_ms"))
+        onnx_latency = as_float(entry.get("onnx_latency_ms"))
         rows.append(
             ResultRow(
                 model=label,
@@ -393,7 +399,9 @@ def result_rows(summary: Mapping[str, Any] | None) -> list[ResultRow]:
                 params=format_params(as_float(entry.get("params"))),
                 accuracy=acc,
                 flops=format_params(flops) if flops is not None else "n/a",
-                latency=f"{latency:.2f} ms" if latency is not None else "n/a",
+                latency=(f"{format_latency(onnx_latency)} onnxruntime, " if onnx_latency is not None else "")
+                + (f"{latency:.2f} ms torch" if onnx_latency is not None and latency is not None
+                   else f"{latency:.2f} ms" if latency is not None else "n/a"),
             )
         )
     return rows
@@ -541,23 +549,35 @@ def teacher_check(summary: Mapping[str, Any] | None) -> TeacherCheck | None:
 
 
 def size_bound_text(summary: Mapping[str, Any] | None) -> str:
-    """``students up to 54.2k params, 5.0% of the teacher's 1.08M (requested: 5%)``; empty when unknown."""
+    """Every bound the students met: ``students up to 54.2k params, 5.0% of the teacher's 1.08M (requested: 5%)``,
+    ``... 20M FLOPs``, ``... 0.5 ms at batch 1 (onnxruntime 1.32, one thread of <cpu>)``; empty when unknown."""
     summary = summary or {}
     bound = _mapping(summary.get("size_bound"))
+    parts = []
     max_params = as_float(bound.get("max_params"))
-    if max_params is None:
-        return ""
-    fraction = as_float(bound.get("teacher_fraction"))
-    teacher_params = as_float(_mapping(summary.get("teacher")).get("params"))
-    if fraction is None and teacher_params:
-        fraction = max_params / teacher_params
-    text = f"students up to {format_params(max_params)} params"
-    if fraction is not None:
-        text += f", {_percent(fraction)} of the teacher"
-        text += f"'s {format_params(teacher_params)}" if teacher_params else ""
-    if bound.get("requested") is not None:
-        text += f" (requested: {bound['requested']})"
-    return text
+    if max_params is not None:
+        fraction = as_float(bound.get("teacher_fraction"))
+        teacher_params = as_float(_mapping(summary.get("teacher")).get("params"))
+        if fraction is None and teacher_params:
+            fraction = max_params / teacher_params
+        text = f"{format_params(max_params)} params"
+        if fraction is not None:
+            text += f", {_percent(fraction)} of the teacher"
+            text += f"'s {format_params(teacher_params)}" if teacher_params else ""
+        if bound.get("requested") not in (None, "none"):
+            text += f" (requested: {bound['requested']})"
+        parts.append(text)
+    max_flops = as_float(bound.get("max_flops"))
+    if max_flops is not None:
+        parts.append(f"{format_params(max_flops)} FLOPs")
+    max_latency = as_float(bound.get("max_latency_ms"))
+    if max_latency is not None:
+        latency = _mapping(bound.get("latency"))
+        where = ", ".join(str(part) for part in (
+            " ".join(str(latency[key]) for key in ("runtime", "runtime_version") if latency.get(key)),
+            f"one thread of {latency['cpu']}" if latency.get("cpu") else "") if part)
+        parts.append(f"{max_latency:g} ms at batch 1" + (f" ({where})" if where else ""))
+    return "students up to " + "; ".join(parts) if parts else ""
 
 
 def augmentation_text(summary: Mapping[str, Any] | None) -> str:
@@ -691,6 +711,14 @@ def summary_markdown(records: RunRecords, report_name: str = "report.html") -> s
             *[f"| {r.model} | {r.arch} | {r.params} | {r.accuracy} |" for r in rows],
             "",
         ]
+    from reports.pareto import HEADER, pareto_rows  # it builds on this module's formatting
+
+    front = pareto_rows(records.summary)
+    if front:
+        lines += ["**Pareto front: accuracy against size**", "", "| " + " | ".join(HEADER) + " |",
+                  "|" + "---|" * len(HEADER),
+                  *[f"| {r.trial} | {r.arch} | {r.val_accuracy} | {r.test_accuracy} | {r.params} | {r.flops} | "
+                    f"{r.latency} |" for r in front], ""]
     if records.summary is not None and isinstance(records.summary.get("student"), Mapping):
         lines += [f"**Does distillation help?** {verdict_sentence(records.summary)}", ""]
         from reports.search_gain import search_sentence  # it builds on this module's formatting

@@ -6,7 +6,7 @@ Which parameters exist, what they mean and which values the trainer accepts come
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -98,6 +98,8 @@ class SearchSpace:
 
 
 ParamsOf = Callable[[str, int, int], int]
+# A student's size by any measure (parameters, FLOPs, latency), from (family, depth, width).
+SizeOf = Callable[[str, int, int], float]
 # The usual hand-set KD recipe (Hinton et al.'s soft targets at T = 4 with most of the weight on them, plain
 # SGD settings): the search evaluates it first, so what it hands back is never worse on validation.
 STANDARD_RECIPE: dict[str, Any] = {"alpha": 0.9, "temperature": 4.0, "feature_loss": "none", "lr": 0.05,
@@ -142,34 +144,76 @@ def _check_limits(name: str, param: Param, prefix: str = "") -> None:
             raise ValueError(f"{prefix}{name} must be {parameter.limits}, got {label}{value!r}")
 
 
-def bound_space(space: SearchSpace, params_of: ParamsOf, max_params: int) -> SearchSpace:
-    """``space`` narrowed to the students with at most ``max_params`` parameters.
+@dataclass(frozen=True)
+class SizeBound:
+    """One size limit on the students: ``measure(family, depth, width) <= limit``.
 
-    ``params_of(family, depth, width)`` counts a student's parameters (the search layer builds the
-    model; this package stays torch-free). Parameters grow with depth and width, so each depth keeps
-    the widths up to the widest that fits, found by bisection on the width grid; depths and families
-    with no fitting width are dropped. Raises ``ValueError`` naming the smallest student when nothing fits.
+    ``key`` names the measure (``params``, ``flops``, ``latency_ms``: the space's metadata records
+    ``max_<key>``); ``unit`` words it in messages (``parameters``, ``FLOPs``, ``ms of latency``). The
+    measure must grow with width at a fixed depth and with depth at a fixed width, as model sizes do.
     """
+
+    key: str
+    limit: float
+    measure: SizeOf
+    unit: str
+
+    def describe(self, value: float) -> str:
+        """``value`` in this bound's unit: ``12,400 parameters``, ``1.5 ms of latency``."""
+        number = f"{value:,.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.3g}"
+        return f"{number} {self.unit}"
+
+
+def bound_space(space: SearchSpace, params_of: ParamsOf, max_params: int) -> SearchSpace:
+    """``space`` narrowed to the students with at most ``max_params`` parameters (see :func:`bound_space_to`)."""
+    return bound_space_to(space, [SizeBound("params", max_params, params_of, "parameters")])
+
+
+def bound_space_to(space: SearchSpace, bounds: Sequence[SizeBound]) -> SearchSpace:
+    """``space`` narrowed to the students that meet every bound in ``bounds``.
+
+    The measures come from the caller (the search layer builds the models; this package stays
+    torch-free). They grow with depth and width, so each depth keeps the widths up to the widest that
+    fits, found by bisection on the width grid (a costly measure, such as latency, is taken about
+    log2(widths) times per depth); depths and families with no fitting width are dropped. Raises
+    ``ValueError`` naming the bound and the smallest student when nothing fits.
+    """
+    if not bounds:
+        return space
+
+    def fits(family: str, depth: int, width: int) -> bool:
+        # Cheap measures first: a student over the parameter bound is never timed.
+        return all(bound.measure(family, depth, width) <= bound.limit for bound in bounds)
+
     families: dict[str, FamilyBounds] = {}
-    smallest: tuple[int, str] | None = None
-    for name, bounds in space.families.items():
+    for name, bounds_of_family in space.families.items():
         max_width: dict[int, int] = {}
-        for depth in _grid(bounds.depth):
-            widths = _grid(bounds.width)
-            size = params_of(name, depth, widths[0])
-            if smallest is None or size < smallest[0]:
-                smallest = (size, f"{name} depth {depth} width {widths[0]}")
-            fitting = _widest_fitting(widths, lambda width, d=depth, n=name: params_of(n, d, width) <= max_params)
+        widths = _grid(bounds_of_family.width)
+        for depth in _grid(bounds_of_family.depth):
+            fitting = _widest_fitting(widths, lambda width, d=depth, n=name: fits(n, d, width))
             if fitting is not None:
                 max_width[depth] = fitting
         if max_width:  # fewer parameters at smaller depths: the fitting depths are the lowest ones
-            families[name] = FamilyBounds(depth=_cut_high(bounds.depth, max(max_width)), width=bounds.width,
-                                          max_width=max_width)
+            families[name] = FamilyBounds(depth=_cut_high(bounds_of_family.depth, max(max_width)),
+                                          width=bounds_of_family.width, max_width=max_width)
     if not families:
-        assert smallest is not None
-        raise ValueError(f"no student in the space has at most {max_params:,} parameters: the smallest, "
-                         f"{smallest[1]}, has {smallest[0]:,}")
-    return replace(space, families=families, metadata={**space.metadata, "max_params": max_params})
+        raise ValueError(_nothing_fits(space, bounds))
+    limits = {f"max_{bound.key}": bound.limit for bound in bounds}
+    return replace(space, families=families, metadata={**space.metadata, **limits})
+
+
+def _nothing_fits(space: SearchSpace, bounds: Sequence[SizeBound]) -> str:
+    """Why no student fits: the first bound even the smallest student misses, with that student's size."""
+    corners = [(name, depth, family.width.low) for name, family in space.families.items()
+               for depth in _grid(family.depth)]
+    for bound in bounds:
+        size, (name, depth, width) = min((bound.measure(*corner), corner) for corner in corners)
+        if size > bound.limit:
+            return (f"no student in the space has at most {bound.describe(bound.limit)}: the smallest, "
+                    f"{name} depth {depth} width {width}, has {bound.describe(size)}")
+    return ("no student in the space meets every bound at once ("
+            + ", ".join(f"at most {bound.describe(bound.limit)}" for bound in bounds)
+            + "): each one alone is met by some student")
 
 
 def _grid(param: IntParam) -> list[int]:

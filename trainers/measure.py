@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -55,6 +56,42 @@ def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int 
     return 1000 * statistics.median(timings)
 
 
+def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:
+    """Median wall time of one batch-1 run of ``model``'s ONNX export on onnxruntime, one CPU thread, in ms.
+
+    The runtime the exported ``best/model.onnx`` deploys on, so a latency bound holds for what a user ships.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    session = onnxruntime.InferenceSession(onnx_bytes(model, input_shape), options,
+                                           providers=["CPUExecutionProvider"])
+    example = {session.get_inputs()[0].name: torch.zeros(1, *input_shape).numpy()}
+    timings = []
+    for index in range(warmup + repeats):
+        started = time.perf_counter()
+        session.run(None, example)
+        if index >= warmup:
+            timings.append(time.perf_counter() - started)
+    return 1000 * statistics.median(timings)
+
+
+def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
+    """``model`` (a CPU copy, eval mode) as an ONNX program in memory, batch dimension dynamic."""
+    import io
+    import warnings
+
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated; it is 15x faster here
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cpu_model, (torch.zeros(1, *input_shape),), buffer, dynamo=False, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    return buffer.getvalue()
+
+
 def measure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
     """Parameters, FLOPs and CPU latency of ``model`` for inputs of ``input_shape`` (C, H, W)."""
     return ModelCost(params=count_parameters(model), flops=count_flops(model, input_shape),
@@ -68,6 +105,4 @@ def _device_of(model: nn.Module) -> torch.device:
 def _cpu_copy(model: nn.Module) -> nn.Module:
     if _device_of(model).type == "cpu":
         return model
-    import copy
-
     return copy.deepcopy(model).to("cpu")

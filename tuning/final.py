@@ -87,10 +87,11 @@ def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "conf
     return chosen[:top_k]
 
 
-def pareto_front(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trials no other trial beats on both validation accuracy (higher) and parameters (fewer), by size."""
-    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r["params"]]
-    return [scored[i] for i in front_indices([(r["val_accuracy"], r["params"]) for r in scored])]
+def pareto_front(records: list[dict[str, Any]], measure: str = "params") -> list[dict[str, Any]]:
+    """Trials no other trial beats on both validation accuracy (higher) and size (smaller ``measure``:
+    params, flops or latency_ms), by size."""
+    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r.get(measure)]
+    return [scored[i] for i in front_indices([(r["val_accuracy"], r[measure]) for r in scored])]
 
 
 def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits, teacher: Teacher | None,
@@ -208,7 +209,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return dict(EMPTY_RESULT)
     tasks = SeedTasks(spec, data, teacher, gpus_per_task)
-    pareto_members = pareto_front(records)[:MAX_PARETO_RECHECK] if spec.objective == "pareto" else []
+    pareto_members = (pareto_front(records, spec.size_measure)[:MAX_PARETO_RECHECK] if spec.objective == "pareto"
+                      else [])
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
         + (f", and {len(pareto_members)} Pareto-set members with seed {spec.seed}" if pareto_members else ""))
     pending = {record["trial_id"]: tasks.launch_searched(record) for record in candidates}
@@ -265,7 +267,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
-        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data)
+        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data, spec.size_measure)
     # The final stage's winner (by validation mean over seeds) is the run's best configuration.
     result["best_config"] = winner_config
     result["best_trial"] = {key: winner_record[key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
@@ -382,9 +384,10 @@ def this_node() -> dict[str, str] | None:
     return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
 
 
-def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits) -> list[dict[str, Any]]:
+def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits,
+                    measure: str) -> list[dict[str, Any]]:
     """The Pareto set with each member re-trained for the full budget and evaluated on test."""
-    checked = pareto_summary(members)
+    checked = pareto_summary(members, measure)
     for entry, run in zip(checked, runs, strict=True):
         entry["recheck"] = {"seed": run.seed, "val_accuracy": run.val_accuracy,
                             "test_accuracy": seed_test_accuracy(run, data)}
@@ -408,7 +411,8 @@ def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:
     return {f"{name}_mean": mean, f"{name}_std": std}
 
 
-def pareto_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Pareto set as ``summary.json`` lists it."""
+def pareto_summary(records: list[dict[str, Any]], measure: str = "params") -> list[dict[str, Any]]:
+    """The Pareto set (accuracy against ``measure``) as ``summary.json`` lists it."""
     return [{"trial_id": r["trial_id"], "val_accuracy": r["val_accuracy"], "params": r["params"],
-             "config": r["config"]} for r in pareto_front(records)]
+             **({measure: r[measure]} if measure != "params" else {}), "config": r["config"]}
+            for r in pareto_front(records, measure)]

@@ -31,10 +31,11 @@ class JournalSpec:
     objective: str
     space: SearchSpace
     teacher_family: str | None
+    size_measure: str = "params"  # the second objective of pareto: params, flops or latency_ms
 
 
 def open_study(path: Path, objective: str) -> optuna.Study:
-    """Open (or create) the run's study: maximise accuracy, and minimise parameters for ``pareto``."""
+    """Open (or create) the run's study: maximise accuracy, and minimise the student's size for ``pareto``."""
     storage = JournalStorage(JournalFileBackend(str(path)))
     directions = ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions,
@@ -73,7 +74,7 @@ def frozen_trial(journal: JournalSpec, record: dict[str, Any]) -> optuna.trial.F
     failed = record["state"] == FAILED or record["val_accuracy"] is None
     return create_trial(
         state=TrialState.FAIL if failed else TrialState.COMPLETE,
-        values=None if failed else _values(journal.objective, record),
+        values=None if failed else _values(journal, record),
         params={name: config[name] for name in replay.distributions},
         distributions=replay.distributions,
         user_attrs={"trial_id": record["trial_id"], "state": record["state"], "epochs": record["epochs"],
@@ -82,7 +83,7 @@ def frozen_trial(journal: JournalSpec, record: dict[str, Any]) -> optuna.trial.F
     )
 
 
-def _values(objective: str, record: dict[str, Any]) -> list[float]:
-    if objective == "pareto":
-        return [record["val_accuracy"], float(record["params"])]
+def _values(journal: JournalSpec, record: dict[str, Any]) -> list[float]:
+    if journal.objective == "pareto":
+        return [record["val_accuracy"], float(record[journal.size_measure])]
     return [record["val_accuracy"]]

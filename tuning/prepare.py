@@ -17,8 +17,8 @@ from typing import Any
 import ray
 import torch
 
-from reports.text import teacher_view_text
-from spaces import ChoiceParam, SearchSpace, bound_space
+from reports.text import size_bound_text, teacher_view_text
+from spaces import ChoiceParam, SearchSpace, bound_space_to
 from trainers import (
     DatasetError,
     Teacher,
@@ -31,13 +31,13 @@ from trainers import (
     load_dataset,
     load_teacher,
     pick_device,
-    student_parameter_count,
 )
 from trainers.data import fingerprint, view_count
 from trainers.models import UnknownModelError, build_teacher
 from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
 from trainers.teacher_views import ViewStore, default_budget_bytes
 from tuning import cluster_auth
+from tuning.bounds import cpu_model, machine_description, pareto_measure, size_bounds, student_measures
 from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import check_teacher, saved_check
 
@@ -57,7 +57,7 @@ class Prepared:
     slots: int
     teacher_seconds: float
     space: SearchSpace  # the spec's space cut to the size bound: what the searcher samples
-    max_params: int
+    size_bound: dict[str, Any]  # summary.json's size_bound: every limit, and where latency was measured
     teacher_params: int
     teacher_check: dict[str, Any] | None = None
 
@@ -82,20 +82,44 @@ def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> int:
         raise UserError(f"--teacher: {error}") from None
 
 
-def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int) -> tuple[SearchSpace, int]:
-    """The spec's space cut to ``--max-params`` and that bound as a count; ``UserError`` when nothing fits."""
-    max_params = spec.max_params_for(teacher_params)
-    channels, classes = data.info.input_shape[0], data.info.num_classes
-
-    def params_of(family: str, depth: int, width: int) -> int:
-        return student_parameter_count(family, depth, width, channels, classes)
-
+def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int,
+                  log: Log | None = None) -> tuple[SearchSpace, dict[str, Any]]:
+    """The spec's space cut to its size bounds (``--max-params``, ``--max-flops``, ``--max-latency-ms``) and
+    ``summary.json``'s ``size_bound`` entry; ``UserError`` naming the bound and the smallest student when
+    nothing fits."""
+    limits = spec.size_limits(teacher_params)
+    measures, latency = student_measures(data.info.input_shape, data.info.num_classes, spec.latency_cache_dir)
+    started = time.perf_counter()
     try:
-        return bound_space(spec.space, params_of, max_params), max_params
+        space = bound_space_to(spec.space, size_bounds(limits, measures))
     except ValueError as error:
+        raise UserError(f"{_bound_flags(spec, limits, teacher_params)} too small: {error}; raise the bound or "
+                        "allow smaller students in --space") from None
+    entry: dict[str, Any] = {**limits, "requested": spec.max_params, "pareto_measure": pareto_measure(limits)}
+    if limits["max_params"] is not None:
+        entry["teacher_fraction"] = limits["max_params"] / teacher_params
+    if limits["max_latency_ms"] is not None:
+        entry["latency"] = {"batch": 1, "threads": 1, "statistic": "median of 30 runs after 5 warm-up runs",
+                            "students_timed": latency.measured, "sizing_s": round(time.perf_counter() - started, 2),
+                            **machine_description(latency.runtime)}
+        if log is not None:
+            log(f"students: latency bound {limits['max_latency_ms']:g} ms, {latency.measured} students timed with "
+                f"{latency.runtime} at batch 1 on one thread of this machine ({cpu_model()}) in "
+                f"{entry['latency']['sizing_s']:.1f} s; timings cached in {latency.folder}")
+    return space, entry
+
+
+def _bound_flags(spec: SearchSpec, limits: dict[str, float | None], teacher_params: int) -> str:
+    """The bound flags as given, for an error message: ``--max-params 4,000 (2% of the teacher's 200,000) is``."""
+    parts = []
+    if limits["max_params"] is not None:
         share = f" ({spec.max_params} of the teacher's {teacher_params:,})" if spec.max_params.endswith("%") else ""
-        raise UserError(f"--max-params {max_params:,}{share} is too small: {error}; raise --max-params or allow "
-                        "smaller students in --space") from None
+        parts.append(f"--max-params {limits['max_params']:,}{share}")
+    if spec.max_flops is not None:
+        parts.append(f"--max-flops {spec.max_flops:,}")
+    if spec.max_latency_ms is not None:
+        parts.append(f"--max-latency-ms {spec.max_latency_ms:g}")
+    return " with ".join(parts) + (" is" if len(parts) == 1 else " are")
 
 
 def start_ray(spec: SearchSpec, log: Log) -> None:
@@ -196,7 +220,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     teacher_result = obtain_teacher(spec, data.to(device), log) if spec.foreign_teacher else None
     teacher_params = (count_parameters(teacher_result.model) if teacher_result is not None
                       else check_teacher_name(spec, data))
-    space, max_params = bounded_space(spec, data, teacher_params)
+    space, size_bound = bounded_space(spec, data, teacher_params, log)
     space = without_idle_interval(space, data)
     if teacher_result is not None:
         space = without_feature_losses(space, teacher_result, log)
@@ -208,8 +232,9 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     teacher_result.model.to("cpu")
     teacher = shared_teacher(teacher_result, data, space, spec, log)
     teacher_seconds += time.perf_counter() - started
-    log(f"students: at most {max_params:,} parameters ({100 * max_params / teacher_params:.2g} % of the teacher); "
-        f"augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} for students")
+    bound = size_bound_text({"size_bound": size_bound, "teacher": {"params": teacher_params}})
+    log(f"{bound}; augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} "
+        "for students")
     teacher_check = saved_check(spec.run_dir, teacher_result)
     if teacher_check is None:
         teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed)
@@ -223,7 +248,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
         slots=slots,
         teacher_seconds=teacher_seconds,
         space=space,
-        max_params=max_params,
+        size_bound=size_bound,
         teacher_params=teacher_params,
         teacher_check=teacher_check,
     )

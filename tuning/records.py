@@ -34,7 +34,10 @@ from tuning.journal import JournalSpec, sync_journal
 from tuning.trainable import DIVERGED, NODE_ID, NODE_IP
 
 CURVE_KEYS = ("epoch", "val_accuracy", "val_loss", "train_loss", "params", "epoch_seconds", "busy_s")
-CSV_COLUMNS = ("trial_id", "number", "state", "epochs", "val_accuracy", "best_val_accuracy", "params",
+# A trial's size by the Pareto objective's measure when that is not parameters (--objective pareto with
+# --max-flops or --max-latency-ms), measured once per trial.
+SIZE_KEYS = ("flops", "latency_ms")
+CSV_COLUMNS = ("trial_id", "number", "state", "epochs", "val_accuracy", "best_val_accuracy", "params", *SIZE_KEYS,
                "busy_s", "start_time", "end_time", NODE_ID, NODE_IP, "error")
 
 
@@ -122,7 +125,7 @@ class RunRecorder(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = self.records[trial.trial_id]
-        record.update({key: result[key] for key in (NODE_ID, NODE_IP) if key in result})
+        record.update({key: result[key] for key in (NODE_ID, NODE_IP, *SIZE_KEYS) if key in result})
         if DIVERGED in result:  # the trial's last word: no epoch to plot, an error to keep
             record.update(error=result[DIVERGED], params=result.get("params"), busy_s=result["busy_s"])
             return

@@ -157,8 +157,10 @@ def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: 
     """
     config = winner[0].config
     teacher_params = count_parameters(teacher.model)
-    assistant = teacher_assistant_note(count_parameters(seed_model(winner[0])), teacher_params,
-                                       spec.max_params_for(teacher_params))
+    student_params = count_parameters(seed_model(winner[0]))
+    # Without a parameter bound (--max-flops or --max-latency-ms alone), the hint bounds the student by its size.
+    assistant = teacher_assistant_note(student_params, teacher_params,
+                                       spec.max_params_for(teacher_params) or student_params)
     if assistant is not None:
         log(f"final stage: {assistant['how']}")
     rounds = [round_entry(1, [teacher.name], winner, list(result["student"]["test_accuracies"]))]

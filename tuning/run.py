@@ -157,7 +157,8 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
 
 def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log) -> list[dict[str, Any]]:
     """Carry out the resume ``plan`` (``tuning.resume``) with Ray Tune; return the finished records."""
-    journal = JournalSpec(spec.run_dir / JOURNAL_FILE, spec.objective, prepared.space, prepared.teacher_family)
+    journal = JournalSpec(spec.run_dir / JOURNAL_FILE, spec.objective, prepared.space, prepared.teacher_family,
+                          spec.size_measure)
     resume.apply(spec, plan)
     if plan.message:
         log(plan.message)
@@ -209,15 +210,14 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
                     "init_from_teacher": init_from_teacher_note(prepared),
                     **prepared.teacher_result.details},
         "teacher_check": prepared.teacher_check,
-        "size_bound": {"max_params": prepared.max_params, "teacher_fraction": prepared.max_params / teacher_params,
-                       "requested": spec.max_params},
+        "size_bound": prepared.size_bound,
         "augmentation": augmentation_summary(data, prepared.space),
         "best_config": best[0]["config"] if best else None,
         "best_trial": {key: best[0][key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
         if best else None,
         **final.EMPTY_RESULT,
         **rounds.EMPTY_ROUNDS,
-        "pareto": final.pareto_summary(records),
+        "pareto": final.pareto_summary(records, spec.size_measure),
     }
 
 

@@ -23,6 +23,7 @@ from trainers.teacher_sources import (
     is_file_target,
     source_kind,
 )
+from tuning.bounds import NO_PARAMS_BOUND, BoundError, check_bound_flags, pareto_measure, parse_max_params
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 # Samplers Optuna builds on a package of their own: refused before any work when it is not installed.
@@ -40,15 +41,15 @@ _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 IDENTITY_FIELDS = ("dataset", "data_dir", "teacher", "teacher_checkpoint", "teacher_weights", "teacher_input_size",
                    "teacher_mean", "teacher_std", "teacher_preprocessing", "teacher_features", "teacher_epochs",
                    "epochs", "seed", "sampler", "scheduler", "objective", "space", "max_train_samples", "max_params",
-                   "augment", "image_size")
+                   "max_flops", "max_latency_ms", "augment", "image_size")
 # Students of at most 2 % of the teacher (50x smaller): the compression people distil for, and the sizes where a
 # teacher's signal pays most (a student near the teacher's capacity learns the labels about as well alone).
+# The default applies when no other bound is given: a --max-flops or --max-latency-ms bound replaces it.
 DEFAULT_MAX_PARAMS = "2%"
 AUGMENTATIONS = ("auto", "none", "crop", "crop+flip")
 # --rounds auto: distil again while each round beats the one before ("helps"), at most this many rounds in all
 # (round 1 is the final stage's distilled student), so an auto run costs at most two extra rounds of trainings.
 AUTO_ROUNDS_CAP = 3
-_MAX_PARAMS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
 
 
 class UserError(Exception):
@@ -109,7 +110,9 @@ class SearchSpec:
     max_train_samples: int | None = None
     teacher_epochs: int = 60
     max_failures: int = 2
-    max_params: str = DEFAULT_MAX_PARAMS
+    max_params: str = DEFAULT_MAX_PARAMS  # a count, a percentage of the teacher, or "none"
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
     augment: str = "auto"
     image_size: int | None = None
     cache_dir: str | None = None
@@ -126,10 +129,23 @@ class SearchSpec:
         """Trials of the baseline's own search: ``--baseline-budget``, else max(8, budget / 5)."""
         return self.baseline_budget if self.baseline_budget is not None else max(8, self.budget // 5)
 
-    def max_params_for(self, teacher_params: int) -> int:
-        """``--max-params`` as a parameter count: a percentage is of ``teacher_params``."""
+    def max_params_for(self, teacher_params: int) -> int | None:
+        """``--max-params`` as a parameter count (a percentage is of ``teacher_params``); ``None`` for none."""
+        if self.max_params == NO_PARAMS_BOUND:
+            return None
         number, percent = parse_max_params(self.max_params)
         return int(teacher_params * number / 100) if percent else int(number)
+
+    def size_limits(self, teacher_params: int) -> dict[str, float | None]:
+        """Every size bound as a number: ``max_params``, ``max_flops``, ``max_latency_ms`` (``None``: none)."""
+        return {"max_params": self.max_params_for(teacher_params), "max_flops": self.max_flops,
+                "max_latency_ms": self.max_latency_ms}
+
+    @property
+    def size_measure(self) -> str:
+        """The size ``--objective pareto`` trades accuracy against: ``latency_ms`` with --max-latency-ms, else
+        ``flops`` with --max-flops, else ``params``."""
+        return pareto_measure({"max_flops": self.max_flops, "max_latency_ms": self.max_latency_ms})
 
     @property
     def run_dir(self) -> Path:
@@ -160,6 +176,11 @@ class SearchSpec:
     def data_cache_dir(self) -> Path:
         """Where decoded datasets are cached (``--cache-dir``, default ``<results-dir>/cache``)."""
         return Path(self.cache_dir).absolute() if self.cache_dir else Path(self.results_dir).absolute() / "cache"
+
+    @property
+    def latency_cache_dir(self) -> Path:
+        """Where measured student latencies are kept, one file per student and machine."""
+        return self.data_cache_dir / "latency"
 
     @property
     def teacher_cache_dir(self) -> Path:
@@ -213,9 +234,10 @@ def build_spec(**flags: Any) -> SearchSpec:
     _check_choice(flags.get("augment", "auto"), AUGMENTATIONS, "--augment")
     if flags.get("gain_curve", 3) == 1:
         raise UserError("--gain-curve needs at least 2 student sizes to draw a curve; give 2 or more, or 0 to skip it")
-    if "max_params" in flags:
-        flags["max_params"] = str(flags["max_params"]).strip()
-        parse_max_params(flags["max_params"])
+    try:
+        check_bound_flags(flags)
+    except BoundError as error:
+        raise UserError(str(error)) from None
     if flags.get("objective") == "pareto" and flags.get("sampler") == "cmaes":
         raise UserError("--sampler cmaes optimises one objective only; use --sampler nsga2 or tpe with "
                         "--objective pareto")
@@ -304,17 +326,6 @@ def _numbers(value: Any, flag: str, positive: bool) -> tuple[float, ...]:
         raise UserError(f"{flag} must be {need} separated by commas, one per channel (e.g. 0.229,0.224,0.225), "
                         f"got {value!r}")
     return numbers
-
-
-def parse_max_params(text: str) -> tuple[float, bool]:
-    """``--max-params`` as (number, is_percentage); ``UserError`` for anything else."""
-    match = _MAX_PARAMS.match(text)
-    number = float(match.group(1)) if match else 0.0
-    percent = bool(match and match.group(2))
-    if not match or number <= 0 or (percent and number > 100) or (not percent and number != int(number)):
-        raise UserError(f"--max-params must be a parameter count such as 50000 or a percentage of the teacher "
-                        f"such as 5%, got {text!r}")
-    return number, percent
 
 
 def parse_rounds(value: Any) -> tuple[int, bool]:

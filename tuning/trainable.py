@@ -24,6 +24,7 @@ from trainers import (
 )
 from trainers.distill import missing_state_keys
 from trainers.files import CorruptFileError, atomic_torch_save, safe_torch_load
+from tuning.bounds import student_measures
 
 STATE_FILE = "trial_state.pt"
 # Epochs between a trial's checkpoints: a trial resumed after a lost node or a killed driver repeats at most
@@ -45,10 +46,11 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
     node = {NODE_ID: ray.get_runtime_context().get_node_id(), NODE_IP: ray.util.get_node_ip_address()}
     resume_state = _load_checkpoint_state()
     last_epoch = [resume_state["epoch"] if resume_state else 0]
+    size = _size(config, data, recipe)
 
     def on_epoch(report: EpochReport, get_state: Any) -> None:
         last_epoch[0] = report.epoch
-        metrics = {**report.to_dict(), "busy_s": time.perf_counter() - started, **node}
+        metrics = {**report.to_dict(), **size, "busy_s": time.perf_counter() - started, **node}
         # Checkpoints: every CHECKPOINT_EVERY epochs for a resume to continue from, and the last epoch's for
         # the final stage, which takes that trained student as its run with seed --seed instead of repeating it.
         if report.epoch % CHECKPOINT_EVERY and report.epoch != distill_config.epochs:
@@ -95,6 +97,19 @@ def read_trial_state(path: Path, then: str = "restarting this trial from epoch 0
         print(f"checkpoint {path} is incomplete (missing {', '.join(missing)}); {then}")
         return None
     return state
+
+
+def _size(config: dict[str, Any], data: TensorSplits, recipe: dict[str, Any]) -> dict[str, float]:
+    """The student's size by the Pareto objective's measure, when that is FLOPs or latency (parameters come
+    with every epoch's report): ``{"flops": ...}``, ``{"latency_ms": ...}`` or ``{}``."""
+    measure = recipe.get("size_measure")
+    if measure not in ("flops", "latency_ms"):
+        return {}
+    measures, _ = student_measures(data.info.input_shape, data.info.num_classes, Path(recipe["latency_cache_dir"]))
+    try:
+        return {measure: measures.of(measure)(config["family"], config["depth"], config["width"])}
+    except (KeyError, ValueError):  # an architecture the registry refuses: the trial fails on it anyway
+        return {}
 
 
 def _params(config: dict[str, Any], data: TensorSplits) -> int | None:

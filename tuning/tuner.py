@@ -71,7 +71,7 @@ def make_searcher(spec: SearchSpec, space: SearchSpace, teacher_family: str | No
     """
     define_by_run = functools.partial(suggest_config, space=space, teacher_family=teacher_family)
     if spec.objective == "pareto":
-        metric, mode = [METRIC, "params"], ["max", "min"]
+        metric, mode = [METRIC, spec.size_measure], ["max", "min"]
     else:
         metric, mode = METRIC, "max"
     points = [standard_point(space)] if warm_start else None
@@ -89,7 +89,9 @@ def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
 
 def trainable(spec: SearchSpec, prepared: Prepared) -> Any:
     """``run_trial`` with data and teacher put in the object store once, and per-trial resources."""
-    recipe = {"epochs": spec.epochs, "seed": spec.seed, "cpus_per_trial": spec.cpus_per_trial}
+    recipe = {"epochs": spec.epochs, "seed": spec.seed, "cpus_per_trial": spec.cpus_per_trial,
+              "size_measure": spec.size_measure if spec.objective == "pareto" else None,
+              "latency_cache_dir": str(spec.latency_cache_dir)}
     with_data = tune.with_parameters(run_trial, data=prepared.data, teacher=prepared.teacher, recipe=recipe)
     return tune.with_resources(with_data, {"cpu": spec.cpus_per_trial, "gpu": prepared.gpus_per_trial})
 

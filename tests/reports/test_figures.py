@@ -60,7 +60,20 @@ def test_accuracy_vs_params_data_uses_trials_with_both_values_and_marks_front_an
     assert {p.trial_id for p in data.points if p.on_front} == {"t0", "t1", "t4"}
     assert [p.trial_id for p in data.points if p.winner] == ["t0"]
     assert data.points[1].family == "resnet" and data.points[1].state == "STOPPED"
-    assert data.points[3].accuracy == 0.75 and data.points[3].params == 100
+    assert data.points[3].accuracy == 0.75 and data.points[3].size == 100
+
+
+def test_a_latency_pareto_search_puts_latency_on_the_size_axis() -> None:
+    trials = [
+        trial(0, best_val_accuracy=0.9, params=1000, latency_ms=0.4),
+        trial(1, best_val_accuracy=0.8, params=500, latency_ms=0.6),  # smaller, but slower
+        trial(2, best_val_accuracy=0.95, params=2000),  # no latency recorded: not on this plane
+    ]
+    data = accuracy_vs_params_data(trials, winner="t0", measure="latency_ms")
+    assert [(p.trial_id, p.size) for p in data.points] == [("t0", 0.4), ("t1", 0.6)]
+    assert [p.trial_id for p in data.front] == ["t0"]  # t1 is beaten on both axes once size is latency
+    assert accuracy_vs_params_data(trials, measure="params").front[-1].trial_id == "t2"
+    assert draw_accuracy_vs_params(data).layout.xaxis.title.text == "latency at batch 1 (ms)"
 
 
 def test_draw_accuracy_vs_params_smoke() -> None:

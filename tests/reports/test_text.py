@@ -16,6 +16,7 @@ from reports.text import (
     ordered_params,
     searched_space,
     setup_facts,
+    size_bound_text,
     summary_markdown,
     teacher_check,
     trial_counts,
@@ -316,6 +317,16 @@ def test_setup_facts_degrade_for_old_and_partial_summaries() -> None:
     assert facts["size bound"] == "students up to 20 params, 2% of the teacher's 1k"
     assert facts["augmentation"] == "dataset augmentation: none; students trained without augmentation"
     assert "teacher check" not in facts and "baseline recipe" not in facts
+
+
+def test_the_size_bound_names_every_limit_and_where_latency_was_measured() -> None:
+    summary = {"teacher": {"params": 1_000_000},
+               "size_bound": {"max_params": None, "max_flops": 20_000_000, "max_latency_ms": 0.5, "requested": "none",
+                              "latency": {"runtime": "onnxruntime", "runtime_version": "1.32.0", "cpu": "Some CPU"}}}
+    assert size_bound_text(summary) == ("students up to 20M FLOPs; 0.5 ms at batch 1 (onnxruntime 1.32.0, one thread "
+                                        "of Some CPU)")
+    both = {**summary, "size_bound": {"max_params": 20_000, "requested": "2%", "max_flops": 1_500_000}}
+    assert size_bound_text(both) == "students up to 20k params, 2% of the teacher's 1M (requested: 2%); 1.5M FLOPs"
 
 
 def test_teacher_check_matching_uses_the_message_and_passing_says_so() -> None:

@@ -10,8 +10,10 @@ from spaces import (
     FamilyBounds,
     IntParam,
     SearchSpace,
+    SizeBound,
     baseline_space,
     bound_space,
+    bound_space_to,
     standard_point,
     suggest_config,
 )
@@ -66,6 +68,40 @@ def test_a_bound_nothing_meets_names_the_smallest_student() -> None:
     with pytest.raises(ValueError, match=r"no student in the space has at most 3 parameters: the smallest, "
                                          r"cnn depth 1 width 2, has 4"):
         bound_space(SPACE, params_of, max_params=3)
+
+
+def latency_of(family: str, depth: int, width: int) -> float:
+    """A stand-in latency in ms: grows with depth and width, and is not proportional to the parameters."""
+    return 0.1 * depth + 0.01 * width * (3 if family == "wide" else 1)
+
+
+def test_every_bound_applies_and_the_costly_one_is_measured_only_under_the_cheap_one() -> None:
+    timed: list[tuple[str, int, int]] = []
+
+    def timed_latency(family: str, depth: int, width: int) -> float:
+        timed.append((family, depth, width))
+        return latency_of(family, depth, width)
+
+    bounds = [SizeBound("params", 400, params_of, "parameters"), SizeBound("latency_ms", 0.305, timed_latency, "ms")]
+    bounded = bound_space_to(SPACE, bounds)
+    # depth 1: params allow 20, latency 0.1 + 0.01 w <= 0.305 allows 20; depth 2: params 14, latency 10; depth 3: none
+    assert bounded.families["cnn"].max_width == {1: 20, 2: 10}
+    assert bounded.families["cnn"].depth == IntParam(1, 2)
+    assert bounded.metadata["max_params"] == 400 and bounded.metadata["max_latency_ms"] == 0.305
+    assert all(params_of(*student) <= 400 for student in timed)  # never timed a student the parameters rule out
+    assert len(timed) <= 3 * 5  # bisection: about log2(16 widths) per depth
+
+
+def test_a_bound_nothing_meets_is_named_with_the_smallest_student_by_its_measure() -> None:
+    bounds = [SizeBound("params", 10_000, params_of, "parameters"), SizeBound("latency_ms", 0.05, latency_of, "ms")]
+    with pytest.raises(ValueError, match=r"no student in the space has at most 0.05 ms: the smallest, cnn depth 1 "
+                                         r"width 2, has 0.12 ms"):
+        bound_space_to(SPACE, bounds)
+    # cnn is small but slow, wide is fast but large: each bound alone is met, both at once by no student
+    jointly = [SizeBound("params", 500, lambda family, depth, width: 100 if family == "cnn" else 1000, "parameters"),
+               SizeBound("latency_ms", 0.5, lambda family, depth, width: 1.0 if family == "cnn" else 0.1, "ms")]
+    with pytest.raises(ValueError, match=r"meets every bound at once \(at most 500 parameters, at most 0.5 ms\)"):
+        bound_space_to(SPACE, jointly)
 
 
 def test_baseline_space_fixes_the_architecture_and_samples_no_kd_parameter() -> None:

@@ -116,6 +116,20 @@ CASES = {
                                                "(0.01% of the teacher's 491,434) is too small"),
     "max params not a count": (lambda tmp: ["--max-params", "5 percent"], "--max-params must be a parameter count"),
     "max params over 100 percent": (lambda tmp: ["--max-params", "150%"], "--max-params must be"),
+    "max params none alone": (lambda tmp: ["--max-params", "none"], "--max-params none leaves the students unbounded"),
+    "max flops negative": (lambda tmp: ["--max-flops", "-5M"], "--max-flops must be a positive number of FLOPs"),
+    "max flops not a number": (lambda tmp: ["--max-flops", "lots"], "--max-flops must be a positive number"),
+    "max flops no student meets": (lambda tmp: ["--max-flops", "100"],
+                                   "--max-flops 100 is too small: no student in the space has at most 100 FLOPs: "
+                                   "the smallest, cnn depth 1 width 2, has"),
+    "max flops and max params no student meets": (lambda tmp: ["--max-flops", "100", "--max-params", "2%"],
+                                                  "--max-params 9,828 (2% of the teacher's 491,434) with "
+                                                  "--max-flops 100 are too small"),
+    "max latency negative": (lambda tmp: ["--max-latency-ms", "-1"], "--max-latency-ms must be a positive number"),
+    "max latency zero": (lambda tmp: ["--max-latency-ms", "0"], "--max-latency-ms must be a positive number"),
+    "max latency no student meets": (lambda tmp: ["--max-latency-ms", "0.000001"],
+                                     "--max-latency-ms 1e-06 is too small: no student in the space has at most "
+                                     "1e-06 ms of latency at batch 1: the smallest"),
     "unknown augment": (lambda tmp: ["--augment", "crop+flp"], "'crop+flip'"),
     "gain curve of one size": (lambda tmp: ["--gain-curve", "1"], "--gain-curve needs at least 2"),
     "rounds zero": (lambda tmp: ["--rounds", "0"], "--rounds must be auto or a whole number of rounds, 1 or more"),
@@ -279,6 +293,19 @@ def test_bad_input_through_the_command(cases: list[str], tmp_path: Path) -> None
         assert process.returncode == 2, f"{case}: {stderr}"
         assert len(lines) == 1 and CASES[case][1].replace("{tmp}", str(folder)) in lines[0], f"{case}: {stderr}"
         assert not (folder / "results" / RUN).exists(), case
+
+
+def test_a_latency_bound_without_its_runtime_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args))
+    assert search.main(_args(tmp_path, ["--max-latency-ms", "2"])) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == ("search.py: error: --max-latency-ms times students with onnxruntime (the runtime of the exported "
+                     "best/model.onnx), which is not installed; run 'pip install onnxruntime' or bound the students "
+                     "with --max-params or --max-flops")
+    assert not (tmp_path / "results" / RUN).exists()
 
 
 def test_a_sampler_whose_package_is_missing_is_refused_before_any_work(

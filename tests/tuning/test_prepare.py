@@ -11,6 +11,7 @@ from PIL import Image
 from spaces import ChoiceParam
 from trainers import TeacherResult, build_teacher, student_parameter_count
 from tuning import build_spec
+from tuning.bounds import student_measures
 from tuning.prepare import (
     augmentation_summary,
     bounded_space,
@@ -46,13 +47,31 @@ def test_max_params_as_a_count_or_a_share_of_the_teacher(flag: str, expected: in
     data = load_data(spec)
     teacher_params = check_teacher_name(spec, data)
     assert spec.teacher == "cnn-large" and teacher_params == 491_434  # digits' default teacher
-    space, max_params = bounded_space(spec, data, teacher_params)
-    assert max_params == expected
+    space, bound = bounded_space(spec, data, teacher_params)
+    assert bound["max_params"] == expected and bound["pareto_measure"] == "params"
     for family, bounds in space.families.items():
         for depth in range(bounds.depth.low, bounds.depth.high + 1):
             widest = bounds.width_at(depth).high
             assert student_parameter_count(family, depth, widest, 1, 10) <= expected
             assert widest == bounds.width.high or student_parameter_count(family, depth, widest + 1, 1, 10) > expected
+
+
+def test_flops_and_latency_bounds_keep_only_students_that_meet_them(tmp_path: Path) -> None:
+    spec = build_spec(max_flops="400k", max_latency_ms=0.1, results_dir=str(tmp_path))
+    assert spec.max_params == "none" and spec.size_measure == "latency_ms"
+    data = load_data(spec)
+    space, bound = bounded_space(spec, data, check_teacher_name(spec, data))
+    assert (bound["max_params"], bound["max_flops"], bound["max_latency_ms"]) == (None, 400_000, 0.1)
+    assert bound["latency"]["runtime"] == "onnxruntime" and bound["latency"]["students_timed"] > 0
+    measures, latency = student_measures((1, 8, 8), 10, spec.latency_cache_dir)
+    for family, bounds in space.families.items():
+        for depth in range(bounds.depth.low, bounds.depth.high + 1):
+            widest = bounds.width_at(depth).high
+            assert measures.flops(family, depth, widest) <= 400_000
+            assert measures.latency_ms(family, depth, widest) <= 0.1
+    assert latency.measured == 0  # every widest student was timed by the bisection, and cached
+    _, again = bounded_space(spec, data, check_teacher_name(spec, data))
+    assert again["latency"]["students_timed"] == 0  # a rerun times nothing
 
 
 def test_distill_interval_is_fixed_only_when_every_trial_reads_cached_outputs(tmp_path: Path) -> None:
