@@ -151,7 +151,7 @@ def checks(args: argparse.Namespace, device: str) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         model = result.model
         export_model(model, folder, data.info.input_shape)
-        loaded = load_exported(folder)
+        loaded = load_exported(folder, preprocessing=False)  # it takes normalised images, as test_x is
         with torch.no_grad():
             same = torch.allclose(model.to("cpu").eval()(data.test_x[:64].cpu()), loaded(data.test_x[:64].cpu()),
                                   atol=1e-5)

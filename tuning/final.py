@@ -45,6 +45,7 @@ from trainers import (
     measure,
     pick_device,
 )
+from trainers.export import read_export_config
 from trainers.models import build_from_arch, build_student, stem_stride_for
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
@@ -153,7 +154,7 @@ def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
                 "kd_gain_per_seed": None, "textbook": None, "search_gain": None, "search_gain_ci95": None,
                 "search_verdict": None, "search_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None,
-                "final": None}
+                "final": None, "export": None}
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -334,6 +335,7 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
     return {
         "teacher": measure(teacher.model, shape).to_dict(),  # its test accuracy is in the search summary
         "student": {**_model_entry(best_run.arch, student_cost, winner, student_tests), "export": str(export_dir)},
+        "export": export_entry(export_dir),
         "baseline": _model_entry(baseline[0].arch, student_cost, baseline, baseline_tests),
         **paired_gain(student_tests, baseline_tests).summary_fields(),
         "test_resolution_points": resolution_points(len(data.test_y)),
@@ -341,15 +343,26 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
 
 
 def export_run(spec: SearchSpec, data: TensorSplits, run: SeedRun, **metadata: Any) -> Path:
-    """Export ``run``'s student to ``<run>/best/`` with what it needs to be used (normalisation, class names)
-    and where it came from (configuration, seed, validation accuracy, plus ``metadata``); returns the folder."""
+    """Export ``run``'s student to ``<run>/best/`` with what it needs to be used (input size, pixel scale,
+    normalisation, class names) and where it came from (configuration, seed, validation accuracy, plus
+    ``metadata``); returns the folder. ``model.onnx`` is checked against the student on the whole test
+    split (in batches; a mismatch raises ``ExportParityError`` and writes nothing)."""
     export_dir = spec.run_dir / "best"
     export_model(seed_model(run), export_dir, data.info.input_shape, metadata={
         "config": run.config, "seed": run.seed, "dataset": data.info.name,
         "normalization": {"mean": list(data.mean), "std": list(data.std)},
         "class_names": list(data.info.class_names), "val_accuracy": run.val_accuracy, **metadata,
-    })
+    }, mean=data.mean or None, std=data.std or None, pixel_max=data.pixel_max,
+        class_names=data.info.class_names or None, check_images=data.test_x)
     return export_dir
+
+
+def export_entry(export_dir: Path) -> dict[str, Any]:
+    """``summary.json``'s ``export``: the folder and its ONNX file's opset, exporter and parity with the student
+    on the test split (``max_abs_logit_diff``, ``top1_agreement``, ``images``)."""
+    onnx = read_export_config(export_dir)["onnx"]
+    return {"folder": str(export_dir), "onnx": {key: onnx[key] for key in (
+        "opset", "exporter", "max_abs_logit_diff", "top1_agreement", "images")}}
 
 
 def _same_training(config: dict[str, Any], other: dict[str, Any]) -> bool:

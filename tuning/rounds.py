@@ -37,7 +37,16 @@ from trainers import (
     initial_student,
     pick_device,
 )
-from tuning.final import SeedRun, SeedTasks, cpu_state, export_run, seed_model, seed_test_accuracy, this_node
+from tuning.final import (
+    SeedRun,
+    SeedTasks,
+    cpu_state,
+    export_entry,
+    export_run,
+    seed_model,
+    seed_test_accuracy,
+    this_node,
+)
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
@@ -186,12 +195,14 @@ def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: 
     if len(rounds) > 1:
         log(f"final stage: rounds stopped ({reason}); round {best + 1} is the best by validation"
             + (", its best seed exported" if best else ""))
-    if best:
-        export_round(spec, data, max(runs_of[best], key=lambda run: run.val_accuracy), rounds[best])
-    return {"rounds": rounds, "rounds_stop": reason, "rounds_best": best + 1, "teacher_assistant": assistant}
+    result = {"rounds": rounds, "rounds_stop": reason, "rounds_best": best + 1, "teacher_assistant": assistant}
+    if best:  # summary.json's export then describes this round's files
+        result["export"] = export_round(spec, data, max(runs_of[best], key=lambda run: run.val_accuracy),
+                                        rounds[best])
+    return result
 
 
-def export_round(spec: SearchSpec, data: TensorSplits, run: SeedRun, entry: dict[str, Any]) -> None:
+def export_round(spec: SearchSpec, data: TensorSplits, run: SeedRun, entry: dict[str, Any]) -> dict[str, Any]:
     """Write ``run`` (a later round's best seed) to ``<run>/best/`` over round 1's export, with the metadata
-    of that export plus its round and teachers."""
-    export_run(spec, data, run, round=entry["round"], teachers=entry["teachers"])
+    of that export plus its round and teachers; returns ``summary.json``'s ``export`` for it."""
+    return export_entry(export_run(spec, data, run, round=entry["round"], teachers=entry["teachers"]))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
+import onnx
+import onnxruntime
 import pytest
 import torch
 from torch import nn
 
+import trainers.export
 from trainers import (
     DistillConfig,
     TensorSplits,
@@ -20,7 +24,16 @@ from trainers import (
     load_exported,
     load_torchscript,
 )
-from trainers.export import CONFIG_FILE, STATE_FILE, TORCHSCRIPT_FILE, read_export_config
+from trainers.export import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    ONNX_OPSET,
+    STATE_FILE,
+    TORCHSCRIPT_FILE,
+    ExportParityError,
+    PreprocessedModel,
+    read_export_config,
+)
 from trainers.files import CorruptFileError
 from trainers.models import stem_stride_for
 
@@ -37,6 +50,11 @@ def trained(request: pytest.FixtureRequest, data: TensorSplits) -> nn.Module:
     return distill(config, data).model
 
 
+def _student(folder: Path) -> nn.Module:
+    """The exported student itself (it takes normalised images, as the trainers feed it)."""
+    return load_exported(folder, preprocessing=False)
+
+
 def _logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
@@ -49,9 +67,10 @@ def test_exported_model_predicts_exactly_what_the_trained_one_does(
     expected = _logits(trained, data.test_x[:])
     folder = export_model(trained, tmp_path / "best", data.info.input_shape, {"val_accuracy": 0.5})
     assert folder == tmp_path / "best"
-    assert sorted(path.name for path in folder.iterdir()) == sorted([STATE_FILE, CONFIG_FILE, TORCHSCRIPT_FILE])
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        [STATE_FILE, CONFIG_FILE, TORCHSCRIPT_FILE, ONNX_FILE])
 
-    rebuilt = load_exported(folder)
+    rebuilt = _student(folder)
     assert not rebuilt.training
     assert torch.equal(_logits(rebuilt, data.test_x[:]), expected)
     scripted = load_torchscript(folder)
@@ -73,7 +92,7 @@ def test_a_stride_2_stem_student_exports_and_rebuilds_with_its_stem(tmp_path: Pa
     expected = _logits(student, images)
     folder = export_model(student, tmp_path / "best", (1, 28, 28), {})
     assert read_export_config(folder)["arch"]["stem_stride"] == 2
-    rebuilt = load_exported(folder)
+    rebuilt = _student(folder)
     assert rebuilt.stem_conv().stride == (2, 2)
     assert torch.equal(_logits(rebuilt, images), expected)
     with torch.no_grad():
@@ -86,7 +105,7 @@ def test_export_leaves_the_callers_model_as_it_was(data: TensorSplits, tmp_path:
     export_model(model, tmp_path, data.info.input_shape)
     assert model.training  # a caller that goes on training is not silently switched to eval mode
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
-    assert torch.equal(_logits(load_exported(tmp_path), data.test_x[:]), _logits(model, data.test_x[:]))
+    assert torch.equal(_logits(_student(tmp_path), data.test_x[:]), _logits(model, data.test_x[:]))
 
 
 def test_config_json_holds_the_arch_and_metadata(trained: nn.Module, data: TensorSplits, tmp_path: Path) -> None:
@@ -112,7 +131,7 @@ def test_a_teacher_exports_too(data: TensorSplits, tmp_path: Path) -> None:
     torch.manual_seed(0)
     teacher = build_teacher("cnn-large", 1, 10).eval()
     folder = export_model(teacher, tmp_path, data.info.input_shape)
-    assert torch.equal(_logits(load_exported(folder), data.test_x[:16]), _logits(teacher, data.test_x[:16]))
+    assert torch.equal(_logits(_student(folder), data.test_x[:16]), _logits(teacher, data.test_x[:16]))
 
 
 def test_re_export_replaces_the_files(data: TensorSplits, tmp_path: Path) -> None:
@@ -120,17 +139,101 @@ def test_re_export_replaces_the_files(data: TensorSplits, tmp_path: Path) -> Non
     second = distill(DistillConfig(width=8, alpha=0.0, epochs=1, seed=1), data).model
     export_model(first, tmp_path, data.info.input_shape)
     export_model(second, tmp_path, data.info.input_shape)
-    assert torch.equal(_logits(load_exported(tmp_path), data.test_x[:]), _logits(second, data.test_x[:]))
-    assert len(list(tmp_path.iterdir())) == 3  # no temp files
+    assert torch.equal(_logits(_student(tmp_path), data.test_x[:]), _logits(second, data.test_x[:]))
+    assert len(list(tmp_path.iterdir())) == 4  # no temp files
 
 
 def test_a_corrupt_export_folder_is_reported(trained: nn.Module, data: TensorSplits, tmp_path: Path) -> None:
     export_model(trained, tmp_path, data.info.input_shape)
     (tmp_path / CONFIG_FILE).write_text("{not json")
     with pytest.raises(CorruptFileError, match=CONFIG_FILE):
-        load_exported(tmp_path)
+        _student(tmp_path)
     export_model(trained, tmp_path, data.info.input_shape)
     state_path = tmp_path / STATE_FILE
     state_path.write_bytes(state_path.read_bytes()[:100])
     with pytest.raises(CorruptFileError, match=STATE_FILE):
-        load_exported(tmp_path)
+        _student(tmp_path)
+
+
+def _onnx_logits(folder: Path, images: torch.Tensor) -> torch.Tensor:
+    """``model.onnx`` run by onnxruntime alone, as a user would (no kdsearch code)."""
+    session = onnxruntime.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: images.numpy()})[0])
+
+
+def _export_with_data(model: nn.Module, data: TensorSplits, folder: Path, **extra: object) -> Path:
+    return export_model(model, folder, data.info.input_shape, {}, mean=data.mean, std=data.std,
+                        pixel_max=data.pixel_max, class_names=data.info.class_names or None, **extra)
+
+
+def test_onnx_model_predicts_what_the_trained_one_does_at_any_batch_size(
+    trained: nn.Module, data: TensorSplits, tmp_path: Path
+) -> None:
+    """``model.onnx`` in onnxruntime gives the student's logits within 1e-4 on 64 test images (normalised, as
+    the trainers feed them), at batch sizes other than the traced one; config.json records the check."""
+    images = data.test_x[:64]
+    folder = _export_with_data(trained, data, tmp_path, check_images=images)
+    loaded = onnx.load(str(folder / ONNX_FILE))
+    onnx.checker.check_model(loaded)
+    assert [entry.version for entry in loaded.opset_import if entry.domain in ("", "ai.onnx")] == [ONNX_OPSET]
+    expected = _logits(trained, images)
+    for batch in (64, 1, 7):
+        got = _onnx_logits(folder, images[:batch])
+        assert got.shape == expected[:batch].shape
+        assert (got - expected[:batch]).abs().max().item() <= 1e-4
+        assert torch.equal(got.argmax(1), expected[:batch].argmax(1))
+    onnx_entry = read_export_config(folder)["onnx"]
+    assert (onnx_entry["opset"], onnx_entry["images"], onnx_entry["top1_agreement"]) == (ONNX_OPSET, 64, 1.0)
+    assert 0.0 <= onnx_entry["max_abs_logit_diff"] <= 1e-4 and "dynamo=False" in onnx_entry["exporter"]
+
+
+def test_config_json_says_how_to_run_the_model_without_kdsearch(
+    trained: nn.Module, data: TensorSplits, tmp_path: Path
+) -> None:
+    """Input shape and channels, pixel scale, mean/std, class names in label order, the family, the opset."""
+    config = read_export_config(_export_with_data(trained, data, tmp_path))
+    assert config["input_shape"] == [1, 8, 8] and config["channels"] == 1
+    assert config["family"] == trained.arch["family"] and config["arch"] == trained.arch
+    preprocessing = config["preprocessing"]
+    assert (preprocessing["mean"], preprocessing["std"]) == (list(data.mean), list(data.std))
+    assert preprocessing["pixel_max"] == data.pixel_max == 16.0  # digits' pixels are 0..16
+    assert config["class_names"] == [str(label) for label in range(10)]  # digits has no names: the labels
+    assert config["onnx"]["opset"] == ONNX_OPSET and config["onnx"]["dynamic_batch"] is True
+
+
+def test_load_exported_takes_pixels_and_normalises_them_as_the_trainers_do(
+    trained: nn.Module, data: TensorSplits, tmp_path: Path
+) -> None:
+    folder = _export_with_data(trained, data, tmp_path)
+    model = load_exported(folder)
+    assert isinstance(model, PreprocessedModel) and not model.training and model.arch == trained.arch
+    pixels = data.images[data.test_rows].float() / data.pixel_max  # [0, 1], nothing from kdsearch's pipeline
+    assert torch.equal(_logits(model, pixels), _logits(trained, data.test_x[:]))
+    assert torch.equal(_logits(model.student, data.test_x[:]), _logits(trained, data.test_x[:]))
+    assert torch.equal(_logits(load_exported(folder, preprocessing=False), data.test_x[:]),
+                       _logits(trained, data.test_x[:]))
+
+
+def test_an_onnx_model_that_differs_fails_the_export_and_writes_nothing(
+    trained: nn.Module, data: TensorSplits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exporter whose graph gives other logits (a student with one bias moved by 0.01): the export raises
+    ``ExportParityError`` naming the difference; a new folder gets no file, and a folder with an earlier export
+    keeps that export whole."""
+    honest_export = trainers.export.onnx_export
+
+    def perturbed(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            [bias for name, bias in other.named_parameters() if name.endswith("bias")][-1].add_(0.01)
+        return honest_export(other, input_shape)
+
+    earlier = _export_with_data(trained, data, tmp_path / "earlier")
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
+    monkeypatch.setattr(trainers.export, "onnx_export", perturbed)
+    for folder in (tmp_path / "new", earlier):
+        with pytest.raises(ExportParityError, match=r"max abs logit difference 0\.01 over 64 images "
+                                                    r"\(tolerance 0\.0001\)"):
+            _export_with_data(trained, data, folder, check_images=data.test_x[:64])
+    assert not (tmp_path / "new").exists() or not list((tmp_path / "new").iterdir())
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before

@@ -13,9 +13,11 @@ import torch
 
 import search
 from runfolder import HELPS, HURTS, NO_DIFFERENCE, paired_gain
+from tests.trainers.test_data import write_image_folder
 from trainers import build_student, load_dataset, load_exported
+from trainers.export import read_export_config
 from tuning import UserError, build_spec
-from tuning.final import SeedRun
+from tuning.final import SeedRun, export_run
 from tuning.rounds import (
     CAP,
     TEACHER_ASSISTANT_FRACTION,
@@ -196,10 +198,29 @@ def test_a_later_round_is_exported_with_its_round_and_teachers(tmp_path: Path) -
     model = build_student("cnn", 1, 4, 1, 10)
     run = SeedRun({"family": "cnn", "depth": 1, "width": 4}, 3, 0.5, dict(model.state_dict()), model.arch)
     spec = build_spec(results_dir=str(tmp_path), run_name="exported")
-    export_round(spec, data, run, {"round": 2, "teachers": ["cnn-large", "round 1 student"]})
-    exported = load_exported(spec.run_dir / "best")
+    entry = export_round(spec, data, run, {"round": 2, "teachers": ["cnn-large", "round 1 student"]})
+    exported = load_exported(spec.run_dir / "best", preprocessing=False)
     assert all(torch.equal(a, b) for a, b in zip(exported.state_dict().values(), model.state_dict().values(),
                                                  strict=True))
     metadata = json.loads((spec.run_dir / "best" / "config.json").read_text())["metadata"]
     assert (metadata["round"], metadata["teachers"], metadata["seed"]) == (2, ["cnn-large", "round 1 student"], 3)
     assert metadata["config"] == run.config and metadata["val_accuracy"] == 0.5
+    # summary.json's export then describes this round's files: model.onnx checked on the whole test split
+    assert entry["folder"] == str(spec.run_dir / "best")
+    assert entry["onnx"]["images"] == len(data.test_y) and entry["onnx"]["max_abs_logit_diff"] <= 1e-4
+
+
+def test_an_image_folders_export_names_its_class_folders(tmp_path: Path) -> None:
+    """``export_run`` on an image folder: config.json's class names are the class folders in label order, with
+    the input size, pixel scale and normalisation a user needs to run ``model.onnx`` without kdsearch."""
+    write_image_folder(tmp_path / "images", classes=("fox", "cat", "dog"), per_class=6, shape=(12, 10, 3))
+    data = load_dataset("imagefolder", str(tmp_path / "images"), seed=0)
+    model = build_student("cnn", 1, 4, 3, 3)
+    run = SeedRun({"family": "cnn", "depth": 1, "width": 4}, 0, 0.5, dict(model.state_dict()), model.arch)
+    spec = build_spec(results_dir=str(tmp_path), run_name="folder")
+    config = read_export_config(export_run(spec, data, run))
+    assert config["class_names"] == sorted(path.name for path in (tmp_path / "images").iterdir()) == ["cat", "dog",
+                                                                                                      "fox"]
+    assert (config["input_shape"], config["channels"], config["family"]) == ([3, 12, 10], 3, "cnn")
+    assert config["preprocessing"]["mean"] == list(data.mean) and config["preprocessing"]["pixel_max"] == 255.0
+    assert config["onnx"]["images"] == len(data.test_y) and config["onnx"]["max_abs_logit_diff"] <= 1e-4

@@ -62,7 +62,7 @@ def test_two_rounds_run_end_to_end(teacher_cache: Path, teacher_checkpoint: str)
     assert metadata.get("round", 1) == best["round"]
     data = load_dataset("digits", max_train_samples=SMALL["max_train_samples"])
     with torch.no_grad():
-        predictions = load_exported(outcome.run_dir / "best")(data.test_x[:]).argmax(1)
+        predictions = load_exported(outcome.run_dir / "best", preprocessing=False)(data.test_x[:]).argmax(1)
     assert (predictions == data.test_y).float().mean().item() == pytest.approx(best["test_accuracies"][index])
     assert 'data-figure="rounds"' in (outcome.run_dir / "report.html").read_text()
 

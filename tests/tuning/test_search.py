@@ -6,6 +6,7 @@ import collections
 import json
 from pathlib import Path
 
+import onnxruntime
 import optuna
 import pytest
 import torch
@@ -15,6 +16,7 @@ from runfolder import SCHEMA_VERSION
 from tests.tuning.conftest import SMALL, small_search
 from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
 from trainers import count_parameters, load_dataset, load_exported, load_torchscript
+from trainers.export import ONNX_OPSET
 from tuning import build_spec
 from tuning.final import train_seed
 from tuning.journal import open_study
@@ -159,7 +161,11 @@ def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
         assert [set(node) for node in entry["nodes"]] == [{"node_id", "node_ip"}]  # where each seed trained
     assert summary["kd_gain"] == pytest.approx(
         100 * (summary["student"]["test_accuracy_mean"] - summary["baseline"]["test_accuracy_mean"]))
-    assert (outcome.run_dir / "best" / "model.ts").exists()
+    assert (outcome.run_dir / "best" / "model.ts").exists() and (outcome.run_dir / "best" / "model.onnx").exists()
+    onnx = summary["export"]["onnx"]  # model.onnx checked against the student on the whole test split
+    assert summary["export"]["folder"] == str(outcome.run_dir / "best") == summary["student"]["export"]
+    assert (onnx["images"], onnx["top1_agreement"]) == (summary["dataset"]["test"], 1.0)
+    assert 0.0 <= onnx["max_abs_logit_diff"] <= 1e-4 and onnx["opset"] == ONNX_OPSET
     assert (outcome.run_dir / "report.html").exists()
     trials = json.loads((outcome.run_dir / "trials.json").read_text())
     assert all(trial["node_id"] and trial["node_ip"] for trial in trials)  # every trial says where it ran
@@ -169,10 +175,19 @@ def test_exported_student_predicts_like_the_trained_one(basic_run: RunOutcome) -
     best = basic_run.run_dir / "best"
     config = json.loads((best / "config.json").read_text())
     data = load_dataset("digits", max_train_samples=300)
-    eager, scripted = load_exported(best), load_torchscript(best)
+    eager, scripted = load_exported(best, preprocessing=False), load_torchscript(best)
     with torch.no_grad():
         assert torch.equal(eager(data.test_x[:]), scripted(data.test_x[:]))
         accuracy = (eager(data.test_x[:]).argmax(1) == data.test_y).float().mean().item()
+        # load_exported's default takes [0, 1] pixels and normalises them with config.json's mean and std
+        pixels = data.images[data.test_rows].float() / config["preprocessing"]["pixel_max"]
+        assert torch.equal(load_exported(best)(pixels), eager(data.test_x[:]))
+    # model.onnx in onnxruntime alone: the student's logits within 1e-4 on 64 test images
+    session = onnxruntime.InferenceSession(str(best / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = data.test_x[:64]
+    onnx_logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: images.numpy()})[0])
+    assert (onnx_logits - eager(images).detach()).abs().max().item() <= 1e-4
+    assert config["class_names"] == [str(label) for label in range(10)] and config["input_shape"] == [1, 8, 8]
     # the test accuracy summary.json reports for the exported seed is the one this model gets
     seed_index = basic_run.summary["student"]["seeds"].index(config["metadata"]["seed"])
     assert accuracy == pytest.approx(basic_run.summary["student"]["test_accuracies"][seed_index])
