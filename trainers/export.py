@@ -138,12 +138,16 @@ def onnx_export(model: nn.Module, input_shape: tuple[int, int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def onnx_session(model: bytes | str | Path) -> Any:
-    """An onnxruntime CPU session of an ONNX model (bytes or a file), on the threads torch has."""
-    import onnxruntime  # here: only exporting and checking need it
+def onnx_session(model: bytes | str | Path, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session of an ONNX model (bytes or a file), on ``threads`` threads (default: as many
+    as torch has)."""
+    import onnxruntime  # here: only exporting, checking and timing need it
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
+    options.intra_op_num_threads = threads or max(1, torch.get_num_threads())
+    if threads == 1:  # a serving latency on one thread: no thread pool between operators either
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only
     source = model if isinstance(model, bytes) else str(model)
     return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -61,13 +61,9 @@ def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int
 
     The runtime the exported ``best/model.onnx`` deploys on, so a latency bound holds for what a user ships.
     """
-    import onnxruntime
+    from trainers.export import onnx_export, onnx_session  # export imports the registry, as this module does
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    session = onnxruntime.InferenceSession(onnx_bytes(model, input_shape), options,
-                                           providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_export(copy.deepcopy(model).to("cpu").eval(), tuple(input_shape)), threads=1)
     example = {session.get_inputs()[0].name: torch.zeros(1, *input_shape).numpy()}
     timings = []
     for index in range(warmup + repeats):
@@ -76,20 +72,6 @@ def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int
         if index >= warmup:
             timings.append(time.perf_counter() - started)
     return 1000 * statistics.median(timings)
-
-
-def onnx_bytes(model: nn.Module, input_shape: tuple[int, ...]) -> bytes:
-    """``model`` (a CPU copy, eval mode) as an ONNX program in memory, batch dimension dynamic."""
-    import io
-    import warnings
-
-    cpu_model = copy.deepcopy(model).to("cpu").eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated; it is 15x faster here
-        warnings.simplefilter("ignore")
-        torch.onnx.export(cpu_model, (torch.zeros(1, *input_shape),), buffer, dynamo=False, input_names=["images"],
-                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-    return buffer.getvalue()
 
 
 def measure(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:

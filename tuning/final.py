@@ -46,7 +46,9 @@ from trainers import (
     pick_device,
 )
 from trainers.export import read_export_config
+from trainers.measure import onnx_latency_ms
 from trainers.models import build_from_arch, build_student, stem_stride_for
+from tuning.bounds import student_measures
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
@@ -88,11 +90,11 @@ def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "conf
     return chosen[:top_k]
 
 
-def pareto_front(records: list[dict[str, Any]], measure: str = "params") -> list[dict[str, Any]]:
-    """Trials no other trial beats on both validation accuracy (higher) and size (smaller ``measure``:
+def pareto_front(records: list[dict[str, Any]], size_measure: str = "params") -> list[dict[str, Any]]:
+    """Trials no other trial beats on both validation accuracy (higher) and size (smaller ``size_measure``:
     params, flops or latency_ms), by size."""
-    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r.get(measure)]
-    return [scored[i] for i in front_indices([(r["val_accuracy"], r[measure]) for r in scored])]
+    scored = [r for r in records if r["state"] != FAILED and r["val_accuracy"] is not None and r.get(size_measure)]
+    return [scored[i] for i in front_indices([(r["val_accuracy"], r[size_measure]) for r in scored])]
 
 
 def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits, teacher: Teacher | None,
@@ -268,7 +270,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
-        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data, spec.size_measure)
+        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data, spec)
     # The final stage's winner (by validation mean over seeds) is the run's best configuration.
     result["best_config"] = winner_config
     result["best_trial"] = {key: winner_record[key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
@@ -330,7 +332,10 @@ def _compare(spec: SearchSpec, data: TensorSplits, teacher: Teacher, winner: lis
     student_tests = [seed_test_accuracy(run, data) for run in winner]
     baseline_tests = [seed_test_accuracy(run, data) for run in baseline]
     best_run = max(winner, key=lambda run: run.val_accuracy)
-    student_cost = measure(seed_model(best_run), shape).to_dict()
+    student_model = seed_model(best_run)
+    # Latency on the runtime best/model.onnx deploys on, as --max-latency-ms bounds it; beside torch's own.
+    student_cost = {**measure(student_model, shape).to_dict(),
+                    "onnx_latency_ms": onnx_latency_ms(student_model, shape)}
     export_dir = export_run(spec, data, best_run)
     return {
         "teacher": measure(teacher.model, shape).to_dict(),  # its test accuracy is in the search summary
@@ -398,12 +403,16 @@ def this_node() -> dict[str, str] | None:
 
 
 def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits,
-                    measure: str) -> list[dict[str, Any]]:
-    """The Pareto set with each member re-trained for the full budget and evaluated on test."""
-    checked = pareto_summary(members, measure)
+                    spec: SearchSpec) -> list[dict[str, Any]]:
+    """The Pareto set with each member re-trained for the full budget and evaluated on test, and sized by every
+    measure (FLOPs counted, latency timed with onnxruntime once per student, from the bounds' cache)."""
+    checked = pareto_summary(members, spec.size_measure)
+    measures, _ = student_measures(data.info.input_shape, data.info.num_classes, spec.latency_cache_dir)
     for entry, run in zip(checked, runs, strict=True):
         entry["recheck"] = {"seed": run.seed, "val_accuracy": run.val_accuracy,
                             "test_accuracy": seed_test_accuracy(run, data)}
+        student = (run.config["family"], run.config["depth"], run.config["width"])
+        entry |= {"flops": measures.flops(*student), "latency_ms": measures.latency_ms(*student)}
     return checked
 
 
@@ -424,8 +433,8 @@ def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:
     return {f"{name}_mean": mean, f"{name}_std": std}
 
 
-def pareto_summary(records: list[dict[str, Any]], measure: str = "params") -> list[dict[str, Any]]:
-    """The Pareto set (accuracy against ``measure``) as ``summary.json`` lists it."""
+def pareto_summary(records: list[dict[str, Any]], size_measure: str = "params") -> list[dict[str, Any]]:
+    """The Pareto set (accuracy against ``size_measure``) as ``summary.json`` lists it."""
     return [{"trial_id": r["trial_id"], "val_accuracy": r["val_accuracy"], "params": r["params"],
-             **({measure: r[measure]} if measure != "params" else {}), "config": r["config"]}
-            for r in pareto_front(records, measure)]
+             **({size_measure: r[size_measure]} if size_measure != "params" else {}), "config": r["config"]}
+            for r in pareto_front(records, size_measure)]

@@ -82,20 +82,30 @@ def test_same_seed_samples_same_configs(teacher_cache: Path, teacher_checkpoint:
 
 
 def test_pareto_objective_keeps_a_pareto_set(teacher_cache: Path, teacher_checkpoint: str) -> None:
+    """Under a latency bound, --objective pareto trades accuracy against latency: each trial's student is timed
+    (onnxruntime, batch 1), the front is on that axis, and the final stage sizes each member by every measure."""
     outcome = small_search(teacher_cache, "pareto", budget=6, objective="pareto", sampler="nsga2",
-                           teacher_checkpoint=teacher_checkpoint)
+                           teacher_checkpoint=teacher_checkpoint, max_latency_ms=5.0)
     pareto = outcome.summary["pareto"]
     assert pareto
     scored = [r for r in _records(outcome.run_dir) if r["state"] != "FAILED"]
+    assert all(0 < r["latency_ms"] <= 5.0 for r in scored)  # timed, and within the bound the space was cut to
     for member in pareto:
-        assert not any(o["val_accuracy"] >= member["val_accuracy"] and o["params"] <= member["params"]
-                       and (o["val_accuracy"] > member["val_accuracy"] or o["params"] < member["params"])
+        assert not any(o["val_accuracy"] >= member["val_accuracy"] and o["latency_ms"] <= member["latency_ms"]
+                       and (o["val_accuracy"] > member["val_accuracy"] or o["latency_ms"] < member["latency_ms"])
                        for o in scored)
     study = open_study(outcome.run_dir / "optuna.journal", "pareto")
     assert len(study.directions) == 2
     assert {t.user_attrs["trial_id"] for t in study.best_trials} == {m["trial_id"] for m in pareto}
-    for member in pareto:  # the final stage re-trained each member for the full budget and tested it
+    for member in pareto:  # the final stage re-trained each member for the full budget, tested and sized it
         assert 0.0 <= member["recheck"]["test_accuracy"] <= 1.0
+        assert member["flops"] > 0 and member["latency_ms"] > 0 and member["params"] > 0
+    bound = outcome.summary["size_bound"]
+    assert (bound["max_latency_ms"], bound["max_params"], bound["pareto_measure"]) == (5.0, None, "latency_ms")
+    assert bound["latency"]["runtime"] == "onnxruntime" and bound["latency"]["threads"] == 1
+    assert 0 < outcome.summary["student"]["onnx_latency_ms"] <= 5.0
+    report = (outcome.run_dir / "summary.md").read_text()
+    assert "Pareto front: accuracy against size" in report and "5 ms at batch 1 (onnxruntime" in report
 
 
 @pytest.mark.usefixtures("inject_faults")
