@@ -17,7 +17,8 @@ New architectures plug in with decorators, as in timm::
     def mynet(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel: ...
 
 A registered family is searchable with its default depth and width ranges (the search layer builds the
-default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it.
+default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it. One registered with
+``default_search=False`` is searched only when a ``--space`` file names it.
 """
 
 from trainers.models import students, teachers  # noqa: F401  (registers the built-in models)
@@ -32,13 +33,16 @@ from trainers.models._registry import (
     build_student,
     build_teacher,
     can_init_from_teacher,
+    count_flops,
     count_parameters,
+    input_size_for,
     register_student,
     register_teacher,
     stem_stride_for,
     student_builder,
     student_families,
     student_family_bounds,
+    student_flops,
     student_parameter_count,
     teacher_family,
     teacher_names,
@@ -59,14 +63,17 @@ __all__ = [
     "build_student",
     "build_teacher",
     "can_init_from_teacher",
+    "count_flops",
     "count_parameters",
     "init_from_teacher",
+    "input_size_for",
     "register_student",
     "register_teacher",
     "stem_stride_for",
     "student_builder",
     "student_families",
     "student_family_bounds",
+    "student_flops",
     "student_parameter_count",
     "teacher_family",
     "teacher_names",
