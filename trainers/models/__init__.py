@@ -7,6 +7,7 @@ Every model is a :class:`KDModel`: ``forward(x)`` returns logits and ``forward_f
 |---|---|
 | ``_registry`` | ``KDModel``, ``@register_student`` / ``@register_teacher``, the builders, ``model.arch`` |
 | ``students`` | the built-in student families ``cnn``, ``resnet``, ``mobilenet`` |
+| ``torchvision_students`` | torchvision's MobileNetV2/V3, ShuffleNetV2, ResNet, EfficientNet as student families |
 | ``teachers`` | kdsearch's own teachers (``cnn-large``, ..., ``resnet18``, ``mobilenet_v2``) |
 | ``_init_from_teacher`` | parameter distillation between members of one family |
 | ``foreign`` | :class:`ForeignTeacher`: any user model behind the teacher's preprocessing and feature taps |
@@ -18,10 +19,10 @@ New architectures plug in with decorators, as in timm::
 
 A registered family is searchable with its default depth and width ranges (the search layer builds the
 default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it. One registered with
-``default_search=False`` is searched only when a ``--space`` file names it.
+``default_search=False`` (the torchvision families) is searched only when a ``--space`` file names it.
 """
 
-from trainers.models import students, teachers  # noqa: F401  (registers the built-in models)
+from trainers.models import students, teachers, torchvision_students  # noqa: F401  (registers the models)
 from trainers.models._init_from_teacher import init_from_teacher
 from trainers.models._registry import (
     DEFAULT_DEPTH,
