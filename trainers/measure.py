@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from trainers.models import count_parameters
+# count_flops lives with the registry, whose student_flops counts the same way on the meta device.
+from trainers.models import count_flops, count_parameters
 
 
 @dataclass(frozen=True)
@@ -24,17 +24,6 @@ class ModelCost:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs of one forward pass at batch 1 (multiply-adds count as two), from torch's counter."""
-    example = torch.zeros(1, *input_shape, device=_device_of(model))
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(example)
-    model.train(was_training)
-    return int(counter.get_total_flops())
 
 
 def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:

@@ -188,9 +188,16 @@ def student_measures(input_shape: tuple[int, ...], num_classes: int,
     """Parameters, FLOPs (both counted on the meta device) and latency (timed once per student and machine,
     cached in ``latency_folder``) of a student ``(family, depth, width)`` for inputs of ``input_shape``."""
     from trainers.measure import onnx_latency_ms
-    from trainers.models import build_from_arch, build_student, stem_stride_for, student_flops, student_parameter_count
+    from trainers.models import (
+        build_from_arch,
+        build_student,
+        input_size_for,
+        stem_stride_for,
+        student_flops,
+        student_parameter_count,
+    )
 
-    channels, input_size = input_shape[0], input_shape[-1]
+    channels, input_size = input_shape[0], input_size_for(input_shape)
 
     def params_of(family: str, depth: int, width: int) -> int:
         return student_parameter_count(family, depth, width, channels, num_classes)

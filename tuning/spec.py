@@ -56,10 +56,12 @@ class UserError(Exception):
     """Bad input: ``search.py`` prints the message on one line and exits with status 2."""
 
 
-def registered_families() -> dict[str, FamilyBounds]:
-    """The student families of the model registry (``@register_student``) with their default bounds:
-    what the default space searches and what a ``--space`` file may name."""
-    return {name: family_bounds(depth, width) for name, (depth, width) in student_family_bounds().items()}
+def registered_families(all_families: bool = False) -> dict[str, FamilyBounds]:
+    """The student families of the model registry (``@register_student``) with their default bounds: those
+    the default space searches; with ``all_families``, every registered one (what a ``--space`` file may
+    name, e.g. the torchvision families registered with ``default_search=False``)."""
+    return {name: family_bounds(depth, width)
+            for name, (depth, width) in student_family_bounds(all_families=all_families).items()}
 
 
 def preset_space(name: str) -> SearchSpace:
@@ -387,7 +389,7 @@ def _space(space_file: str | None, smoke: bool) -> SearchSpace:
     if space_file is None:
         return base
     try:
-        return load_space_file(space_file, base, registered_families())
+        return load_space_file(space_file, base, registered_families(all_families=True))
     except SpaceError as error:
         raise UserError(str(error)) from None
 

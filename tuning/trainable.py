@@ -20,6 +20,7 @@ from trainers import (
     build_student,
     count_parameters,
     distill,
+    input_size_for,
     pick_device,
 )
 from trainers.distill import missing_state_keys
@@ -116,6 +117,7 @@ def _params(config: dict[str, Any], data: TensorSplits) -> int | None:
     """The student's size, or ``None`` when its architecture is one the registry cannot build."""
     channels, classes = data.info.input_shape[0], data.info.num_classes
     try:
-        return count_parameters(build_student(config["family"], config["depth"], config["width"], channels, classes))
+        return count_parameters(build_student(config["family"], config["depth"], config["width"], channels, classes,
+                                              input_size=input_size_for(data.info.input_shape)))
     except (KeyError, ValueError):
         return None

@@ -296,3 +296,9 @@ def test_bad_default_bounds_are_refused_at_registration(bounds: dict, fragment: 
     with pytest.raises(ValueError, match=fragment):
         register_student("bad", **bounds)
     assert "bad" not in student_families()
+
+
+def test_an_unknown_family_lists_the_families_outside_the_default_search_apart() -> None:
+    with pytest.raises(UnknownModelError, match=r"did you mean 'shufflenet_v2'.*known: cnn, mobilenet, resnet; "
+                                                r"outside the default search: efficientnet_b0, .*shufflenet_v2"):
+        build_student("shufflenet", 1, 8, 1, 10)

@@ -56,3 +56,15 @@ def test_a_two_trial_search_restricted_to_a_registered_family(tiny_family: Modul
         assert tiny_family.DEPTH[0] <= config["depth"] <= tiny_family.DEPTH[1]
         assert tiny_family.WIDTH[0] <= config["width"] <= tiny_family.WIDTH[1]
         assert record["state"] in ("COMPLETE", "STOPPED") and record["val_accuracy"] > 0
+
+
+def test_a_space_file_names_a_family_outside_the_default_search(tmp_path: Path) -> None:
+    """The torchvision families stay out of the default space; a --space file may name them, with their bounds."""
+    assert "mobilenet_v3_small" not in build_spec(results_dir=str(tmp_path)).space.families
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("families: [cnn, mobilenet_v3_small]\n")
+    families = build_spec(results_dir=str(tmp_path), space_file=str(space_file)).space.families
+    assert list(families) == ["cnn", "mobilenet_v3_small"]
+    small = families["mobilenet_v3_small"]
+    assert ((small.depth.low, small.depth.high), (small.width.low, small.width.high)) == (
+        models.student_family_bounds(all_families=True)["mobilenet_v3_small"])

@@ -7,6 +7,7 @@ Every model is a :class:`KDModel`: ``forward(x)`` returns logits and ``forward_f
 |---|---|
 | ``_registry`` | ``KDModel``, ``@register_student`` / ``@register_teacher``, the builders, ``model.arch`` |
 | ``students`` | the built-in student families ``cnn``, ``resnet``, ``mobilenet`` |
+| ``torchvision_students`` | torchvision's MobileNetV2/V3, ShuffleNetV2, ResNet, EfficientNet as student families |
 | ``teachers`` | kdsearch's own teachers (``cnn-large``, ..., ``resnet18``, ``mobilenet_v2``) |
 | ``_init_from_teacher`` | parameter distillation between members of one family |
 | ``foreign`` | :class:`ForeignTeacher`: any user model behind the teacher's preprocessing and feature taps |
@@ -17,10 +18,11 @@ New architectures plug in with decorators, as in timm::
     def mynet(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel: ...
 
 A registered family is searchable with its default depth and width ranges (the search layer builds the
-default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it.
+default space from :func:`student_family_bounds`); nothing in ``spaces/`` names it. One registered with
+``default_search=False`` (the torchvision families) is searched only when a ``--space`` file names it.
 """
 
-from trainers.models import students, teachers  # noqa: F401  (registers the built-in models)
+from trainers.models import students, teachers, torchvision_students  # noqa: F401  (registers the models)
 from trainers.models._init_from_teacher import init_from_teacher
 from trainers.models._registry import (
     DEFAULT_DEPTH,
@@ -32,13 +34,16 @@ from trainers.models._registry import (
     build_student,
     build_teacher,
     can_init_from_teacher,
+    count_flops,
     count_parameters,
+    input_size_for,
     register_student,
     register_teacher,
     stem_stride_for,
     student_builder,
     student_families,
     student_family_bounds,
+    student_flops,
     student_parameter_count,
     teacher_family,
     teacher_names,
@@ -59,14 +64,17 @@ __all__ = [
     "build_student",
     "build_teacher",
     "can_init_from_teacher",
+    "count_flops",
     "count_parameters",
     "init_from_teacher",
+    "input_size_for",
     "register_student",
     "register_teacher",
     "stem_stride_for",
     "student_builder",
     "student_families",
     "student_family_bounds",
+    "student_flops",
     "student_parameter_count",
     "teacher_family",
     "teacher_names",

@@ -7,6 +7,12 @@ The stem's stride is the one thing chosen by input size (:func:`stem_stride_for`
 28 px on, so that every later layer of a 28x28 or 32x32 model works at half the resolution. Measured on
 this project's 2-core CPU at 28x28, that trains teachers and students about 3.5x faster (cnn-large 288 ->
 1,032 images/s); the parameters are the same, and ``model.arch["stem_stride"]`` records the choice.
+A model that chooses all its strides by input size instead (:meth:`KDModel.fit_input_size`, e.g. the
+torchvision families) is built for ``input_size`` px and records ``model.arch["input_size"]``.
+
+A family registered with ``default_search=False`` is built and sized like any other but stays out of the
+default search space (:func:`student_family_bounds` and :func:`student_families` list it only with
+``all_families=True``); a ``--space`` file can name it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode
 
 # Expansion of MobileNetV2 blocks; 4 rather than the paper's 6 keeps small students small.
 MOBILENET_EXPAND_RATIO = 4
@@ -37,11 +45,15 @@ class UnknownModelError(ValueError):
     The message names the closest registered name (if any is close) and lists all of them.
     """
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
-        known_names = sorted(known)
-        closest = difflib.get_close_matches(name, known_names, n=1)
+    def __init__(self, kind: str, name: str, known: Iterable[str], more: Iterable[str] = ()) -> None:
+        known_names, more_names = sorted(known), sorted(more)
+        closest = difflib.get_close_matches(name, known_names + more_names, n=1)
         hint = f"; did you mean {closest[0]!r}?" if closest else ""
-        super().__init__(f"unknown {kind} {name!r}{hint} (known: {', '.join(known_names)})")
+        listed = ", ".join(known_names)
+        if more_names:
+            listed += f"; outside the default search: {', '.join(more_names)}"
+        super().__init__(f"unknown {kind} {name!r}{hint} (known: {listed})")
+        known_names = sorted(known_names + more_names)
         self.name = name
         self.known = known_names
         self.closest = closest[0] if closest else None
@@ -78,6 +90,18 @@ class KDModel(nn.Module):
         """
         return None
 
+    def fit_input_size(self, input_size: int | None) -> bool:
+        """Set every stride for inputs of ``input_size`` px (``None``: the model's own strides) and return
+        true, for a model that chooses its downsamplings by input size; the default returns false and
+        changes nothing: the registry then sets the stem's stride (:meth:`stem_conv`)."""
+        return False
+
+
+def input_size_for(input_shape: tuple[int, ...]) -> int:
+    """The input size a model is built for, from inputs of shape ``(channels, height, width)``: the
+    smaller side."""
+    return min(input_shape[-2:])
+
 
 def stem_stride_for(input_shape: tuple[int, ...]) -> int:
     """The stem stride for inputs of shape ``(channels, height, width)``: 2 from 28 px on, else 1."""
@@ -102,16 +126,19 @@ TeacherBuilder = Callable[[int, int], KDModel]
 _STUDENT_BUILDERS: dict[str, StudentBuilder] = {}
 # family -> ((depth low, depth high), (width low, width high)): its default search ranges.
 _STUDENT_BOUNDS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+# Families registered with default_search=False.
+_OUTSIDE_DEFAULT_SEARCH: set[str] = set()
 _TEACHER_BUILDERS: dict[str, TeacherBuilder] = {}
 _TEACHER_FAMILIES: dict[str, str | None] = {}
 
 
-def register_student(name: str, depth: tuple[int, int] = DEFAULT_DEPTH,
-                     width: tuple[int, int] = DEFAULT_WIDTH) -> Callable[[StudentBuilder], StudentBuilder]:
+def register_student(name: str, depth: tuple[int, int] = DEFAULT_DEPTH, width: tuple[int, int] = DEFAULT_WIDTH,
+                     default_search: bool = True) -> Callable[[StudentBuilder], StudentBuilder]:
     """Register a student family builder ``fn(depth, width, in_channels, num_classes) -> KDModel``.
 
     ``depth`` and ``width`` are the family's default search ranges, ``(low, high)`` inclusive; a
-    ``--space`` file can still narrow or widen them.
+    ``--space`` file can still narrow or widen them. ``default_search=False`` keeps the family out of the
+    default search space: only a ``--space`` file that names it searches it.
     """
     for what, (low, high) in (("depth", depth), ("width", width)):
         _check_positive(**{f"{what} low": low, f"{what} high": high})
@@ -123,6 +150,8 @@ def register_student(name: str, depth: tuple[int, int] = DEFAULT_DEPTH,
             raise ValueError(f"student family {name!r} is already registered")
         _STUDENT_BUILDERS[name] = builder
         _STUDENT_BOUNDS[name] = (depth, width)
+        if not default_search:
+            _OUTSIDE_DEFAULT_SEARCH.add(name)
         return builder
 
     return decorator
@@ -145,20 +174,32 @@ def register_teacher(name: str, family: str | None = None) -> Callable[[TeacherB
     return decorator
 
 
-def student_families() -> list[str]:
-    """Names of the registered student families, in registration order."""
-    return list(_STUDENT_BUILDERS)
+def _in_default_search(family: str) -> bool:
+    return family not in _OUTSIDE_DEFAULT_SEARCH
 
 
-def student_family_bounds() -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
-    """Each registered family's default ``(depth range, width range)``, in registration order."""
-    return dict(_STUDENT_BOUNDS)
+def student_families(all_families: bool = False) -> list[str]:
+    """Names of the student families of the default search, in registration order; with
+    ``all_families``, of every registered family (``default_search=False`` ones too)."""
+    return [name for name in _STUDENT_BUILDERS if all_families or _in_default_search(name)]
+
+
+def student_family_bounds(all_families: bool = False) -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
+    """Each default-search family's default ``(depth range, width range)``, in registration order; with
+    ``all_families``, every registered family's."""
+    return {name: bounds for name, bounds in _STUDENT_BOUNDS.items() if all_families or _in_default_search(name)}
+
+
+def _unknown_family(family: str) -> UnknownModelError:
+    names = list(_STUDENT_BUILDERS)
+    return UnknownModelError("student family", family, [name for name in names if _in_default_search(name)],
+                             [name for name in names if not _in_default_search(name)])
 
 
 def student_builder(family: str) -> StudentBuilder:
     """The registered builder of ``family`` (raw: no ``arch``, no stem stride), e.g. to size a teacher."""
     if family not in _STUDENT_BUILDERS:
-        raise UnknownModelError("student family", family, _STUDENT_BUILDERS)
+        raise _unknown_family(family)
     return _STUDENT_BUILDERS[family]
 
 
@@ -175,14 +216,19 @@ def _check_positive(**values: int) -> None:
 
 
 def build_student(family: str, depth: int, width: int, in_channels: int, num_classes: int,
-                  stem_stride: int = 1) -> KDModel:
+                  stem_stride: int = 1, *, input_size: int | None = None) -> KDModel:
     """Build a student of ``family`` with ``depth`` blocks per stage and ``width`` first-stage channels.
 
     ``stem_stride``: see :func:`stem_stride_for`, which the trainers use to choose it from the data.
+    ``input_size`` (:func:`input_size_for` of the data): the pixels a family that chooses its strides by
+    input size is built for (recorded as ``arch["input_size"]``; ``stem_stride`` does not apply to it);
+    ``None`` keeps that family's own strides. Other families ignore it.
     """
     if family not in _STUDENT_BUILDERS:
-        raise UnknownModelError("student family", family, _STUDENT_BUILDERS)
+        raise _unknown_family(family)
     _check_positive(depth=depth, width=width, in_channels=in_channels, num_classes=num_classes)
+    if input_size is not None:
+        _check_positive(input_size=input_size)
     model = _STUDENT_BUILDERS[family](depth, width, in_channels, num_classes)
     model.arch = {
         "kind": "student",
@@ -192,6 +238,9 @@ def build_student(family: str, depth: int, width: int, in_channels: int, num_cla
         "in_channels": in_channels,
         "num_classes": num_classes,
     }
+    if model.fit_input_size(input_size):
+        model.arch["input_size"] = input_size
+        return model
     return _with_stem_stride(model, stem_stride)
 
 
@@ -217,13 +266,15 @@ def build_teacher(name: str, in_channels: int, num_classes: int, stem_stride: in
 def build_from_arch(arch: dict[str, Any]) -> KDModel:
     """Rebuild a model (random weights) from its ``model.arch`` dict, e.g. as loaded from JSON.
 
-    An arch without ``stem_stride`` (written before it existed) has a stride-1 stem.
+    An arch without ``stem_stride`` (written before it existed) has a stride-1 stem; ``input_size`` is
+    passed back to a family that chooses its strides by it.
     """
     kind = arch.get("kind")
     stem_stride = arch.get("stem_stride", 1)
     if kind == "student":
         return build_student(
-            arch["family"], arch["depth"], arch["width"], arch["in_channels"], arch["num_classes"], stem_stride
+            arch["family"], arch["depth"], arch["width"], arch["in_channels"], arch["num_classes"], stem_stride,
+            input_size=arch.get("input_size"),
         )
     if kind == "teacher":
         return build_teacher(arch["name"], arch["in_channels"], arch["num_classes"], stem_stride)
@@ -240,7 +291,7 @@ def teacher_family(name: str) -> str | None:
 def can_init_from_teacher(family: str, teacher_name: str) -> bool:
     """Whether students of ``family`` can start from sliced weights of teacher ``teacher_name``."""
     if family not in _STUDENT_BUILDERS:
-        raise UnknownModelError("student family", family, _STUDENT_BUILDERS)
+        raise _unknown_family(family)
     return teacher_family(teacher_name) == family
 
 
@@ -251,8 +302,58 @@ def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
+# The in-place random fills torch.nn.init's functions call (kaiming_normal_ calls tensor.normal_ directly).
+_RANDOM_FILLS = {Tensor.normal_, Tensor.uniform_}
+
+
+class _OnMeta(TorchFunctionMode):
+    """The meta device, with ``torch.nn.init``'s functions skipped: a meta tensor holds no values, and its
+    random initialisation goes through torch's reference ops, more than half of a torchvision build's time."""
+
+    def __enter__(self) -> _OnMeta:
+        self.device = torch.device("meta")
+        self.device.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.device.__exit__(*exc)
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if (func in _RANDOM_FILLS or getattr(func, "__module__", None) == "torch.nn.init") and args \
+                and isinstance(args[0], Tensor):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 @functools.lru_cache(maxsize=4096)
 def student_parameter_count(family: str, depth: int, width: int, in_channels: int, num_classes: int) -> int:
     """Parameters of a student, known without training: built on the meta device (no memory, no init cost)."""
-    with torch.device("meta"):
+    with _OnMeta():
         return count_parameters(build_student(family, depth, width, in_channels, num_classes))
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass at batch 1 (multiply-adds count as two), from torch's counter, in eval mode
+    (the model's mode is restored). Works on the meta device too."""
+    example = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(example)
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def student_flops(family: str, depth: int, width: int, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """FLOPs (:func:`count_flops`) of a student built as the trainers build it for inputs of ``input_shape``
+    ``(channels, height, width)``, known without training: counted on the meta device, cached."""
+    return _student_flops(family, depth, width, tuple(input_shape), num_classes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _student_flops(family: str, depth: int, width: int, input_shape: tuple[int, ...], num_classes: int) -> int:
+    with _OnMeta():
+        model = build_student(family, depth, width, input_shape[0], num_classes, stem_stride_for(input_shape),
+                              input_size=input_size_for(input_shape))
+        return count_flops(model, input_shape)
