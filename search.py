@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--scheduler", help="asha (default: stop weak trials early on the epoch) or none")
     add("--objective", help="accuracy (default) or pareto (accuracy vs student size: latency with --max-latency-ms, "
                             "FLOPs with --max-flops, else parameters)")
+    add("--families", help="student families to search, separated by commas: cnn, resnet, mobilenet (the default "
+                            "three), mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large, shufflenet_v2, "
+                            "resnet_basic, efficientnet_b0 (torchvision's), or all")
     add("--space", dest="space_file", help="YAML or JSON file narrowing, widening or fixing search parameters")
     add("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
     add("--gpus-per-trial", type=float, help="GPUs per trial, fractions share a GPU (default 0.25 with GPUs, else 0)")

@@ -13,17 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, family_bounds, load_space_file
+from spaces import PRESETS, FamilyBounds, SearchSpace, SpaceError, apply_overrides, family_bounds, load_space_file
 from trainers.models import student_family_bounds
-from trainers.teacher_sources import (
-    LIBRARIES,
-    PREPROCESSING,
-    TIMM_MISSING,
-    TeacherSource,
-    is_file_target,
-    source_kind,
-)
+from trainers.teacher_sources import TeacherSource, source_kind
 from tuning.bounds import NO_PARAMS_BOUND, BoundError, check_bound_flags, pareto_measure, parse_max_params
+from tuning.teacher_flags import TeacherFlagError, check_teacher_flags
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 # Samplers Optuna builds on a package of their own: refused before any work when it is not installed.
@@ -95,6 +89,8 @@ class SearchSpec:
     scheduler: str = "asha"
     objective: str = "accuracy"
     space_file: str | None = None
+    # --families: the student families to search (None: the default space's); "all" is every registered one.
+    families: tuple[str, ...] | None = None
     space: SearchSpace = field(default_factory=lambda: preset_space("default"))
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None
@@ -249,10 +245,15 @@ def build_spec(**flags: Any) -> SearchSpec:
     if "time_budget" in flags and not (flags["time_budget"] > 0 and math.isfinite(flags["time_budget"])):
         raise UserError(f"--time-budget must be a positive number of seconds, got {flags['time_budget']}")
     flags["dataset"] = str(flags.get("dataset", "digits")).lower().replace("_", "-")
-    _check_teacher_flags(flags)
+    try:
+        check_teacher_flags(flags)
+    except TeacherFlagError as error:
+        raise UserError(str(error)) from None
     flags.setdefault("teacher", DATASET_TEACHERS.get(flags["dataset"], DEFAULT_TEACHER))
     flags["run_name"] = _run_name(flags.get("run_name"), flags["dataset"])
-    flags["space"] = _space(flags.get("space_file"), smoke)
+    if "families" in flags:
+        flags["families"] = _family_names(flags["families"])
+    flags["space"] = _space(flags.get("space_file"), smoke, flags.get("families"))
     _check_writable(Path(flags.get("results_dir", "results")), "--results-dir")
     if "storage_path" in flags:
         _check_writable(Path(flags["storage_path"]), "--storage-path")
@@ -266,68 +267,6 @@ def build_spec(**flags: Any) -> SearchSpec:
         if path_flag in flags:
             flags[path_flag] = str(Path(flags[path_flag]).expanduser())
     return SearchSpec(**flags)
-
-
-def _check_teacher_flags(flags: dict[str, Any]) -> None:
-    """The ``--teacher*`` flags agree with each other; numbers and lists are parsed in place."""
-    teacher, checkpoint = flags.get("teacher"), flags.get("teacher_checkpoint")
-    kind = source_kind(teacher) if teacher is not None else "registered"
-    if teacher is not None and checkpoint is not None:
-        raise UserError(f"give either --teacher {teacher} or --teacher-checkpoint {checkpoint}, not both "
-                        "(a checkpoint holds its whole model)")
-    if kind == "timm" and importlib.util.find_spec("timm") is None:
-        raise UserError(f"--teacher {teacher}: {TIMM_MISSING}")
-    if kind == "factory":
-        target, _, function = teacher.rpartition(":")
-        if is_file_target(target):  # a file: absolute, so every Ray worker finds the same one
-            flags["teacher"] = f"{Path(target).expanduser().absolute()}:{function}"
-    foreign = kind in (*LIBRARIES, "factory") or checkpoint is not None
-    if "teacher_weights" in flags:
-        if kind not in (*LIBRARIES, "factory"):
-            raise UserError("--teacher-weights needs --teacher torchvision:NAME, timm:NAME or module:function (the "
-                            "architecture the weights are for); a kdsearch teacher file is --teacher-checkpoint")
-        if not Path(flags["teacher_weights"]).expanduser().is_file():
-            raise UserError(f"--teacher-weights {flags['teacher_weights']} does not exist; check the path")
-    if flags.get("trust_checkpoint") and checkpoint is None:
-        raise UserError("--trust-checkpoint applies to a pickled --teacher-checkpoint only; drop it")
-    _check_choice(flags.get("teacher_preprocessing", "dataset"), PREPROCESSING, "--teacher-preprocessing")
-    if "teacher_input_size" in flags:
-        _check_int("teacher_input_size", flags["teacher_input_size"], "--teacher-input-size", minimum=1)
-    for name in ("teacher_mean", "teacher_std"):
-        if name in flags:
-            flags[name] = _numbers(flags[name], "--" + name.replace("_", "-"), positive=name == "teacher_std")
-    if ("teacher_mean" in flags) != ("teacher_std" in flags):
-        raise UserError("give --teacher-mean and --teacher-std together (per channel, e.g. "
-                        "--teacher-mean 0.485,0.456,0.406 --teacher-std 0.229,0.224,0.225)")
-    if "teacher_features" in flags:
-        layers = flags["teacher_features"]
-        layers = tuple(layer.strip() for layer in layers.split(",")) if isinstance(layers, str) else tuple(layers)
-        if not layers or not all(layers):
-            raise UserError(f"--teacher-features must be layer names separated by commas, e.g. layer2,layer3; "
-                            f"got {flags['teacher_features']!r}")
-        flags["teacher_features"] = layers
-    view = TeacherSource(input_size=flags.get("teacher_input_size"), mean=flags.get("teacher_mean"),
-                         preprocessing=flags.get("teacher_preprocessing", "dataset"),
-                         features=flags.get("teacher_features", ()))
-    if view.sets_view and not foreign:
-        raise UserError("--teacher-input-size, --teacher-mean/--teacher-std, --teacher-preprocessing and "
-                        "--teacher-features set how a user's teacher sees images; kdsearch's own teachers train on "
-                        "the data's view (use them with --teacher torchvision:NAME, timm:NAME, module:function or "
-                        "--teacher-checkpoint)")
-
-
-def _numbers(value: Any, flag: str, positive: bool) -> tuple[float, ...]:
-    """``0.485,0.456,0.406`` (or a sequence) as floats; ``UserError`` naming ``flag`` otherwise."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    try:
-        numbers = tuple(float(part) for part in parts)
-    except (TypeError, ValueError):
-        numbers = ()
-    if not numbers or not all(math.isfinite(number) and (number > 0 or not positive) for number in numbers):
-        need = "positive numbers" if positive else "numbers"
-        raise UserError(f"{flag} must be {need} separated by commas, one per channel (e.g. 0.229,0.224,0.225), "
-                        f"got {value!r}")
-    return numbers
 
 
 def parse_rounds(value: Any) -> tuple[int, bool]:
@@ -384,14 +323,26 @@ def _run_name(name: str | None, dataset: str) -> str:
     return name
 
 
-def _space(space_file: str | None, smoke: bool) -> SearchSpace:
+def _family_names(value: Any) -> tuple[str, ...]:
+    """``--families``: names separated by commas (or a sequence), ``all`` for every registered family."""
+    names = tuple(name.strip() for name in value.split(",")) if isinstance(value, str) else tuple(value)
+    if not names or not all(names):
+        raise UserError(f"--families must be student family names separated by commas, e.g. "
+                        f"mobilenet_v3_small,resnet_basic, or all; got {value!r}")
+    return tuple(registered_families(all_families=True)) if names == ("all",) else names
+
+
+def _space(space_file: str | None, smoke: bool, families: tuple[str, ...] | None = None) -> SearchSpace:
+    """The preset, narrowed to ``--families`` (each with its default bounds), then the ``--space`` file on top."""
     base = preset_space("smoke" if smoke else "default")
-    if space_file is None:
-        return base
+    every_family = registered_families(all_families=True)
     try:
-        return load_space_file(space_file, base, registered_families(all_families=True))
+        if families is not None:
+            base = apply_overrides(base, {"families": list(families)}, every_family)
+        return base if space_file is None else load_space_file(space_file, base, every_family)
     except SpaceError as error:
-        raise UserError(str(error)) from None
+        flag = "--families" if space_file is None else f"--families or --space {space_file}"
+        raise UserError(str(error) if space_file is not None and families is None else f"{flag}: {error}") from None
 
 
 def _check_writable(folder: Path, flag: str) -> None:

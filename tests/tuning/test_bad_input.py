@@ -116,12 +116,16 @@ CASES = {
                                                "(0.01% of the teacher's 491,434) is too small"),
     "max params not a count": (lambda tmp: ["--max-params", "5 percent"], "--max-params must be a parameter count"),
     "max params over 100 percent": (lambda tmp: ["--max-params", "150%"], "--max-params must be"),
+    "unknown family in --families": (lambda tmp: ["--families", "mobilenet_v3_smal"],
+                                     "--families: unknown student family 'mobilenet_v3_smal' (did you mean "
+                                     "'mobilenet_v3_small'?)"),
+    "empty --families": (lambda tmp: ["--families", ","], "--families must be student family names"),
     "max params none alone": (lambda tmp: ["--max-params", "none"], "--max-params none leaves the students unbounded"),
-    "max flops negative": (lambda tmp: ["--max-flops", "-5M"], "--max-flops must be a positive number of FLOPs"),
+    "max flops negative": (lambda tmp: ["--max-flops=-5M"], "--max-flops must be a positive number of FLOPs"),
     "max flops not a number": (lambda tmp: ["--max-flops", "lots"], "--max-flops must be a positive number"),
     "max flops no student meets": (lambda tmp: ["--max-flops", "100"],
                                    "--max-flops 100 is too small: no student in the space has at most 100 FLOPs: "
-                                   "the smallest, cnn depth 1 width 2, has"),
+                                   "the smallest, cnn depth 1 width 8, has"),
     "max flops and max params no student meets": (lambda tmp: ["--max-flops", "100", "--max-params", "2%"],
                                                   "--max-params 9,828 (2% of the teacher's 491,434) with "
                                                   "--max-flops 100 are too small"),

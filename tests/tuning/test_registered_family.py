@@ -68,3 +68,23 @@ def test_a_space_file_names_a_family_outside_the_default_search(tmp_path: Path) 
     small = families["mobilenet_v3_small"]
     assert ((small.depth.low, small.depth.high), (small.width.low, small.width.high)) == (
         models.student_family_bounds(all_families=True)["mobilenet_v3_small"])
+
+
+def test_every_family_that_help_names_is_a_families_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """--families takes each name --help lists (every registered family, default search or not), and all."""
+    import re
+
+    import search
+
+    with pytest.raises(SystemExit):
+        search.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = re.search(r"--families FAMILIES student families to search, separated by commas: (.*?), or all", text)
+    assert listed is not None
+    every = models.student_families(all_families=True)
+    assert set(re.findall(r"[a-z][a-z0-9_]+", re.sub(r"\(.*?\)", "", listed.group(1)))) == set(every)
+    for family in every:
+        assert list(build_spec(families=family).space.families) == [family]
+    assert list(build_spec(families="all").space.families) == every
+    assert list(build_spec(families=" resnet_basic , cnn").space.families) == ["resnet_basic", "cnn"]
+    assert build_spec(families="cnn").families == ("cnn",)

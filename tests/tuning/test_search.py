@@ -83,9 +83,11 @@ def test_same_seed_samples_same_configs(teacher_cache: Path, teacher_checkpoint:
 
 def test_pareto_objective_keeps_a_pareto_set(teacher_cache: Path, teacher_checkpoint: str) -> None:
     """Under a latency bound, --objective pareto trades accuracy against latency: each trial's student is timed
-    (onnxruntime, batch 1), the front is on that axis, and the final stage sizes each member by every measure."""
+    (onnxruntime, batch 1), the front is on that axis, and the final stage sizes each member by every measure.
+    A torchvision family (--families) trains, re-trains and exports through the same path."""
     outcome = small_search(teacher_cache, "pareto", budget=6, objective="pareto", sampler="nsga2",
-                           teacher_checkpoint=teacher_checkpoint, max_latency_ms=5.0)
+                           teacher_checkpoint=teacher_checkpoint, max_latency_ms=5.0,
+                           families="cnn,mobilenet_v3_small")
     pareto = outcome.summary["pareto"]
     assert pareto
     scored = [r for r in _records(outcome.run_dir) if r["state"] != "FAILED"]
@@ -106,6 +108,7 @@ def test_pareto_objective_keeps_a_pareto_set(teacher_cache: Path, teacher_checkp
     assert 0 < outcome.summary["student"]["onnx_latency_ms"] <= 5.0
     report = (outcome.run_dir / "summary.md").read_text()
     assert "Pareto front: accuracy against size" in report and "5 ms at batch 1 (onnxruntime" in report
+    assert {r["config"]["family"] for r in scored} == {"cnn", "mobilenet_v3_small"}  # nsga2's random start: both
 
 
 @pytest.mark.usefixtures("inject_faults")
