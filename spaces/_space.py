@@ -193,9 +193,10 @@ def bound_space_to(space: SearchSpace, bounds: Sequence[SizeBound]) -> SearchSpa
             fitting = _widest_fitting(widths, lambda width, d=depth, n=name: fits(n, d, width))
             if fitting is not None:
                 max_width[depth] = fitting
-        if max_width:  # fewer parameters at smaller depths: the fitting depths are the lowest ones
-            families[name] = FamilyBounds(depth=_cut_high(bounds_of_family.depth, max(max_width)),
-                                          width=bounds_of_family.width, max_width=max_width)
+        if max_width:
+            depth = _fitting_run(bounds_of_family.depth, max_width)
+            families[name] = FamilyBounds(depth=depth, width=bounds_of_family.width,
+                                          max_width={d: max_width[d] for d in _grid(depth)})
     if not families:
         raise ValueError(_nothing_fits(space, bounds))
     limits = {f"max_{bound.key}": bound.limit for bound in bounds}
@@ -221,9 +222,18 @@ def _grid(param: IntParam) -> list[int]:
     return list(range(param.low, param.high + 1, param.step))
 
 
-def _cut_high(param: IntParam, high: int) -> IntParam:
-    """``param`` with its upper end lowered to ``high`` (a value of its grid)."""
-    return replace(param, high=min(param.high, high))
+def _fitting_run(param: IntParam, fitting: dict[int, int]) -> IntParam:
+    """``param`` cut to the run of consecutive grid values, from the lowest that fits, that all fit.
+
+    Sizes grow with depth, so the fitting depths are usually the lowest ones; a measured latency can break
+    that (a deeper block of another kind, timing noise), and a depth past a gap is then left out rather than
+    offered without a width."""
+    grid = _grid(param)
+    start = next(index for index, value in enumerate(grid) if value in fitting)
+    end = start
+    while end + 1 < len(grid) and grid[end + 1] in fitting:
+        end += 1
+    return replace(param, low=grid[start], high=grid[end])
 
 
 def _widest_fitting(widths: list[int], fits: Callable[[int], bool]) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 
@@ -157,3 +159,20 @@ def test_a_search_evaluates_the_standard_point_first() -> None:
     study.enqueue_trial(standard_point(bounded))
     first = suggest_config(study.ask(), bounded, teacher_family=None)
     assert first == {key: value for key, value in standard_point(bounded).items() if key != "init_from_teacher"}
+
+
+def test_a_depth_past_a_gap_in_the_fitting_depths_is_left_out() -> None:
+    """A measured latency need not grow with depth: the space keeps the consecutive fitting depths only, so
+    every depth it offers has a width."""
+    def bumpy(family: str, depth: int, width: int) -> float:
+        return {1: 0.2, 2: 9.0, 3: 0.2}[depth] + 0.001 * width
+
+    bounded = bound_space_to(SPACE, [SizeBound("latency_ms", 1.0, bumpy, "ms")])
+    cnn = bounded.families["cnn"]
+    assert cnn.depth == IntParam(1, 1) and cnn.max_width == {1: 32}
+    late = bound_space_to(SPACE, [SizeBound("latency_ms", 1.0, lambda f, d, w: 9.0 if d == 1 else 0.1, "ms")])
+    assert late.families["cnn"].depth == IntParam(2, 3)  # the lowest depth may be the one that does not fit
+    for family in (cnn, late.families["cnn"]):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(20):
+            suggest_config(study.ask(), replace(SPACE, families={"cnn": family}), teacher_family=None)
