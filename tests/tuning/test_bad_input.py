@@ -299,26 +299,25 @@ def test_bad_input_through_the_command(cases: list[str], tmp_path: Path) -> None
         assert not (folder / "results" / RUN).exists(), case
 
 
-def test_a_latency_bound_without_its_runtime_is_refused_before_any_work(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "onnxruntime" else real_find_spec(name, *args))
-    assert search.main(_args(tmp_path, ["--max-latency-ms", "2"])) == 2
-    error = capsys.readouterr().err.strip()
-    assert error == ("search.py: error: --max-latency-ms times students with onnxruntime (the runtime of the exported "
-                     "best/model.onnx), which is not installed; run 'pip install onnxruntime' or bound the students "
-                     "with --max-params or --max-flops")
-    assert not (tmp_path / "results" / RUN).exists()
+# A flag value whose package is missing: (the package hidden, the flags, the one line).
+MISSING_PACKAGES = {
+    "cmaes sampler": ("cmaes", ["--sampler", "cmaes"],
+                      "--sampler cmaes needs the 'cmaes' package, which is not installed; run 'pip install cmaes' or "
+                      "choose another --sampler"),
+    "latency bound": ("onnxruntime", ["--max-latency-ms", "2"],
+                      "--max-latency-ms times students with onnxruntime (the runtime of the exported best/model.onnx), "
+                      "which is not installed; run 'pip install onnxruntime' or bound the students with --max-params "
+                      "or --max-flops"),
+}
 
 
-def test_a_sampler_whose_package_is_missing_is_refused_before_any_work(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("case", sorted(MISSING_PACKAGES))
+def test_a_flag_whose_package_is_missing_is_refused_before_any_work(
+        case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    package, flags, message = MISSING_PACKAGES[case]
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "cmaes" else real_find_spec(name, *args))
-    assert search.main(_args(tmp_path, ["--sampler", "cmaes"])) == 2
-    error = capsys.readouterr().err.strip()
-    assert error == ("search.py: error: --sampler cmaes needs the 'cmaes' package, which is not installed; "
-                     "run 'pip install cmaes' or choose another --sampler")
+                        lambda name, *args: None if name == package else real_find_spec(name, *args))
+    assert search.main(_args(tmp_path, flags)) == 2
+    assert capsys.readouterr().err.strip() == f"search.py: error: {message}"
     assert not (tmp_path / "results" / RUN).exists()
