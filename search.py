@@ -135,6 +135,11 @@ def final_table(summary: dict[str, Any]) -> str:
         lines.append(gain_line(summary))
     if summary.get("search_gain") is not None:
         lines.append(gain_line(summary, "search"))
+    recipe = summary.get("recipe_search")
+    if recipe and recipe.get("best_val_accuracy") is not None:
+        lines.append(f"recipe search: {recipe['trials']} trials of {recipe['arch']}, best val "
+                     f"{recipe['best_val_accuracy']:.4f} against {recipe['main_best_val_accuracy']:.4f} "
+                     f"in the main search ({'chosen' if recipe['chosen'] else 'not chosen'} for the final stage)")
     caveat = resolution_caveat(summary)
     if caveat:
         lines.append(caveat)

@@ -60,11 +60,11 @@ def search_recipe(spec: SearchSpec, prepared: Prepared, records: list[dict[str, 
     """Run (or resume) the recipe phase on the best architecture of ``records`` (the main search's).
 
     Returns the sub-run's finished records and ``summary.json``'s ``recipe_search`` (``None`` and no records
-    when ``--recipe-budget`` is 0 or no main trial succeeded); ``winner_summary`` adds what the final stage
-    chose.
+    when ``--recipe-budget`` is 0, when ``--top-k 0`` skips the final stage that would use them, or when no
+    main trial succeeded); ``winner_summary`` adds what the final stage chose.
     """
     best = final.top_configs(records, 1)
-    if spec.recipe_trials == 0 or not best:
+    if spec.recipe_trials == 0 or spec.top_k == 0 or not best:
         return [], None
     arch = arch_of(best[0]["config"])
     space = recipe_space(prepared.space, *arch)

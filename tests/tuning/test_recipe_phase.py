@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import search
 from tests.tuning.conftest import SMALL, small_search
 from trainers import load_dataset
 from tuning import build_spec, run
@@ -62,6 +63,8 @@ def test_the_summary_says_what_the_recipe_phase_did_and_the_final_stage_chose(re
     assert summary["timings"]["recipe_s"] > 0
     assert summary["pareto"] and all(p["trial_id"] in {r["trial_id"] for r in main} for p in summary["pareto"])
     assert (recipe_run.run_dir / "report.html").exists()
+    assert f"recipe search: 2 trials of {entry['arch']}" in search.final_table(summary)
+    assert f"**Recipe search:** 2 trials of {entry['arch']}" in (recipe_run.run_dir / "summary.md").read_text()
 
 
 def test_a_rerun_resumes_the_recipe_phase_without_new_trials(recipe_run: RunOutcome, teacher_cache: Path,
