@@ -448,6 +448,7 @@ def setup_facts(summary: Mapping[str, Any] | None) -> list[Fact]:
         Fact("size bound", size_bound_text(summary)),
         Fact("augmentation", augmentation_text(summary)),
         Fact("baseline recipe", baseline_recipe_text(summary)),
+        Fact("recipe search", recipe_search_text(summary)),
     ]
     return [f for f in facts if f.text]
 
@@ -598,6 +599,18 @@ def augmentation_text(summary: Mapping[str, Any] | None) -> str:
         students = str(aug["students"])
         parts.append(STUDENT_AUGMENTATION.get(students, f"students: {students}"))
     return "; ".join(parts)
+
+
+def recipe_search_text(summary: Mapping[str, Any] | None) -> str:
+    """The recipe phase (``tuning.recipe_phase``): its trials on the best architecture, its best validation
+    accuracy against the main search's on that architecture, and whether the final stage took its configuration."""
+    entry = _mapping((summary or {}).get("recipe_search"))
+    if entry.get("trials") is None:
+        return ""
+    best, main = as_float(entry.get("best_val_accuracy")), as_float(entry.get("main_best_val_accuracy"))
+    text = (f"{entry['trials']} trials of {entry['arch']}, best validation accuracy {format_accuracy(best)} "
+            f"against {format_accuracy(main)} for the main search's best on it")
+    return text + ("; the final stage chose its configuration" if entry.get("chosen") else "")
 
 
 def baseline_recipe_text(summary: Mapping[str, Any] | None) -> str:

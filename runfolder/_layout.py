@@ -10,6 +10,7 @@
         summary.json       the search's and the final stage's results (carries SCHEMA_VERSION)
         report.html        plotly report; summary.md its text
         baseline/          the baseline's own search: a run folder of the same layout
+        recipe/            the recipe phase's search on the best architecture: a run folder of the same layout
         <experiment>/      Ray Tune's own experiment folders (tune, tune-2, ...)
     results/.<run>.lock    beside it: the lock of the driver running it (runfolder._lock), never removed
 """
@@ -26,6 +27,7 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 SUMMARY_MD_FILE = "summary.md"
 BASELINE_FOLDER = "baseline"
+RECIPE_FOLDER = "recipe"
 
 STUDY_NAME = "kdsearch"
 

@@ -9,7 +9,7 @@ them from the model registry), so this package names none but the smoke preset's
 from spaces._overrides import SpaceError, apply_overrides, load_space_file
 from spaces._parameters import FEATURE_LOSSES, PARAMETERS, Parameter
 from spaces._params import ChoiceParam, FloatParam, IntParam, Param
-from spaces._presets import PRESETS, baseline_space, default_space, family_bounds, smoke_space
+from spaces._presets import PRESETS, baseline_space, default_space, family_bounds, recipe_space, smoke_space
 from spaces._space import (
     STANDARD_RECIPE,
     FamilyBounds,
@@ -45,6 +45,7 @@ __all__ = [
     "default_space",
     "family_bounds",
     "load_space_file",
+    "recipe_space",
     "smoke_space",
     "space_parameters",
     "standard_point",

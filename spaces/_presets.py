@@ -49,6 +49,15 @@ def baseline_space(base: SearchSpace, family: str, depth: int, width: int,
                    metadata={"preset": "baseline"})
 
 
+def recipe_space(base: SearchSpace, family: str, depth: int, width: int) -> SearchSpace:
+    """The recipe phase's search (``tuning.recipe_phase``): ``base`` with the student fixed to one architecture,
+    every KD and optimisation parameter still searched in ``base``'s ranges (alpha, temperature, feature loss
+    and beta, lr, weight decay, batch size, distillation interval, augmentation and ``init_from_teacher`` where
+    ``base`` has them)."""
+    fixed = FamilyBounds(depth=IntParam(depth, depth), width=IntParam(width, width))
+    return replace(base, families={family: fixed}, metadata={"preset": "recipe"})
+
+
 # A preset builds a space from the registered student families (name -> default bounds).
 PRESETS: dict[str, Callable[[Mapping[str, FamilyBounds]], SearchSpace]] = {
     "default": default_space, "smoke": smoke_space}

@@ -1,4 +1,4 @@
-"""The final stage (docs/ARCHITECTURE.md, data flow step 4): re-check the best configurations, finetune,
+"""The final stage (docs/ARCHITECTURE.md, data flow step 6): re-check the best configurations, finetune,
 compare, export.
 
 1. The top-k configurations by validation accuracy (the best of each student architecture) are

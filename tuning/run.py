@@ -27,7 +27,7 @@ from runfolder import (
 )
 from spaces import baseline_space
 from trainers import evaluate
-from tuning import final, resume, rounds, tuner
+from tuning import final, recipe_phase, resume, rounds, tuner
 from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
@@ -96,12 +96,17 @@ def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
+        recipe_started = time.perf_counter()
+        recipe_records, recipe_search = recipe_phase.search_recipe(spec, prepared, records, log)
+        summary["timings"]["recipe_s"] = time.perf_counter() - recipe_started
         final_started = time.perf_counter()
         final_result = final.run_final_stage(
-            spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
+            spec, [*records, *recipe_records], prepared.data, prepared.teacher, prepared.gpus_per_trial,
             functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family)
         summary["teacher"].update(final_result.pop("teacher", {}))
         summary.update(final_result)
+        summary["recipe_search"] = (recipe_phase.winner_summary(recipe_search, records, recipe_records, final_result)
+                                    if recipe_search else None)
         summary["timings"]["final_s"] = time.perf_counter() - final_started
         summary["timings"]["total_s"] = time.perf_counter() - started
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
@@ -155,8 +160,11 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
             "best_trial": best[0]["trial_id"], "best_val_accuracy": best[0]["val_accuracy"]}
 
 
-def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log) -> list[dict[str, Any]]:
-    """Carry out the resume ``plan`` (``tuning.resume``) with Ray Tune; return the finished records."""
+def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log,
+           told: tuner.Told | None = None) -> list[dict[str, Any]]:
+    """Carry out the resume ``plan`` (``tuning.resume``) with Ray Tune; return the finished records.
+
+    ``told``: trials measured before, that a new search's Optuna starts from (``tuner.build_tuner``)."""
     journal = JournalSpec(spec.run_dir / JOURNAL_FILE, spec.objective, prepared.space, prepared.teacher_family,
                           spec.size_measure)
     resume.apply(spec, plan)
@@ -170,7 +178,7 @@ def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log) -> 
         log(f"search: {plan.new_trials} trials, up to {prepared.slots} at a time, results in {spec.run_dir}")
         recorder = RunRecorder(spec.run_dir, plan.new_experiment, spec.epochs, spec.budget, journal, log)
         tuner.fit(tuner.build_tuner(spec, prepared, recorder, plan.new_experiment, plan.new_trials,
-                                    continue_from=plan.continue_from), log)
+                                    continue_from=plan.continue_from, told=told), log)
     records = finished(load_records(spec.run_dir))
     sync_journal(journal, records)
     return records
@@ -217,6 +225,7 @@ def base_summary(spec: SearchSpec, prepared: Prepared, records: list[dict[str, A
         if best else None,
         **final.EMPTY_RESULT,
         **rounds.EMPTY_ROUNDS,
+        "recipe_search": None,
         "pareto": final.pareto_summary(records, spec.size_measure),
     }
 

@@ -116,6 +116,8 @@ class SearchSpec:
     cache_dir: str | None = None
     teacher_cache_gb: float | None = None
     baseline_budget: int | None = None
+    # --recipe-budget: trials of the recipe phase on the main search's best architecture (``tuning.recipe_phase``).
+    recipe_budget: int | None = None
     gain_curve: int = 3
     # --rounds: the most rounds of distillation, round 1 included (``tuning.rounds``); with ``rounds_auto`` a
     # round runs only while the one before it helped, with an explicit N every round up to N runs.
@@ -126,6 +128,11 @@ class SearchSpec:
     def baseline_trials(self) -> int:
         """Trials of the baseline's own search: ``--baseline-budget``, else max(8, budget / 5)."""
         return self.baseline_budget if self.baseline_budget is not None else max(8, self.budget // 5)
+
+    @property
+    def recipe_trials(self) -> int:
+        """Trials of the recipe phase: ``--recipe-budget``, else max(4, budget / 5); 0 skips it."""
+        return self.recipe_budget if self.recipe_budget is not None else max(4, self.budget // 5)
 
     def max_params_for(self, teacher_params: int) -> int | None:
         """``--max-params`` as a parameter count (a percentage is of ``teacher_params``); ``None`` for none."""
@@ -209,6 +216,7 @@ def build_spec(**flags: Any) -> SearchSpec:
         flags.setdefault("scheduler", "none")
         flags.setdefault("teacher_epochs", 5)
         flags.setdefault("baseline_budget", 2)
+        flags.setdefault("recipe_budget", 0)
         flags.setdefault("gain_curve", 0)
         flags.setdefault("rounds", 1)
     flags["rounds"], flags["rounds_auto"] = parse_rounds(flags.get("rounds", "auto"))
@@ -222,7 +230,7 @@ def build_spec(**flags: Any) -> SearchSpec:
             _check_int(name, flags[name], flag, minimum=1)
     for name, flag in (("finetune_epochs", "--finetune-epochs"), ("top_k", "--top-k"),
                        ("max_failures", "--max-failures"), ("gain_curve", "--gain-curve"),
-                       ("baseline_budget", "--baseline-budget")):
+                       ("baseline_budget", "--baseline-budget"), ("recipe_budget", "--recipe-budget")):
         if name in flags:
             _check_int(name, flags[name], flag, minimum=0)
     _check_choice(flags.get("sampler", "tpe"), SAMPLERS, "--sampler")

@@ -28,6 +28,9 @@ METRIC = "val_accuracy"
 # user's environment says. A snapshot of the experiment at every controller step is what lets a driver
 # killed at any moment resume with exactly the trials it had (Ray's default snapshots every 10 s or more
 # and loses what ended since); the others replace Ray's console output with kdsearch's progress lines.
+# Configurations measured before a search (``tuning.recipe_phase``), with their validation accuracy.
+Told = list[tuple[dict[str, Any], float]]
+TOLD_STUDY = "told"
 RUN_SETTINGS = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
                 "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdsearch prints its own progress lines
@@ -63,11 +66,12 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
 
 
 def make_searcher(spec: SearchSpec, space: SearchSpace, teacher_family: str | None,
-                  warm_start: bool = True) -> OptunaSearch:
+                  warm_start: bool = True, told: Told | None = None) -> OptunaSearch:
     """Optuna sampling the define-by-run ``space``; two objectives for ``--objective pareto``.
 
     With ``warm_start`` the first trial is the standard KD recipe (``spaces.standard_point``), so the
-    search starts from what people set by hand and can only improve on it.
+    search starts from what people set by hand and can only improve on it. ``told`` (configurations and
+    their validation accuracy, measured elsewhere) start the study informed (``told_study``).
     """
     define_by_run = functools.partial(suggest_config, space=space, teacher_family=teacher_family)
     if spec.objective == "pareto":
@@ -75,8 +79,32 @@ def make_searcher(spec: SearchSpec, space: SearchSpace, teacher_family: str | No
     else:
         metric, mode = METRIC, "max"
     points = [standard_point(space)] if warm_start else None
+    study = {}
+    if told:
+        if spec.objective == "pareto":
+            raise ValueError("told trials need a single objective (accuracy)")
+        study = {"storage": told_study(told, define_by_run), "study_name": TOLD_STUDY}
     return OptunaSearch(space=define_by_run, metric=metric, mode=mode, sampler=make_sampler(spec), seed=spec.seed,
-                        points_to_evaluate=points)
+                        points_to_evaluate=points, **study)
+
+
+def told_study(told: Told, define_by_run: Callable[[Any], Any]) -> optuna.storages.InMemoryStorage:
+    """A study holding ``told`` as finished trials, for ``OptunaSearch(storage=..., study_name=TOLD_STUDY)``.
+
+    Ray's ``evaluated_rewards`` refuses a define-by-run space (it needs each parameter's distribution up
+    front); Optuna's ask-and-tell gets them instead: each configuration is enqueued, the define-by-run
+    function replays it (so a trial records exactly the parameters the space samples, with their
+    distributions) and its value is told. The sampler then starts from these trials, not from scratch.
+    """
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=TOLD_STUDY, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for config, value in told:
+        study.enqueue_trial(config, skip_if_exists=True)
+        trial = study.ask()
+        define_by_run(trial)
+        study.tell(trial, value)
+    return storage
 
 
 def make_scheduler(spec: SearchSpec) -> tune.schedulers.TrialScheduler:
@@ -108,14 +136,18 @@ def run_config(spec: SearchSpec, recorder: RunRecorder, name: str) -> tune.RunCo
 
 
 def build_tuner(spec: SearchSpec, prepared: Prepared, recorder: RunRecorder, name: str, num_samples: int,
-                continue_from: str | None = None) -> tune.Tuner:
+                continue_from: str | None = None, told: Told | None = None) -> tune.Tuner:
     """A new ``Tuner`` running ``num_samples`` trials as experiment ``name``.
 
     ``continue_from`` names an earlier experiment of this run whose searcher state (every trial
     Optuna has seen) the new searcher starts from: that is how a raised budget continues a run.
+    ``told`` (a first experiment only) are trials measured before, given to Optuna instead of the
+    standard point (``make_searcher``).
     """
     # A run continued with a raised budget has evaluated the standard point already.
-    searcher = make_searcher(spec, prepared.space, prepared.teacher_family, warm_start=continue_from is None)
+    first = continue_from is None
+    searcher = make_searcher(spec, prepared.space, prepared.teacher_family, warm_start=first and told is None,
+                             told=told if first else None)
     if continue_from is not None:
         searcher.restore_from_dir(experiment_path(spec, continue_from))
     tune_config = tune.TuneConfig(

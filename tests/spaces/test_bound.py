@@ -16,6 +16,7 @@ from spaces import (
     baseline_space,
     bound_space,
     bound_space_to,
+    recipe_space,
     standard_point,
     suggest_config,
 )
@@ -119,6 +120,25 @@ def test_baseline_space_fixes_the_architecture_and_samples_no_kd_parameter() -> 
         assert set(config) == {"family", "depth", "width", "alpha", "lr", "weight_decay", "batch_size", "augment"}
     assert {config["augment"] for config in configs} == {False, True}
     assert space.augment == ChoiceParam((False, True)) and not space.distills
+
+
+def test_recipe_space_fixes_the_architecture_and_still_searches_every_kd_and_optimisation_parameter() -> None:
+    base = SearchSpace(families=FAMILIES, augment=ChoiceParam((False, True)))
+    space = recipe_space(base, "cnn", 2, 8)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    configs = []
+    for _ in range(40):
+        trial = study.ask()
+        configs.append(suggest_config(trial, space, teacher_family="cnn"))
+        study.tell(trial, 0.5)
+    assert {(c["family"], c["depth"], c["width"]) for c in configs} == {("cnn", 2, 8)}
+    searched = ("alpha", "temperature", "feature_loss", "lr", "weight_decay", "batch_size", "distill_interval",
+                "init_from_teacher", "augment")
+    for key in searched:
+        assert len({c[key] for c in configs}) > 1, key
+    assert len({c["beta"] for c in configs if "beta" in c}) > 1
+    assert space.distills and space.lr == base.lr and space.alpha == base.alpha and space.augment == base.augment
+    assert space.metadata == {"preset": "recipe"} and base.families == FAMILIES  # base unchanged
 
 
 def test_augment_is_searched_only_when_the_space_asks() -> None:

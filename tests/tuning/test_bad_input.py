@@ -135,6 +135,7 @@ CASES = {
                                      "--max-latency-ms 1e-06 is too small: no student in the space has at most "
                                      "1e-06 ms of latency at batch 1: the smallest"),
     "unknown augment": (lambda tmp: ["--augment", "crop+flp"], "'crop+flip'"),
+    "recipe budget negative": (lambda tmp: ["--recipe-budget", "-1"], "--recipe-budget must be at least 0"),
     "gain curve of one size": (lambda tmp: ["--gain-curve", "1"], "--gain-curve needs at least 2"),
     "rounds zero": (lambda tmp: ["--rounds", "0"], "--rounds must be auto or a whole number of rounds, 1 or more"),
     "rounds not a number": (lambda tmp: ["--rounds", "twice"], "--rounds must be auto or a whole number of rounds"),
