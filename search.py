@@ -140,6 +140,9 @@ def final_table(summary: dict[str, Any]) -> str:
         lines.append(f"recipe search: {recipe['trials']} trials of {recipe['arch']}, best val "
                      f"{recipe['best_val_accuracy']:.4f} against {recipe['main_best_val_accuracy']:.4f} "
                      f"in the main search ({'chosen' if recipe['chosen'] else 'not chosen'} for the final stage)")
+    bound = size_line(summary)
+    if bound:
+        lines.append(bound)
     caveat = resolution_caveat(summary)
     if caveat:
         lines.append(caveat)
@@ -160,6 +163,19 @@ def rounds_lines(summary: dict[str, Any]) -> list[str]:
     if summary.get("teacher_assistant"):
         lines.append(f"teacher assistant: {summary['teacher_assistant']['how']}")
     return lines
+
+
+def size_line(summary: dict[str, Any]) -> str | None:
+    """The distilled student against a FLOPs or latency bound (measured as the bound measures), or ``None``."""
+    bound, student = summary.get("size_bound") or {}, summary.get("student") or {}
+    parts = []
+    if bound.get("max_flops") is not None and student.get("flops") is not None:
+        parts.append(f"{student['flops']:,} FLOPs (bound {bound['max_flops']:,})")
+    if bound.get("max_latency_ms") is not None and student.get("onnx_latency_ms") is not None:
+        within = "within" if student["onnx_latency_ms"] <= bound["max_latency_ms"] else "over, as re-measured now"
+        parts.append(f"{student['onnx_latency_ms']:.3g} ms with onnxruntime at batch 1 on one thread (bound "
+                     f"{bound['max_latency_ms']:g} ms: {within})")
+    return "student size: " + "; ".join(parts) if parts else None
 
 
 def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:

@@ -47,3 +47,13 @@ def test_a_winner_that_is_the_textbook_recipe_says_so_instead_of_a_zero_width_in
     assert search.gain_line(summary, "search") == (
         "search_gain (searched minus textbook recipe): 0 by construction: the winner is the textbook recipe on the "
         "baseline's settings, so the search found nothing better than it")
+
+
+def test_the_student_is_shown_against_a_flops_or_latency_bound() -> None:
+    summary = _summary(2_000)
+    assert search.size_line(summary) is None  # a parameter bound only: the table's params column says it
+    summary["student"] |= {"flops": 1_193_984, "onnx_latency_ms": 0.04536}
+    summary["size_bound"] = {"max_params": None, "max_flops": 5_000_000, "max_latency_ms": 0.1}
+    assert search.size_line(summary) == ("student size: 1,193,984 FLOPs (bound 5,000,000); 0.0454 ms with onnxruntime "
+                                         "at batch 1 on one thread (bound 0.1 ms: within)")
+    assert search.size_line(summary) in search.final_table(summary).splitlines()
