@@ -131,8 +131,11 @@ class SearchSpec:
 
     @property
     def recipe_trials(self) -> int:
-        """Trials of the recipe phase: ``--recipe-budget``, else max(4, budget / 5); 0 skips it."""
-        return self.recipe_budget if self.recipe_budget is not None else max(4, self.budget // 5)
+        """Trials of the recipe phase: ``--recipe-budget``, else max(4, budget / 4 rounded up); 0 skips it.
+
+        A quarter of the budget gives the winning architecture at least a fifth of all trials (main and
+        recipe): r / (budget + r) >= 1/5 when r >= budget / 4, before counting its main-search trials."""
+        return self.recipe_budget if self.recipe_budget is not None else max(4, -(-self.budget // 4))
 
     def max_params_for(self, teacher_params: int) -> int | None:
         """``--max-params`` as a parameter count (a percentage is of ``teacher_params``); ``None`` for none."""
