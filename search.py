@@ -101,7 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
                                             "(default max(8, budget / 5))")
     add("--recipe-budget", type=int, help="trials of the recipe phase: the KD recipe searched again on the main "
-                                          "search's best architecture (default max(4, budget / 4 rounded up), 0 skips it)")
+                                          "search's best architecture (default max(4, budget / 4 rounded up), 0 "
+                                          "skips it)")
     add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "
                                        "0 skips it)")
     add("--rounds", help="rounds of distillation, round k+1 a fresh student taught by the teacher and round k's "
