@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -33,16 +34,10 @@ def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per-sample serving latency, comparable across machines' core counts
     try:
-        timings = []
         with torch.inference_mode():
-            for index in range(warmup + repeats):
-                started = time.perf_counter()
-                cpu_model(example)
-                if index >= warmup:
-                    timings.append(time.perf_counter() - started)
+            return median_ms(lambda: cpu_model(example), repeats, warmup)
     finally:
         torch.set_num_threads(threads)
-    return 1000 * statistics.median(timings)
 
 
 def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 30, warmup: int = 5) -> float:
@@ -54,12 +49,18 @@ def onnx_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int
 
     session = onnx_session(onnx_export(copy.deepcopy(model).to("cpu").eval(), tuple(input_shape)), threads=1)
     example = {session.get_inputs()[0].name: torch.zeros(1, *input_shape).numpy()}
+    return median_ms(lambda: session.run(None, example), repeats, warmup)
+
+
+def median_ms(run: Callable[[], object], repeats: int, warmup: int) -> float:
+    """The median wall time of ``repeats`` calls of ``run`` after ``warmup`` untimed ones, in milliseconds."""
+    for _ in range(warmup):
+        run()
     timings = []
-    for index in range(warmup + repeats):
+    for _ in range(repeats):
         started = time.perf_counter()
-        session.run(None, example)
-        if index >= warmup:
-            timings.append(time.perf_counter() - started)
+        run()
+        timings.append(time.perf_counter() - started)
     return 1000 * statistics.median(timings)
 
 

@@ -11,6 +11,7 @@ measures nothing again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -157,8 +158,10 @@ class LatencyCache:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
+@functools.cache
 def machine_description(runtime: str) -> dict[str, str]:
-    """Where a latency is measured: the runtime and its version, the CPU model and the host."""
+    """Where a latency is measured: the runtime and its version, the CPU model and the host (read once per
+    process: every cache lookup keys on it)."""
     return {"runtime": runtime, "runtime_version": _version(runtime), "cpu": cpu_model(),
             "machine": platform.machine(), "host": platform.node()}
 

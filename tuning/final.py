@@ -49,7 +49,7 @@ from trainers.export import read_export_config
 from trainers.measure import onnx_latency_ms
 from trainers.models import build_from_arch, build_student, input_size_for, stem_stride_for
 from tuning.bounds import student_measures
-from tuning.gain_curve import KD_KEYS, Arch, arch_of, curve_architectures, curve_recipes, textbook_recipe
+from tuning.gain_curve import KD_KEYS, Arch, arch_of, arch_text, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
 from tuning.spec import SearchSpec
 from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
@@ -318,7 +318,7 @@ def _gain_curve(curve: list[Arch], curve_kd: dict[Arch, list[Any]], curve_baseli
         gain = paired_gain(kd_tests, baseline_tests)
         params = count_parameters(seed_model(kd_runs[0]))
         entries.append({
-            "arch": f"{arch[0]} depth {arch[1]} width {arch[2]}", "arch_config": kd_runs[0].arch, "params": params,
+            "arch": arch_text(arch), "arch_config": kd_runs[0].arch, "params": params,
             "teacher_fraction": params / teacher_params, "kd_test_mean": statistics.fmean(kd_tests),
             "baseline_test_mean": statistics.fmean(baseline_tests), "gain": gain.gain, "gain_ci95": gain.interval(),
             "verdict": gain.verdict, "seeds": [run.seed for run in kd_runs], "kd_test_accuracies": kd_tests,
@@ -391,7 +391,7 @@ def _textbook_comparison(textbook: list[SeedRun], config: dict[str, Any], studen
 
 def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun], tests: list[float]) -> dict[str, Any]:
     """One model's line of ``summary.json``: architecture, cost, per-seed test accuracies and their spread."""
-    return {"arch": f"{arch['family']} depth {arch['depth']} width {arch['width']}", "arch_config": arch, **cost,
+    return {"arch": arch_text(arch_of(arch)), "arch_config": arch, **cost,
             "seeds": [run.seed for run in runs], "test_accuracies": tests, **_named_mean_std("test_accuracy", tests),
             "nodes": [run.node for run in runs]}
 

@@ -28,8 +28,13 @@ TEXTBOOK_KD_TERMS: dict[str, Any] = {"beta": 0.0, **{key: STANDARD_RECIPE[key] f
 
 
 def arch_of(config: dict[str, Any]) -> Arch:
-    """The (family, depth, width) of a trial configuration."""
+    """The (family, depth, width) of a trial configuration (or of a model's ``arch``)."""
     return config["family"], int(config["depth"]), int(config["width"])
+
+
+def arch_text(arch: Arch) -> str:
+    """``(family, depth, width)`` as ``summary.json`` and the log write an architecture."""
+    return f"{arch[0]} depth {arch[1]} width {arch[2]}"
 
 
 def with_arch(config: dict[str, Any], arch: Arch, teacher_family: str | None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from trainers.models import UnknownModelError, build_teacher
 from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
 from trainers.teacher_views import ViewStore, default_budget_bytes
 from tuning import cluster_auth
-from tuning.bounds import cpu_model, machine_description, pareto_measure, size_bounds, student_measures
+from tuning.bounds import cpu_model, machine_description, size_bounds, student_measures
 from tuning.spec import SearchSpec, UserError
 from tuning.teacher_check import check_teacher, saved_check
 
@@ -95,7 +95,7 @@ def bounded_space(spec: SearchSpec, data: TensorSplits, teacher_params: int,
     except ValueError as error:
         raise UserError(f"{_bound_flags(spec, limits, teacher_params)} too small: {error}; raise the bound or "
                         "allow smaller students in --space") from None
-    entry: dict[str, Any] = {**limits, "requested": spec.max_params, "pareto_measure": pareto_measure(limits)}
+    entry: dict[str, Any] = {**limits, "requested": spec.max_params, "pareto_measure": spec.size_measure}
     if limits["max_params"] is not None:
         entry["teacher_fraction"] = limits["max_params"] / teacher_params
     if limits["max_latency_ms"] is not None:

@@ -36,17 +36,12 @@ from typing import Any
 from runfolder import FAILED, RECIPE_FOLDER
 from spaces import recipe_space
 from tuning import final, resume
-from tuning.gain_curve import arch_of
+from tuning.gain_curve import arch_of, arch_text
 from tuning.prepare import Prepared
 from tuning.records import count_states
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
-
-
-def arch_text(arch: tuple[str, int, int]) -> str:
-    """``(family, depth, width)`` as ``summary.json`` writes an architecture."""
-    return f"{arch[0]} depth {arch[1]} width {arch[2]}"
 
 
 def told_trials(records: list[dict[str, Any]], arch: tuple[str, int, int]) -> list[tuple[dict[str, Any], float]]:

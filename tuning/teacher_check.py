@@ -12,6 +12,7 @@ from typing import Any
 from runfolder import TEACHER_CHECK_FILE, atomic_write_json, read_json
 from spaces import SearchSpace
 from trainers import DistillConfig, TeacherResult, TensorSplits, distill, student_parameter_count
+from tuning.gain_curve import arch_text
 
 
 def largest_student(space: SearchSpace, data: TensorSplits) -> tuple[str, int, int]:
@@ -56,7 +57,7 @@ def check_teacher(teacher: TeacherResult, space: SearchSpace, data: TensorSplits
     result = distill(config, data)
     student_val = result.last_val_accuracy
     matches = student_val >= teacher.val_accuracy
-    student = f"{family} depth {depth} width {width}"
+    student = arch_text((family, depth, width))
     return {
         "student": student,
         "params": result.history[-1].params,
