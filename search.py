@@ -100,9 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                        "size)")
     add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
                                             "(default max(8, budget / 5))")
-    add("--recipe-budget", type=int, help="trials of the recipe phase: the KD recipe searched again on the main "
-                                          "search's best architecture (default max(4, budget / 4 rounded up), 0 "
-                                          "skips it)")
+    add("--recipe-budget", type=int, help="trials of the recipe phase: the KD recipe searched again on the "
+                                          "architecture the final stage's re-check chose (default max(4, budget / 4 "
+                                          "rounded up), 0 skips it)")
     add("--gain-curve", type=int, help="student sizes on which the final stage measures the KD gain (default 3, "
                                        "0 skips it)")
     add("--rounds", help="rounds of distillation, round k+1 a fresh student taught by the teacher and round k's "
@@ -138,9 +138,11 @@ def final_table(summary: dict[str, Any]) -> str:
         lines.append(gain_line(summary, "search"))
     recipe = summary.get("recipe_search")
     if recipe and recipe.get("best_val_accuracy") is not None:
+        main = recipe["main_best_val_accuracy"]
+        against = f" against {main:.4f} in the main search" if main is not None else ""
         lines.append(f"recipe search: {recipe['trials']} trials of {recipe['arch']}, best val "
-                     f"{recipe['best_val_accuracy']:.4f} against {recipe['main_best_val_accuracy']:.4f} "
-                     f"in the main search ({'chosen' if recipe['chosen'] else 'not chosen'} for the final stage)")
+                     f"{recipe['best_val_accuracy']:.4f}{against} ({'chosen' if recipe['chosen'] else 'not chosen'} "
+                     "when re-checked over the seeds)")
     bound = size_line(summary)
     if bound:
         lines.append(bound)

@@ -602,15 +602,19 @@ def augmentation_text(summary: Mapping[str, Any] | None) -> str:
 
 
 def recipe_search_text(summary: Mapping[str, Any] | None) -> str:
-    """The recipe phase (``tuning.recipe_phase``): its trials on the best architecture, its best validation
-    accuracy against the main search's on that architecture, and whether the final stage took its configuration."""
+    """The recipe phase (``tuning.recipe_phase``): its trials on the re-check's architecture, its best validation
+    accuracy against the main search's on that architecture, and whether it won when re-checked over the seeds."""
     entry = _mapping((summary or {}).get("recipe_search"))
     if entry.get("trials") is None:
         return ""
     best, main = as_float(entry.get("best_val_accuracy")), as_float(entry.get("main_best_val_accuracy"))
     text = (f"{entry['trials']} trials of {entry['arch']}, best validation accuracy {format_accuracy(best)} "
             f"against {format_accuracy(main)} for the main search's best on it")
-    return text + ("; the final stage chose its configuration" if entry.get("chosen") else "")
+    if best is None:
+        return text
+    if entry.get("chosen"):
+        return text + "; re-checked over the final seeds, it won: the final stage chose its configuration"
+    return text + "; re-checked over the final seeds, it did not beat the re-check's choice"
 
 
 def baseline_recipe_text(summary: Mapping[str, Any] | None) -> str:

@@ -159,6 +159,7 @@ EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci9
                 "search_verdict": None, "search_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None,
                 "final": None, "export": None}
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
+RecipeSearch = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 class SeedTasks:
@@ -200,12 +201,14 @@ class SeedTasks:
 
 def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
                     gpus_per_task: float, search_baseline: BaselineSearch, log: Log,
-                    teacher_family: str | None = None) -> dict[str, Any]:
+                    teacher_family: str | None = None, search_recipe: RecipeSearch | None = None) -> dict[str, Any]:
     """Everything ``summary.json`` says about the final stage, plus the exported ``best/`` folder.
 
     ``search_baseline(winner_config)`` runs the baseline's own recipe search for the winner's
     architecture and returns its best configuration (no teacher) under ``config``, with what the
-    search did (shown in the report).
+    search did (shown in the report). ``search_recipe(winner_record)``, when given, searches the KD recipe
+    of the re-check's winning architecture (``tuning.recipe_phase``) and returns its best trial record, which
+    is re-checked over the same seeds; the better validation mean of the two is the winner.
     """
     started = time.perf_counter()
     candidates = top_configs(records, spec.top_k, distinct="arch")
@@ -229,12 +232,23 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         log(f"final stage: trial {trial_id} val accuracy {mean_std(accuracies)[0]:.4f} "
             f"± {mean_std(accuracies)[1]:.4f} over {len(tasks.seeds)} seeds")
     # The winner is chosen before finetuning: only the winner (and its baseline) is finetuned.
-    winner_id = max(runs, key=lambda trial_id: mean_std([r.val_accuracy for r in runs[trial_id]])[0])
+    winner_id = _best_mean(runs)
+    phases = {"recheck_s": time.perf_counter() - started}
+    if search_recipe is not None:
+        recipe_best = search_recipe(next(r for r in candidates if r["trial_id"] == winner_id))
+        phases["recipe_s"] = time.perf_counter() - started - phases["recheck_s"]
+        if recipe_best is not None and recipe_best["trial_id"] not in runs:
+            candidates.append(recipe_best)
+            runs[recipe_best["trial_id"]] = ray.get(tasks.launch_searched(recipe_best))
+            accuracies = [run.val_accuracy for run in runs[recipe_best["trial_id"]]]
+            log(f"final stage: the recipe search's best, trial {recipe_best['trial_id']}, val accuracy "
+                f"{mean_std(accuracies)[0]:.4f} ± {mean_std(accuracies)[1]:.4f} over {len(tasks.seeds)} seeds")
+            winner_id = _best_mean(runs)
+        phases["recheck_s"] = time.perf_counter() - started - phases["recipe_s"]
     winner_config = runs[winner_id][0].config
     winner_pending = tasks.finetune(runs[winner_id])
-    phases = {"recheck_s": time.perf_counter() - started}
     baseline_search = search_baseline(winner_config)
-    phases["baseline_search_s"] = time.perf_counter() - started - phases["recheck_s"]
+    phases["baseline_search_s"] = time.perf_counter() - started - sum(phases.values())
     baseline_config = baseline_search.pop("config")
     baseline_record = baseline_search.pop("record", None)
     log(f"final stage: training the baseline ({_recipe_text(baseline_config)}, no teacher) over seeds {tasks.seeds}")
@@ -290,6 +304,11 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
 
 
 RECIPE_KEYS = ("lr", "weight_decay", "batch_size", "augment")
+
+
+def _best_mean(runs: dict[str, list[SeedRun]]) -> str:
+    """The trial whose seed runs have the best validation mean (ties: the first re-checked)."""
+    return max(runs, key=lambda trial_id: mean_std([run.val_accuracy for run in runs[trial_id]])[0])
 
 
 def _recipe_text(config: dict[str, Any]) -> str:

@@ -96,18 +96,18 @@ def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
         summary["timings"] = {"teacher_s": prepared.teacher_seconds, "search_s": search_seconds,
                               "trial_busy_s": sum(r["busy_s"] or 0.0 for r in records), "slots": prepared.slots}
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
-        recipe_started = time.perf_counter()
-        recipe_records, recipe_search = recipe_phase.search_recipe(spec, prepared, records, log)
-        summary["timings"]["recipe_s"] = time.perf_counter() - recipe_started
         final_started = time.perf_counter()
+        recipes = recipe_phase.RecipePhase(spec, prepared, records, log)
         final_result = final.run_final_stage(
-            spec, [*records, *recipe_records], prepared.data, prepared.teacher, prepared.gpus_per_trial,
-            functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family)
+            spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
+            functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family,
+            search_recipe=recipes if recipes.enabled else None)
         summary["teacher"].update(final_result.pop("teacher", {}))
         summary.update(final_result)
-        summary["recipe_search"] = (recipe_phase.winner_summary(recipe_search, records, recipe_records, final_result)
-                                    if recipe_search else None)
-        summary["timings"]["final_s"] = time.perf_counter() - final_started
+        summary["recipe_search"] = (recipe_phase.winner_summary(recipes.entry, records, recipes.records, final_result)
+                                    if recipes.entry else None)
+        summary["timings"]["recipe_s"] = recipes.entry["seconds"] if recipes.entry else 0.0
+        summary["timings"]["final_s"] = time.perf_counter() - final_started - summary["timings"]["recipe_s"]
         summary["timings"]["total_s"] = time.perf_counter() - started
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
     finally:
