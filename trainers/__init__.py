@@ -23,6 +23,7 @@ from trainers.losses import feature_loss_names, get_feature_loss, register_featu
 from trainers.measure import ModelCost, measure
 from trainers.models import (
     build_student,
+    build_student_for,
     build_teacher,
     can_init_from_teacher,
     count_parameters,
@@ -57,6 +58,7 @@ __all__ = [
     "TeacherSource",
     "TensorSplits",
     "build_student",
+    "build_student_for",
     "build_teacher",
     "can_init_from_teacher",
     "count_parameters",

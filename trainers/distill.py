@@ -25,7 +25,7 @@ from torch import nn
 from spaces import PARAMETERS
 from trainers.data import SplitImages, TensorSplits, augment_views, inference_batch_size
 from trainers.losses import FeatureLoss, get_feature_loss, kd_loss
-from trainers.models import build_student, count_parameters, init_from_teacher, input_size_for, stem_stride_for
+from trainers.models import build_student_for, count_parameters, init_from_teacher
 from trainers.teacher import Teacher
 
 EVAL_BATCH_SIZE = 1024
@@ -264,9 +264,8 @@ def initial_student(config: DistillConfig, data: TensorSplits, teacher: Teacher 
 
 
 def _build_student(config: DistillConfig, data: TensorSplits, teacher: Teacher | None) -> nn.Module:
-    channels = data.info.input_shape[0]
-    student = build_student(config.family, config.depth, config.width, channels, data.info.num_classes,
-                            stem_stride_for(data.info.input_shape), input_size=input_size_for(data.info.input_shape))
+    student = build_student_for(config.family, config.depth, config.width, data.info.input_shape,
+                                data.info.num_classes)
     if config.init_from_teacher:
         assert teacher is not None
         init_from_teacher(student, teacher.model)

@@ -191,16 +191,9 @@ def student_measures(input_shape: tuple[int, ...], num_classes: int,
     """Parameters, FLOPs (both counted on the meta device) and latency (timed once per student and machine,
     cached in ``latency_folder``) of a student ``(family, depth, width)`` for inputs of ``input_shape``."""
     from trainers.measure import onnx_latency_ms
-    from trainers.models import (
-        build_from_arch,
-        build_student,
-        input_size_for,
-        stem_stride_for,
-        student_flops,
-        student_parameter_count,
-    )
+    from trainers.models import build_from_arch, build_student_for, student_flops, student_parameter_count
 
-    channels, input_size = input_shape[0], input_size_for(input_shape)
+    channels = input_shape[0]
 
     def params_of(family: str, depth: int, width: int) -> int:
         return student_parameter_count(family, depth, width, channels, num_classes)
@@ -214,8 +207,7 @@ def student_measures(input_shape: tuple[int, ...], num_classes: int,
     latency = LatencyCache(latency_folder, time_student, LATENCY_RUNTIME)
 
     def latency_of(family: str, depth: int, width: int) -> float:
-        arch = build_student(family, depth, width, channels, num_classes, stem_stride_for(input_shape),
-                             input_size=input_size).arch
+        arch = build_student_for(family, depth, width, tuple(input_shape), num_classes).arch
         return latency.latency_ms(arch, tuple(input_shape))
 
     return StudentMeasures(params=params_of, flops=flops_of, latency_ms=latency_of), latency

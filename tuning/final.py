@@ -47,7 +47,7 @@ from trainers import (
 )
 from trainers.export import read_export_config
 from trainers.measure import onnx_latency_ms
-from trainers.models import build_from_arch, build_student, input_size_for, stem_stride_for
+from trainers.models import build_from_arch, build_student_for
 from tuning.bounds import student_measures
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, arch_text, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
@@ -142,9 +142,8 @@ def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -
     if state is None or state["epoch"] != spec.epochs:
         return None
     config = record["config"]
-    arch = build_student(config["family"], config["depth"], config["width"], data.info.input_shape[0],
-                         data.info.num_classes, stem_stride_for(data.info.input_shape),
-                         input_size=input_size_for(data.info.input_shape)).arch
+    arch = build_student_for(config["family"], config["depth"], config["width"], data.info.input_shape,
+                             data.info.num_classes).arch
     node = {"node_id": record[NODE_ID], "node_ip": record[NODE_IP]} if record.get(NODE_ID) else None
     return SeedRun(config, spec.seed, record["val_accuracy"], state["student"], arch, finetuned=False, node=node)
 

@@ -17,10 +17,9 @@ from trainers import (
     NonFiniteLossError,
     Teacher,
     TensorSplits,
-    build_student,
+    build_student_for,
     count_parameters,
     distill,
-    input_size_for,
     pick_device,
 )
 from trainers.distill import missing_state_keys
@@ -115,9 +114,9 @@ def _size(config: dict[str, Any], data: TensorSplits, recipe: dict[str, Any]) ->
 
 def _params(config: dict[str, Any], data: TensorSplits) -> int | None:
     """The student's size, or ``None`` when its architecture is one the registry cannot build."""
-    channels, classes = data.info.input_shape[0], data.info.num_classes
+    classes = data.info.num_classes
     try:
-        return count_parameters(build_student(config["family"], config["depth"], config["width"], channels, classes,
-                                              input_size=input_size_for(data.info.input_shape)))
+        return count_parameters(build_student_for(config["family"], config["depth"], config["width"],
+                                                  data.info.input_shape, classes))
     except (KeyError, ValueError):
         return None

@@ -95,6 +95,15 @@ def test_the_stem_strides_2_from_28_px_on(shape: tuple[int, int, int], stride: i
     assert stem_stride_for(shape) == stride
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 64, 64)])
+def test_a_student_built_for_a_data_shape_takes_its_strides_from_it(shape: tuple[int, int, int]) -> None:
+    for family in ("cnn", "mobilenet_v2"):
+        built = models.build_student_for(family, 1, 8, shape, 10)
+        by_hand = build_student(family, 1, 8, shape[0], 10, stem_stride_for(shape),
+                                input_size=models.input_size_for(shape))
+        assert built.arch == by_hand.arch and built.arch["stem_stride"] == stem_stride_for(shape)
+
+
 @pytest.mark.parametrize("family", STUDENT_FAMILIES)
 def test_a_stride_2_stem_keeps_the_parameters_and_halves_every_stage(family: str) -> None:
     full, strided = build_student(family, 2, 8, 1, 10), build_student(family, 2, 8, 1, 10, stem_stride=2)

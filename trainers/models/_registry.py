@@ -345,6 +345,14 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return int(counter.get_total_flops())
 
 
+def build_student_for(family: str, depth: int, width: int, input_shape: tuple[int, ...], num_classes: int) -> KDModel:
+    """A student as the trainers build it for inputs of ``input_shape`` ``(channels, height, width)``: the stem
+    stride (:func:`stem_stride_for`) and the strides a family chooses by input size (:func:`input_size_for`)
+    follow the data."""
+    return build_student(family, depth, width, input_shape[0], num_classes, stem_stride_for(input_shape),
+                         input_size=input_size_for(input_shape))
+
+
 def student_flops(family: str, depth: int, width: int, input_shape: tuple[int, ...], num_classes: int) -> int:
     """FLOPs (:func:`count_flops`) of a student built as the trainers build it for inputs of ``input_shape``
     ``(channels, height, width)``, known without training: counted on the meta device, cached."""
@@ -354,6 +362,4 @@ def student_flops(family: str, depth: int, width: int, input_shape: tuple[int, .
 @functools.lru_cache(maxsize=4096)
 def _student_flops(family: str, depth: int, width: int, input_shape: tuple[int, ...], num_classes: int) -> int:
     with _OnMeta():
-        model = build_student(family, depth, width, input_shape[0], num_classes, stem_stride_for(input_shape),
-                              input_size=input_size_for(input_shape))
-        return count_flops(model, input_shape)
+        return count_flops(build_student_for(family, depth, width, input_shape, num_classes), input_shape)
