@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                           "student: auto (default: another round while the last one helped, at most 3) or N (exactly "
                           "N; 1: none extra)")
     add("--finetune-epochs", type=int, help="epochs of low-lr finetuning of the winner (default 5, 0 to skip)")
-    add("--max-failures", type=int, help="retries of a trial after a transient failure (default 2)")
+    add("--max-failures", type=int, help="retries of a trial, or of a final-stage task, after a transient failure "
+                                         "such as a lost node (default 2)")
     add("--max-train-samples", type=int, help="use a stratified subset of the training split (quick runs)")
     return parser.parse_args(argv)
 

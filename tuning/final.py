@@ -161,15 +161,25 @@ BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 RecipeSearch = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
+def task_options(spec: SearchSpec, gpus_per_task: float) -> dict[str, Any]:
+    """Ray options of every final-stage task: a trial's resources, and ``--max-failures`` retries.
+
+    Ray re-runs a task whose worker or node died (never one that raised: ``retry_exceptions`` stays off),
+    elsewhere when its node is lost, and also re-runs a finished task whose result was only on a lost node when
+    the result is needed; ``ray.get`` returns one result per task either way, so nothing is counted twice.
+    """
+    return {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task, "max_retries": spec.max_failures}
+
+
 class SeedTasks:
     """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once."""
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
         self.spec = spec
         self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
-        resources = {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task}
-        self.train_remote = ray.remote(**resources)(train_seed)
-        self.finetune_remote = ray.remote(**resources)(finetune_seed)
+        self.options = task_options(spec, gpus_per_task)
+        self.train_remote = ray.remote(**self.options)(train_seed)
+        self.finetune_remote = ray.remote(**self.options)(finetune_seed)
         self.data = data
         self.from_search: list[str] = []  # trials whose own training is a seed run (``launch_searched``)
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
@@ -277,7 +287,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result |= _textbook_comparison(textbook, textbook_config, result["student"], data, textbook_is_winner)
     from tuning.rounds import run_rounds  # here: tuning.rounds builds on this module's seed runs
 
-    result.update(run_rounds(spec, tasks, data, teacher, winner, result, gpus_per_task, log))
+    result.update(run_rounds(spec, tasks, data, teacher, winner, result, log))
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
         result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)

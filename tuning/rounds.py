@@ -157,7 +157,7 @@ def train_round_seed(config: dict[str, Any], seed: int, epochs: int, data: Tenso
 
 
 def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: Teacher, winner: list[SeedRun],
-               result: dict[str, Any], gpus_per_task: float, log: Log) -> dict[str, Any]:
+               result: dict[str, Any], log: Log) -> dict[str, Any]:
     """The rounds' fields of ``summary.json`` (``rounds``, ``rounds_stop``, ``rounds_best``,
     ``teacher_assistant``); re-exports ``best/`` when a later round is best by validation.
 
@@ -174,7 +174,7 @@ def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: 
         log(f"final stage: {assistant['how']}")
     rounds = [round_entry(1, [teacher.name], winner, list(result["student"]["test_accuracies"]))]
     runs_of = [winner]
-    remote = ray.remote(num_cpus=spec.cpus_per_trial, num_gpus=gpus_per_task)(train_round_seed)
+    remote = ray.remote(**tasks.options)(train_round_seed)
     distils = DistillConfig.from_mapping(config).uses_kd_terms
     while (reason := stop_reason(spec.rounds, spec.rounds_auto, result["kd_verdict"],
                                  [entry["verdict"] for entry in rounds[1:]], distils)) is None:

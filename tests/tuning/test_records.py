@@ -97,3 +97,77 @@ def test_the_journal_is_derived_from_the_records_and_rebuilt_when_they_drop_a_tr
     journal.path.unlink()  # a journal lost or never written is built whole from the records
     sync_journal(journal, records)
     assert _journal_ids(journal) == ["a", "b", "c"]
+
+
+# What Ray Tune writes to a trial's error file when its node is killed: each failure after a "Failure # n" line.
+ACTOR_UNAVAILABLE = ("The actor e77b is unavailable: The actor is temporarily unavailable: RpcError: RPC error: "
+                     "recvmsg:Connection reset by peer rpc_code: 14. The task may or may not have been executed on "
+                     "the actor.")
+NODE_DIED = ("The actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc\n\tip: 10.0.0.3\n"
+             "The actor died because its node has died. Node Id: n2\n\tthe actor's node was terminated unexpectedly: "
+             "health check failed")
+
+
+def _fail(trial: SimpleNamespace, folder: Path, *failures: str) -> None:
+    """Give ``trial`` an error file holding ``failures`` the way Ray Tune appends them."""
+    trial.error_file = str(folder / f"{trial.trial_id}-error.txt")
+    Path(trial.error_file).write_text("".join(f"Failure # {n} (occurred at now)\n{text}\n"
+                                              for n, text in enumerate(failures, 1)))
+
+
+def _on_node(recorder: RunRecorder, trial: SimpleNamespace, node: str, epochs: range) -> None:
+    recorder.on_trial_start(0, [], trial)
+    for epoch in epochs:
+        recorder.on_trial_result(0, [], trial, {"epoch": epoch, "val_accuracy": 0.5, "busy_s": 1.0,
+                                                "node_id": node, "node_ip": f"10.0.0.{node[1:]}"})
+
+
+def test_a_trial_retried_after_a_lost_node_shows_each_attempt_and_counts_once(tmp_path: Path) -> None:
+    recorder, journal = _recorder(tmp_path, epochs=2)
+    recorder.dead_nodes = lambda: {"n2"}
+    trial = _trial("a")
+    _on_node(recorder, trial, "n2", range(1, 2))
+    _fail(trial, tmp_path, ACTOR_UNAVAILABLE)
+    recorder.on_trial_recover(0, [], trial)  # Ray retries it on another node
+    _on_node(recorder, trial, "n1", range(1, 3))
+    recorder.on_trial_complete(0, [], trial)
+    records = load_records(tmp_path)
+    assert list(records) == ["a"] and _journal_ids(journal) == ["a"]  # one trial, counted once
+    record = records["a"]
+    assert record["state"] == "COMPLETE" and record["error"] is None and record["node_id"] == "n1"
+    assert [(a["node_id"], a["error"]) for a in record["attempts"]] == [("n2", "node lost"), ("n1", None)]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "trials.csv").read_text())))
+    assert rows[0]["attempts"] == "n2@10.0.0.2 (node lost); n1@10.0.0.1"
+
+
+def test_a_trial_whose_node_died_fails_with_the_reason_node_lost(tmp_path: Path) -> None:
+    recorder, _ = _recorder(tmp_path)
+    recorder.dead_nodes = set  # Ray's message says it: no need to ask the cluster
+    trial = _trial("a")
+    _on_node(recorder, trial, "n2", range(1, 2))
+    _fail(trial, tmp_path, "RuntimeError: an earlier failure", NODE_DIED)  # only the latest failure counts
+    recorder.on_trial_error(0, [], trial)
+    record = load_records(tmp_path)["a"]
+    assert (record["state"], record["error"]) == ("FAILED", "node lost")
+    assert record["attempts"] == [{"node_id": "n2", "node_ip": "10.0.0.2", "error": "node lost"}]
+
+
+def test_a_node_declared_dead_after_the_trial_ended_still_gives_the_reason(tmp_path: Path) -> None:
+    recorder, _ = _recorder(tmp_path)
+    dead: set[str] = set()
+    recorder.dead_nodes = lambda: set(dead)
+    lost, crashed = _trial("a"), _trial("b")
+    _on_node(recorder, lost, "n2", range(1, 2))
+    _fail(lost, tmp_path, ACTOR_UNAVAILABLE)
+    recorder.on_trial_error(0, [], lost)  # the actor is gone; the cluster does not know why yet
+    _on_node(recorder, crashed, "n2", range(1, 2))
+    _fail(crashed, tmp_path, "Traceback (most recent call last):\nRuntimeError: boom")
+    recorder.on_trial_error(0, [], crashed)
+    assert load_records(tmp_path)["a"]["error"] == ACTOR_UNAVAILABLE
+    dead.add("n2")  # the health checks gave up on the node
+    recorder.on_experiment_end([])
+    records = load_records(tmp_path)
+    assert records["a"]["error"] == "node lost" and records["a"]["attempts"][0]["error"] == "node lost"
+    assert records["b"]["error"] == "RuntimeError: boom"  # its own error, whatever became of its node
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "trials.csv").read_text())))
+    assert [row["attempts"] for row in rows] == ["n2@10.0.0.2 (node lost)", "n2@10.0.0.2 (RuntimeError)"]
