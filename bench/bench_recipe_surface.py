@@ -31,9 +31,9 @@ import ray  # noqa: E402
 import search  # noqa: E402
 from runfolder import mean_std, paired_gain, resolution_points  # noqa: E402
 from tuning import build_spec  # noqa: E402
-from tuning.final import SeedTasks, seed_test_accuracy  # noqa: E402
 from tuning.gain_curve import TEXTBOOK_KD_TERMS, arch_of, arch_text, textbook_recipe  # noqa: E402
 from tuning.prepare import prepare  # noqa: E402
+from tuning.seed_runs import SeedTasks, seed_test_accuracy  # noqa: E402
 
 
 def grid_configs(winner: dict, baseline: dict, alphas: list[float],

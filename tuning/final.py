@@ -24,12 +24,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
-import torch
 
 from runfolder import mean_std, paired_gain, resolution_points
 from runfolder import pareto_front as front_indices
@@ -38,38 +36,19 @@ from trainers import (
     Teacher,
     TensorSplits,
     count_parameters,
-    distill,
-    evaluate,
     export_model,
-    finetune,
     measure,
-    pick_device,
 )
 from trainers.export import read_export_config
 from trainers.measure import onnx_latency_ms
-from trainers.models import build_from_arch, build_student_for
 from tuning.bounds import student_measures
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, arch_text, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
+from tuning.seed_runs import SeedRun, SeedTasks, seed_model, seed_test_accuracy
 from tuning.spec import SearchSpec
-from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
 
 Log = Callable[[str], None]
-FINETUNE_LR_FACTOR = 0.1
 MAX_PARETO_RECHECK = 8
-
-
-@dataclass
-class SeedRun:
-    """One re-training of one configuration with one seed (weights on CPU)."""
-
-    config: dict[str, Any]
-    seed: int
-    val_accuracy: float
-    state_dict: dict[str, torch.Tensor]
-    arch: dict[str, Any]
-    finetuned: bool = False
-    node: dict[str, str] | None = None  # the Ray node that trained it: {"node_id", "node_ip"}
 
 
 def top_configs(records: list[dict[str, Any]], top_k: int, distinct: str = "config") -> list[dict[str, Any]]:
@@ -97,115 +76,12 @@ def pareto_front(records: list[dict[str, Any]], size_measure: str = "params") ->
     return [scored[i] for i in front_indices([(r["val_accuracy"], r[size_measure]) for r in scored])]
 
 
-def train_seed(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits, teacher: Teacher | None,
-               threads: int) -> SeedRun:
-    """Train ``config`` with ``seed`` for ``epochs`` (a Ray task of the final stage)."""
-    torch.set_num_threads(threads)
-    device = pick_device()
-    data = data.to(device)
-    distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
-    teacher = teacher.to(device) if teacher is not None and distill_config.uses_teacher else None
-    # Only the last epoch's validation accuracy is read (to pick the winner): the others are not computed.
-    result = distill(distill_config, data, teacher, validate_each_epoch=False)
-    return SeedRun(config, seed, result.last_val_accuracy, cpu_state(result.model), result.model.arch,
-                   finetuned=False, node=this_node())
-
-
-def finetune_seed(run: SeedRun, epochs: int, data: TensorSplits, threads: int) -> SeedRun:
-    """Finetune a trained run on hard labels at a tenth of its lr; the finetuned weights are kept only
-    if validation accuracy does not drop (a Ray task of the final stage)."""
-    torch.set_num_threads(threads)
-    data = data.to(pick_device())
-    config = DistillConfig.from_mapping({**run.config, "seed": run.seed})
-    model = seed_model(run).to(data.train_x.device)
-    tuned = finetune(model, data, epochs=epochs, lr=config.lr * FINETUNE_LR_FACTOR, weight_decay=config.weight_decay,
-                     batch_size=config.batch_size, seed=run.seed, validate_each_epoch=False)
-    tuned_accuracy = tuned.last_val_accuracy
-    if tuned_accuracy >= run.val_accuracy:
-        return SeedRun(run.config, run.seed, tuned_accuracy, cpu_state(model), run.arch, finetuned=True,
-                       node=run.node)
-    return run
-
-
-def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -> SeedRun | None:
-    """The search's own training of ``record``'s configuration, as the final stage's run with seed ``--seed``.
-
-    A trial that ran every epoch trained what ``train_seed(config, spec.seed, spec.epochs, ...)`` would
-    train (the same configuration, seed, epochs and threads; its per-epoch validation changes no weight:
-    bit for bit the same on a CPU) and saved its last state; training it again would repeat that work.
-    ``None`` when the trial stopped early (the recorder keeps a checkpoint for complete trials only), or
-    its state is missing or unreadable here (then it is trained, and the message says so).
-    """
-    if record["state"] != COMPLETE or not record.get("checkpoint"):
-        return None
-    state = read_trial_state(Path(record["checkpoint"]) / STATE_FILE, then="training that seed instead")
-    if state is None or state["epoch"] != spec.epochs:
-        return None
-    config = record["config"]
-    arch = build_student_for(config["family"], config["depth"], config["width"], data.info.input_shape,
-                             data.info.num_classes).arch
-    node = {"node_id": record[NODE_ID], "node_ip": record[NODE_IP]} if record.get(NODE_ID) else None
-    return SeedRun(config, spec.seed, record["val_accuracy"], state["student"], arch, finetuned=False, node=node)
-
-
-def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of ``model``'s weights on the CPU (what a ``SeedRun`` carries back from its task)."""
-    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-
-
 EMPTY_RESULT = {"student": None, "baseline": None, "kd_gain": None, "kd_gain_ci95": None, "kd_verdict": None,
                 "kd_gain_per_seed": None, "textbook": None, "search_gain": None, "search_gain_ci95": None,
                 "search_verdict": None, "search_gain_per_seed": None, "gain_curve": None, "gain_curve_recipe": None,
                 "final": None, "export": None}
 BaselineSearch = Callable[[dict[str, Any]], dict[str, Any]]
 RecipeSearch = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-
-
-def task_options(spec: SearchSpec, gpus_per_task: float) -> dict[str, Any]:
-    """Ray options of every final-stage task: a trial's resources, and ``--max-failures`` retries.
-
-    Ray re-runs a task whose worker or node died (never one that raised: ``retry_exceptions`` stays off),
-    elsewhere when its node is lost, and also re-runs a finished task whose result was only on a lost node when
-    the result is needed; ``ray.get`` returns one result per task either way, so nothing is counted twice.
-    """
-    return {"num_cpus": spec.cpus_per_trial, "num_gpus": gpus_per_task, "max_retries": spec.max_failures}
-
-
-class SeedTasks:
-    """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once."""
-
-    def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
-        self.spec = spec
-        self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
-        self.options = task_options(spec, gpus_per_task)
-        self.train_remote = ray.remote(**self.options)(train_seed)
-        self.finetune_remote = ray.remote(**self.options)(finetune_seed)
-        self.data = data
-        self.from_search: list[str] = []  # trials whose own training is a seed run (``launch_searched``)
-        self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
-        self.threads = max(1, int(spec.cpus_per_trial))
-
-    def launch(self, config: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
-        """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
-        return [self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref, self.teacher_ref, self.threads)
-                for seed in (self.seeds if seeds is None else seeds)]
-
-    def launch_searched(self, record: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
-        """``launch`` for a search trial's configuration, its seed ``--seed`` run taken from the trial itself
-        where it can be (``searched_run``); ``self.from_search`` lists the trials it was taken from."""
-        seeds = self.seeds if seeds is None else seeds
-        searched = searched_run(record, self.spec, self.data) if seeds[0] == self.spec.seed else None
-        if searched is None:
-            return self.launch(record["config"], seeds)
-        self.from_search.append(record["trial_id"])
-        return [ray.put(searched), *self.launch(record["config"], seeds[1:])]
-
-    def finetune(self, runs: list[Any]) -> list[Any]:
-        """Finetuning tasks for trained runs (``SeedRun`` s or their pending references); none at 0 epochs."""
-        if self.spec.finetune_epochs == 0:
-            return runs
-        return [self.finetune_remote.remote(run, self.spec.finetune_epochs, self.data_ref, self.threads)
-                for run in runs]
 
 
 def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: TensorSplits, teacher: Teacher,
@@ -285,7 +161,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result["baseline"]["search"] = baseline_search
     textbook = winner if textbook_is_winner else ray.get(textbook_pending)
     result |= _textbook_comparison(textbook, textbook_config, result["student"], data, textbook_is_winner)
-    from tuning.rounds import run_rounds  # here: tuning.rounds builds on this module's seed runs
+    from tuning.rounds import run_rounds  # here: tuning.rounds imports this module (its export)
 
     result.update(run_rounds(spec, tasks, data, teacher, winner, result, log))
     if curve:
@@ -424,13 +300,6 @@ def _model_entry(arch: dict[str, Any], cost: dict[str, Any], runs: list[SeedRun]
             "nodes": [run.node for run in runs]}
 
 
-def this_node() -> dict[str, str] | None:
-    """The Ray node this task runs on (``None`` outside Ray, e.g. a direct call in a test)."""
-    if not ray.is_initialized():
-        return None
-    return {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-
-
 def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: TensorSplits,
                     spec: SearchSpec) -> list[dict[str, Any]]:
     """The Pareto set with each member re-trained for the full budget and evaluated on test, and sized by every
@@ -443,18 +312,6 @@ def _recheck_pareto(members: list[dict[str, Any]], runs: list[SeedRun], data: Te
         student = (run.config["family"], run.config["depth"], run.config["width"])
         entry |= {"flops": measures.flops(*student), "latency_ms": measures.latency_ms(*student)}
     return checked
-
-
-def seed_model(run: SeedRun) -> torch.nn.Module:
-    """``run``'s trained student, in eval mode."""
-    model = build_from_arch(run.arch)
-    model.load_state_dict(run.state_dict)
-    return model.eval()
-
-
-def seed_test_accuracy(run: SeedRun, data: TensorSplits) -> float:
-    """``run``'s student's accuracy on the held-out test split."""
-    return evaluate(seed_model(run), data.to("cpu").test_x, data.test_y.cpu())[0]
 
 
 def _named_mean_std(name: str, values: list[float]) -> dict[str, float]:

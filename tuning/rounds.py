@@ -37,16 +37,8 @@ from trainers import (
     initial_student,
     pick_device,
 )
-from tuning.final import (
-    SeedRun,
-    SeedTasks,
-    cpu_state,
-    export_entry,
-    export_run,
-    seed_model,
-    seed_test_accuracy,
-    this_node,
-)
+from tuning.final import export_entry, export_run
+from tuning.seed_runs import SeedRun, SeedTasks, cpu_state, seed_model, seed_test_accuracy, this_node
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]

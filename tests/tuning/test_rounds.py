@@ -17,7 +17,7 @@ from tests.trainers.test_data import write_image_folder
 from trainers import build_student, load_dataset, load_exported
 from trainers.export import read_export_config
 from tuning import UserError, build_spec
-from tuning.final import SeedRun, export_run
+from tuning.final import export_run
 from tuning.rounds import (
     CAP,
     TEACHER_ASSISTANT_FRACTION,
@@ -28,6 +28,7 @@ from tuning.rounds import (
     stop_reason,
     teacher_assistant_note,
 )
+from tuning.seed_runs import SeedRun
 from tuning.spec import AUTO_ROUNDS_CAP
 
 

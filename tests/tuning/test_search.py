@@ -18,10 +18,10 @@ from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
 from trainers import count_parameters, load_dataset, load_exported, load_torchscript
 from trainers.export import ONNX_OPSET
 from tuning import build_spec
-from tuning.final import train_seed
 from tuning.journal import open_study
 from tuning.prepare import bounded_space, load_data, obtain_teacher, shared_teacher, without_idle_interval
 from tuning.run import RunOutcome
+from tuning.seed_runs import train_seed
 from tuning.trainable import STATE_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
