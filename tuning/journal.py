@@ -35,7 +35,11 @@ class JournalSpec:
 
 
 def open_study(path: Path, objective: str) -> optuna.Study:
-    """Open (or create) the run's study: maximise accuracy, and minimise the student's size for ``pareto``."""
+    """Open (or create) the run's study: maximise accuracy, and minimise the student's size for ``pareto``.
+
+    A last line left partial (the disk filled up during an append) is cut off first (``drop_partial_line``).
+    """
+    drop_partial_line(path)
     storage = JournalStorage(JournalFileBackend(str(path)))
     directions = ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions,
@@ -54,10 +58,44 @@ def sync_journal(journal: JournalSpec, records: list[dict[str, Any]]) -> None:
     if present - wanted:
         temp = journal.path.with_name(f".{journal.path.name}.rebuild")
         temp.unlink(missing_ok=True)
-        _append(open_study(temp, journal.objective), journal, records)
-        os.replace(temp, journal.path)
+        try:
+            _append(open_study(temp, journal.objective), journal, records)
+            os.replace(temp, journal.path)
+        except BaseException:  # a full disk, a signal: no half-built copy is left beside the journal
+            temp.unlink(missing_ok=True)
+            raise
         return
     _append(study, journal, [record for record in records if record["trial_id"] not in present])
+
+
+def drop_partial_line(path: Path) -> None:
+    """Cut a journal's last line off when it has no newline: an append the disk had no room to finish.
+
+    Optuna appends each change as one JSON line. Its reader skips a partial last line, but the next
+    append would be glued onto it, and that merged line makes every later read of the journal fail.
+    Truncating needs no free space, so this works on the full disk too. The lost line is a trial our
+    records still hold, and ``sync_journal`` appends it again.
+    """
+    if not path.is_file():
+        return
+    with open(path, "rb+") as stream:
+        end = stream.seek(0, os.SEEK_END)
+        keep = end
+        while keep > 0:  # read backwards, a block at a time, to the last newline
+            start = max(0, keep - _TAIL_BLOCK)
+            stream.seek(start)
+            block = stream.read(keep - start)
+            if keep == end and block.endswith(b"\n"):
+                return  # the usual case: the last line is whole
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            keep = start
+        stream.truncate(keep)
+
+
+_TAIL_BLOCK = 1 << 16
 
 
 def _append(study: optuna.Study, journal: JournalSpec, records: list[dict[str, Any]]) -> None:
