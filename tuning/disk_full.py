@@ -3,8 +3,8 @@
 A disk fills up under a search in three places, and each raises rather than writes half a file:
 
 - our own files (``trials.json``, ``summary.json``, ...) are written atomically (temp file, then
-  ``os.replace``; the temp file is removed when the write fails), and the Optuna journal drops a partial
-  last line before it is opened again (``tuning.journal.drop_partial_line``);
+  ``os.replace``; the temp file is removed when the write fails), and an append to the Optuna journal that
+  fails is cut back off (``tuning.journal.whole_appends``);
 - a trial's checkpoint, copied by Ray into the storage path from the worker: ``tuning.trainable`` removes
   the partial copy and reports ``DISK_FULL`` instead of raising (a raise would be retried by Ray and logged
   as a trial failure); ``DiskFullGuard.on_trial_result`` stops the search on it;

@@ -17,7 +17,7 @@ last experiment never saved by Ray               forget it (and its records), th
 last experiment saved, unfinished                restore it (Ray's own resume); drop our records
                                                  of trials its snapshot does not know
 last experiment's saved state is damaged         keep its finished trials, forget the rest, run
-  (killed while Ray wrote it)                    what is left in a new experiment, fresh searcher
+  (killed or disk full while Ray wrote it)      what is left in a new experiment, fresh searcher
 every experiment finished, budget raised         extend: a new experiment for the extra trials,
                                                  its searcher continuing from the last one's
 every experiment finished, same budget           nothing to search

@@ -98,3 +98,25 @@ def test_a_rebuild_the_disk_cannot_finish_leaves_no_copy_behind(tmp_path: Path,
         sync_journal(journal, records[:2])  # a trial dropped by a resume: the journal is rebuilt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.journal"]
     assert _trial_ids(journal) == ["a", "b", "c"]  # the journal as it was
+
+
+def test_an_append_the_disk_cuts_short_is_cut_back_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = _journal(tmp_path)
+    records = [_record(trial_id, number) for number, trial_id in enumerate("abc")]
+    sync_journal(journal, records[:1])
+    before = journal.path.read_bytes()
+    write_trials = tuning.journal._append
+
+    def fill_disk(study: optuna.Study, journal: JournalSpec, records: list[dict[str, Any]]) -> None:
+        write_trials(study, journal, records[:1])  # one trial's line written, then the disk is full
+        with open(journal.path, "ab") as stream:
+            stream.write(b'{"op_code":')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tuning.journal, "_append", fill_disk)
+    with pytest.raises(OSError):
+        sync_journal(journal, records)
+    assert journal.path.read_bytes() == before  # whole lines only, as before the append
+    monkeypatch.undo()
+    sync_journal(journal, records)
+    assert _trial_ids(journal) == ["a", "b", "c"]
