@@ -34,8 +34,8 @@ from tuning.trainable import DISK_FULL, DISK_FULL_ERRNOS
 
 # Below this much free space the search stops before its next step. Ray rewrites its experiment state in
 # place at every step (a file of about 10 kB per trial, plus the searcher's state), and a trial's checkpoint
-# is a student's weights and optimiser state: a few MB at most under the default size bounds. 32 MiB keeps
-# every one of those writes whole, while stopping a run that would fail at its next write anyway.
+# is a student's weights and optimiser state: a few MB at most under the default size bounds. 32 MiB leaves
+# room for each of those writes to finish whole, so a disk with less counts as full.
 MIN_FREE_BYTES = 32 * 2**20
 # Ray's loggers that report a full disk before the driver does: trial failures and snapshots it could not save.
 RAY_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.execution.experiment_state")
@@ -144,6 +144,7 @@ class DiskFullGuard(tune.Callback):
         self.results_dir, self.storage = results_dir, storage
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        # A statvfs per step: cheap beside the snapshot Ray writes to the same storage at every step.
         check_free_space((self.results_dir, self.storage))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
