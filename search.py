@@ -14,6 +14,7 @@ from typing import Any
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 3
 EXIT_FAILED = 1  # every trial failed: nothing to report on
+EXIT_DISK_FULL = 1  # the results disk filled up: the run folder is whole, and the same command resumes it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -213,7 +214,8 @@ def resolution_caveat(summary: dict[str, Any]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit status (2 for bad input)."""
+    """Run the command; returns the exit status: 0, 1 (every trial failed, or the results disk is full), 2 (bad
+    input) or 3 (stopped by a signal)."""
     args = parse_args(argv)
     if args.run_name is not None:
         # Refuse a second driver of a running run at once, before seconds of importing torch and Ray;
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"search.py: error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
     # Imported here so that --help answers at once, without loading torch and ray.
-    from tuning import SearchFailed, SearchInterrupted, UserError, build_spec, run
+    from tuning import ResultsDiskFull, SearchFailed, SearchInterrupted, UserError, build_spec, run
 
     try:
         spec = build_spec(**vars(args))
@@ -240,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchFailed as error:
         print(f"search.py: error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except ResultsDiskFull as error:
+        print(error, file=sys.stderr)
+        return EXIT_DISK_FULL
     trials = outcome.summary["trials"]
     print(f"\nrun '{spec.run_name}': {trials['completed']} completed, {trials['stopped_early']} stopped early, "
           f"{trials['failed']} failed")

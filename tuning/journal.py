@@ -9,7 +9,9 @@ results/<run>/optuna.journal`` opens it, and the report draws Optuna's own figur
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,11 @@ class JournalSpec:
 
 
 def open_study(path: Path, objective: str) -> optuna.Study:
-    """Open (or create) the run's study: maximise accuracy, and minimise the student's size for ``pareto``."""
+    """Open (or create) the run's study: maximise accuracy, and minimise the student's size for ``pareto``.
+
+    A last line left partial (a kill or a full disk during an append) is cut off first (``drop_partial_line``).
+    """
+    drop_partial_line(path)
     storage = JournalStorage(JournalFileBackend(str(path)))
     directions = ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
     return optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=directions,
@@ -46,18 +52,69 @@ def sync_journal(journal: JournalSpec, records: list[dict[str, Any]]) -> None:
     """Make the journal hold exactly the finished ``records``: append the missing ones, or rebuild it.
 
     A journal is append-only, so one holding a trial the records no longer have is rewritten whole into
-    a temp file, then replaced.
+    a temp file, then replaced. Appends that fail (a full disk) are cut back off (``whole_appends``).
     """
-    study = open_study(journal.path, journal.objective)
-    present = {trial.user_attrs.get("trial_id") for trial in study.get_trials(deepcopy=False)}
-    wanted = {record["trial_id"] for record in records}
-    if present - wanted:
-        temp = journal.path.with_name(f".{journal.path.name}.rebuild")
-        temp.unlink(missing_ok=True)
+    with whole_appends(journal.path):
+        study = open_study(journal.path, journal.objective)
+        present = {trial.user_attrs.get("trial_id") for trial in study.get_trials(deepcopy=False)}
+        wanted = {record["trial_id"] for record in records}
+        if not present - wanted:
+            _append(study, journal, [record for record in records if record["trial_id"] not in present])
+            return
+    temp = journal.path.with_name(f".{journal.path.name}.rebuild")
+    temp.unlink(missing_ok=True)
+    try:
         _append(open_study(temp, journal.objective), journal, records)
         os.replace(temp, journal.path)
+    except BaseException:  # a full disk, a signal: no half-built copy is left beside the journal
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def whole_appends(path: Path) -> Iterator[None]:
+    """Cut the journal back to its size before the block when the block raises (the disk filled up mid-append).
+
+    Truncating needs no free space, so the journal is left as it was, whole lines only, even on a full disk.
+    """
+    drop_partial_line(path)
+    size = path.stat().st_size if path.is_file() else 0
+    try:
+        yield
+    except BaseException:
+        if path.is_file():
+            os.truncate(path, size)
+        raise
+
+
+def drop_partial_line(path: Path) -> None:
+    """Cut a journal's last line off when it has no newline: an append killed, or cut short by a full disk.
+
+    Optuna appends each change as one JSON line. Its reader skips a partial last line, but the next
+    append would be glued onto it, and that merged line makes every later read of the journal fail.
+    Truncating needs no free space, so this works on the full disk too. The lost line is a trial our
+    records still hold, and ``sync_journal`` appends it again.
+    """
+    if not path.is_file():
         return
-    _append(study, journal, [record for record in records if record["trial_id"] not in present])
+    with open(path, "rb+") as stream:
+        end = stream.seek(0, os.SEEK_END)
+        keep = end
+        while keep > 0:  # read backwards, a block at a time, to the last newline
+            start = max(0, keep - _TAIL_BLOCK)
+            stream.seek(start)
+            block = stream.read(keep - start)
+            if keep == end and block.endswith(b"\n"):
+                return  # the usual case: the last line is whole
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            keep = start
+        stream.truncate(keep)
+
+
+_TAIL_BLOCK = 1 << 16
 
 
 def _append(study: optuna.Study, journal: JournalSpec, records: list[dict[str, Any]]) -> None:

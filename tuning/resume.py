@@ -17,7 +17,7 @@ last experiment never saved by Ray               forget it (and its records), th
 last experiment saved, unfinished                restore it (Ray's own resume); drop our records
                                                  of trials its snapshot does not know
 last experiment's saved state is damaged         keep its finished trials, forget the rest, run
-  (killed while Ray wrote it)                    what is left in a new experiment, fresh searcher
+  (killed or disk full while Ray wrote it)      what is left in a new experiment, fresh searcher
 every experiment finished, budget raised         extend: a new experiment for the extra trials,
                                                  its searcher continuing from the last one's
 every experiment finished, same budget           nothing to search
@@ -92,8 +92,8 @@ def decide(spec: SearchSpec) -> ResumePlan:
         unfinished = [trial_id for trial_id, r in ours.items() if r["state"] == RUNNING]
         kept = len(ours) - len(unfinished)
         experiments[-1] = {**experiments[-1], "trials": kept}
-        message = (f"Ray's saved state of experiment '{last}' is damaged (killed while writing it); keeping its "
-                   f"{kept} finished trials and running the rest in a new experiment")
+        message = (f"Ray's saved state of experiment '{last}' is damaged (killed, or out of disk space, while "
+                   f"writing it); keeping its {kept} finished trials and running the rest in a new experiment")
         return _new_experiment(SALVAGE, spec, experiments, None, forget + unfinished, message)
     finished_here = sum(r["state"] != RUNNING for r in ours.values())
     if finished_here < experiments[-1]["trials"]:

@@ -28,6 +28,7 @@ from runfolder import (
 from spaces import baseline_space
 from trainers import evaluate
 from tuning import final, recipe_phase, resume, rounds, tuner
+from tuning.disk_full import disk_full_error, stop_on_full_disk
 from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
@@ -61,8 +62,9 @@ def run(spec: SearchSpec, log: Log = print) -> RunOutcome:
     One driver per run: the run's lock is held from before the resume decision to the report, so a second
     driver of the same run is refused at once (``UserError``, naming the first) instead of searching twice
     into the same records. The baseline's search is part of this run and takes no lock of its own.
+    A full disk, wherever it surfaces, ends the run with ``ResultsDiskFull`` (``tuning.disk_full``).
     """
-    with one_driver(spec, log):
+    with one_driver(spec, log), stop_on_full_disk(Path(spec.results_dir).absolute(), spec.tune_storage):
         return _run_locked(spec, log)
 
 
@@ -237,6 +239,8 @@ def build_report(run_dir: Path, log: Log) -> Path | None:
 
         path = reports.build(run_dir)
     except Exception as error:  # the results are on disk; the report can be rebuilt with python -m reports
+        if disk_full_error(error) is not None:
+            raise  # a full disk is the run's to report (tuning.disk_full), and the rerun builds the report
         log(f"report: could not be built ({type(error).__name__}: {error}); "
             f"rebuild it with: python -m reports {run_dir}")
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +37,14 @@ CHECKPOINT_EVERY = 5
 DIVERGED = "trial_error"
 DETERMINISTIC_ERRORS = (NonFiniteLossError, ValueError)
 NODE_ID, NODE_IP = "node_id", "node_ip"  # where the trial ran, reported with every epoch
+# The key of a trial's last result when its checkpoint found the disk full: the driver stops the search on
+# it (``tuning.disk_full``), and the rerun resumes the trial from its last whole checkpoint.
+DISK_FULL = "disk_full"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # a full file system, or the user's quota on it
+
+
+class _StopTrial(Exception):
+    """Ends a trial's training quietly: the driver has been told why and stops the search."""
 
 
 def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, recipe: dict[str, Any]) -> None:
@@ -58,12 +67,14 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
             return
         with tempfile.TemporaryDirectory() as folder:
             atomic_torch_save(get_state(), Path(folder) / STATE_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            report_checkpoint(metrics, folder)
 
     try:
         distill_config = DistillConfig.from_mapping({**config, "epochs": recipe["epochs"], "seed": recipe["seed"]})
         teacher_on_device = teacher.to(device) if distill_config.uses_teacher else None
         distill(distill_config, data.to(device), teacher_on_device, on_epoch=on_epoch, resume_state=resume_state)
+    except _StopTrial:
+        return
     except DETERMINISTIC_ERRORS as error:
         # A deterministic failure must not reach Ray's retries (meant for transient failures such as a
         # lost node): the trial ends here with a final result that names the error. The sampler is
@@ -71,6 +82,34 @@ def run_trial(config: dict[str, Any], *, data: TensorSplits, teacher: Teacher, r
         tune.report({"epoch": last_epoch[0] + 1, "val_accuracy": 0.0, "params": _params(config, data),
                      "busy_s": time.perf_counter() - started, **node,
                      DIVERGED: f"{type(error).__name__}: {error}"})
+
+
+def report_checkpoint(metrics: dict[str, Any], folder: str) -> None:
+    """Report an epoch with the checkpoint in ``folder``, which Ray copies into the trial's storage.
+
+    A copy that fails leaves a partial checkpoint folder Ray never registered: it is removed. On a full disk
+    the epoch is reported again without it, marked ``DISK_FULL``, and the trial stops (``_StopTrial``):
+    raising would have Ray retry the trial on the same full disk, and log each retry as a failure.
+    """
+    try:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+    except OSError as error:
+        _remove_unregistered_checkpoint()
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        tune.report({**metrics, DISK_FULL: str(error)})
+        raise _StopTrial from error
+
+
+def _remove_unregistered_checkpoint() -> None:
+    """Delete the checkpoint folder Ray was copying into (best effort: Ray's storage context is internal)."""
+    try:
+        from ray.train._internal.session import get_session
+
+        storage = get_session().storage
+        storage.storage_filesystem.delete_dir(storage.checkpoint_fs_path)
+    except Exception:  # nothing copied yet, or Ray's internals moved: a partial folder is only wasted space
+        pass
 
 
 def _load_checkpoint_state() -> dict[str, Any] | None:

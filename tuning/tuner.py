@@ -8,6 +8,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,6 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from spaces import SearchSpace, standard_point, suggest_config
+from tuning.disk_full import DiskFullGuard, quiet_ray_disk_full_logs
 from tuning.prepare import Prepared
 from tuning.records import RunRecorder
 from tuning.resume import experiment_path
@@ -130,7 +132,9 @@ def run_config(spec: SearchSpec, recorder: RunRecorder, name: str) -> tune.RunCo
         storage_path=str(spec.tune_storage),
         # Transient failures (a lost node, a preempted worker) are retried from the last checkpoint.
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        callbacks=[recorder, JsonLoggerCallback()],
+        # The guard first: on a full disk it stops the search before the records or Ray's state are touched.
+        callbacks=[DiskFullGuard(Path(spec.results_dir).absolute(), spec.tune_storage), recorder,
+                   JsonLoggerCallback()],
         verbose=0,
     )
 
@@ -183,9 +187,13 @@ def fit(tuner: tune.Tuner, log: Callable[[str], None]) -> tune.ResultGrid:
 
 @contextlib.contextmanager
 def run_settings() -> Iterator[None]:
-    """``RUN_SETTINGS`` in the environment while a search runs; the user's own values come back after."""
+    """``RUN_SETTINGS`` in the environment while a search runs; the user's own values come back after.
+
+    Ray's log lines about a full disk are left out too: the driver reports it in one line (``tuning.disk_full``).
+    """
     saved = {name: os.environ.get(name) for name in RUN_SETTINGS}
     os.environ.update(RUN_SETTINGS)
+    quiet_ray_disk_full_logs()
     try:
         with warnings.catch_warnings():
             # A trial resumed from its last checkpoint reports the epochs after it again; Optuna keeps the first.
