@@ -18,7 +18,7 @@ from trainers.distill import (
     initial_student,
 )
 from trainers.ensemble import LogitEnsemble, ensemble_teacher
-from trainers.export import export_model, load_exported, load_torchscript
+from trainers.export import export_model, load_exported, load_program
 from trainers.losses import feature_loss_names, get_feature_loss, register_feature_loss
 from trainers.measure import ModelCost, measure
 from trainers.models import (
@@ -75,9 +75,9 @@ __all__ = [
     "initial_student",
     "load_dataset",
     "load_exported",
+    "load_program",
     "load_teacher",
     "load_teacher_checkpoint",
-    "load_torchscript",
     "measure",
     "register_feature_loss",
     "register_student",

@@ -268,11 +268,14 @@ def export_run(spec: SearchSpec, data: TensorSplits, run: SeedRun, **metadata: A
 
 
 def export_entry(export_dir: Path) -> dict[str, Any]:
-    """``summary.json``'s ``export``: the folder and its ONNX file's opset, exporter and parity with the student
-    on the test split (``max_abs_logit_diff``, ``top1_agreement``, ``images``)."""
-    onnx = read_export_config(export_dir)["onnx"]
-    return {"folder": str(export_dir), "onnx": {key: onnx[key] for key in (
-        "opset", "exporter", "max_abs_logit_diff", "top1_agreement", "images")}}
+    """``summary.json``'s ``export``: the folder, its ONNX file's opset, exporter and parity with the student on
+    the test split (``max_abs_logit_diff``, ``top1_agreement``, ``images``), and the same for ``model.pt2``."""
+    config = read_export_config(export_dir)
+    parity = ("max_abs_logit_diff", "top1_agreement", "images")
+    program = config.get("program") or {}
+    return {"folder": str(export_dir),
+            "onnx": {key: config["onnx"][key] for key in ("opset", "exporter", *parity)},
+            "program": {key: program.get(key) for key in ("file", "exporter", "dynamic_batch", *parity)}}
 
 
 def _same_training(config: dict[str, Any], other: dict[str, Any]) -> bool:

@@ -37,6 +37,7 @@ from trainers import (
     initial_student,
     pick_device,
 )
+from trainers.export import PROGRAM_FILE
 from tuning.final import export_entry, export_run
 from tuning.seed_runs import SeedRun, SeedTasks, cpu_state, seed_model, seed_test_accuracy, this_node
 from tuning.spec import SearchSpec
@@ -123,7 +124,7 @@ def teacher_assistant_note(student_params: int, teacher_params: int, max_params:
     assistant = int(math.sqrt(student_params * teacher_params))
     how = (f"the student is {fraction:.2%} of the teacher: a teacher-assistant step is possible: run search.py "
            f"--max-params {assistant} (a mid-size student), then search.py --teacher-checkpoint "
-           f"<that run>/best/model.ts --max-params {max_params}, and compare its kd_gain and test accuracy "
+           f"<that run>/best/{PROGRAM_FILE} --max-params {max_params}, and compare its kd_gain and test accuracy "
            "with this run's")
     return {"student_fraction": fraction, "assistant_max_params": assistant, "student_max_params": max_params,
             "how": how}

@@ -11,8 +11,20 @@ import torch
 from safetensors.torch import save_file
 
 from tests import teacher_files as files
-from trainers import Teacher, TeacherCheckpointError, TeacherSource, TensorSplits, evaluate, load_dataset, load_teacher
+from trainers import (
+    DistillConfig,
+    Teacher,
+    TeacherCheckpointError,
+    TeacherSource,
+    TensorSplits,
+    distill,
+    evaluate,
+    export_model,
+    load_dataset,
+    load_teacher,
+)
 from trainers.data import render_view, view_count
+from trainers.export import PROGRAM_FILE
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +73,26 @@ def test_an_exported_program_with_a_fixed_batch_runs_any_batch(data: TensorSplit
     teacher = load_teacher(TeacherSource(checkpoint=str(path)), data).model
     with torch.no_grad():
         torch.testing.assert_close(teacher(data.test_x[:7]), model(data.test_x[:7].expand(-1, 3, -1, -1)))
+
+
+def test_an_exported_kdsearch_student_loads_as_a_teacher(data: TensorSplits, tmp_path: Path) -> None:
+    """The teacher-assistant step (``tuning/rounds.py``) passes a run's ``best/model.pt2`` as
+    ``--teacher-checkpoint``: it loads as a torch.export teacher on the data's own view (the student was
+    trained on the same normalised images), any batch size, with the student's logits and accuracy, and a Ray
+    worker's copy gives the same logits."""
+    student = distill(DistillConfig(width=8, alpha=0.0, epochs=2), data).model.eval()
+    folder = export_model(student, tmp_path / "best", data.info.input_shape, mean=data.mean, std=data.std,
+                          pixel_max=data.pixel_max)
+    result = load_teacher(TeacherSource(checkpoint=str(folder / PROGRAM_FILE)), data)
+    assert result.details["source_kind"] == "torch.export"
+    assert result.val_accuracy == pytest.approx(evaluate(student, data.val_x[:], data.val_y)[0], abs=1e-6)
+    teacher = result.model
+    worker_copy = pickle.loads(pickle.dumps(teacher))
+    with torch.no_grad():
+        for batch in (1, 7, len(data.test_x)):
+            expected = student(data.test_x[:batch])
+            torch.testing.assert_close(teacher(data.test_x[:batch]), expected, rtol=0, atol=1e-5)
+            torch.testing.assert_close(worker_copy(data.test_x[:batch]), expected, rtol=0, atol=1e-5)
 
 
 def test_each_kind_is_rebuilt_the_same_in_another_process(data: TensorSplits, tmp_path: Path) -> None:

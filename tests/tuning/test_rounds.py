@@ -177,7 +177,7 @@ def test_a_teacher_assistant_is_offered_below_two_percent() -> None:
     assert note is not None and note["student_fraction"] == pytest.approx(0.01)
     assert note["student_fraction"] < TEACHER_ASSISTANT_FRACTION
     assert note["assistant_max_params"] == 10_000  # the geometric mean of the two sizes
-    assert "--max-params 10000" in note["how"] and "--teacher-checkpoint <that run>/best/model.ts --max-params 5000" \
+    assert "--max-params 10000" in note["how"] and "--teacher-checkpoint <that run>/best/model.pt2 --max-params 5000" \
         in note["how"]
 
 

@@ -15,7 +15,7 @@ import search
 from runfolder import SCHEMA_VERSION
 from tests.tuning.conftest import SMALL, small_search
 from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
-from trainers import count_parameters, load_dataset, load_exported, load_torchscript
+from trainers import count_parameters, load_dataset, load_exported, load_program
 from trainers.export import ONNX_OPSET
 from tuning import build_spec
 from tuning.journal import open_study
@@ -174,11 +174,15 @@ def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
         assert [set(node) for node in entry["nodes"]] == [{"node_id", "node_ip"}]  # where each seed trained
     assert summary["kd_gain"] == pytest.approx(
         100 * (summary["student"]["test_accuracy_mean"] - summary["baseline"]["test_accuracy_mean"]))
-    assert (outcome.run_dir / "best" / "model.ts").exists() and (outcome.run_dir / "best" / "model.onnx").exists()
+    assert (outcome.run_dir / "best" / "model.pt2").exists() and (outcome.run_dir / "best" / "model.onnx").exists()
     onnx = summary["export"]["onnx"]  # model.onnx checked against the student on the whole test split
     assert summary["export"]["folder"] == str(outcome.run_dir / "best") == summary["student"]["export"]
     assert (onnx["images"], onnx["top1_agreement"]) == (summary["dataset"]["test"], 1.0)
     assert 0.0 <= onnx["max_abs_logit_diff"] <= 1e-4 and onnx["opset"] == ONNX_OPSET
+    program = summary["export"]["program"]  # and model.pt2, the same way
+    assert (program["file"], program["dynamic_batch"], program["images"]) == ("model.pt2", True,
+                                                                             summary["dataset"]["test"])
+    assert 0.0 <= program["max_abs_logit_diff"] <= 1e-4 and program["top1_agreement"] == 1.0
     assert (outcome.run_dir / "report.html").exists()
     trials = json.loads((outcome.run_dir / "trials.json").read_text())
     assert all(trial["node_id"] and trial["node_ip"] for trial in trials)  # every trial says where it ran
@@ -188,9 +192,9 @@ def test_exported_student_predicts_like_the_trained_one(basic_run: RunOutcome) -
     best = basic_run.run_dir / "best"
     config = json.loads((best / "config.json").read_text())
     data = load_dataset("digits", max_train_samples=300)
-    eager, scripted = load_exported(best, preprocessing=False), load_torchscript(best)
+    eager, program = load_exported(best, preprocessing=False), load_program(best)
     with torch.no_grad():
-        assert torch.equal(eager(data.test_x[:]), scripted(data.test_x[:]))
+        assert torch.equal(eager(data.test_x[:]), program(data.test_x[:]))
         accuracy = (eager(data.test_x[:]).argmax(1) == data.test_y).float().mean().item()
         # load_exported's default takes [0, 1] pixels and normalises them with config.json's mean and std
         pixels = data.images[data.test_rows].float() / config["preprocessing"]["pixel_max"]

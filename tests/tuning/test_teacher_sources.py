@@ -19,7 +19,8 @@ from torch import nn
 
 from tests import teacher_files as files
 from tests.tuning.conftest import small_search
-from trainers import TensorSplits, evaluate, load_dataset
+from trainers import DistillConfig, TensorSplits, distill, evaluate, export_model, load_dataset
+from trainers.export import PROGRAM_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 SAMPLES = 100
@@ -99,6 +100,15 @@ def exported_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Mod
     return {"teacher_checkpoint": str(path), **view}, model, lambda images: files.teacher_view(images, data, 16)
 
 
+def kdsearch_export_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
+    """The teacher-assistant step: an earlier run's exported student, ``<run>/best/model.pt2``, as the teacher
+    (a torch.export program on the data's own view)."""
+    student = distill(DistillConfig(width=8, alpha=0.0, epochs=2), data).model.eval()
+    best = export_model(student, tmp / "assistant" / "best", data.info.input_shape, mean=data.mean, std=data.std,
+                        pixel_max=data.pixel_max)
+    return {"teacher_checkpoint": str(best / PROGRAM_FILE)}, student, _same
+
+
 def pickled_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Module, Callable]:
     sys.path.insert(0, str(files.write_package(tmp / "src")))
     from teacherpkg.nets import SmallNet  # type: ignore[import-not-found]
@@ -111,7 +121,8 @@ def pickled_case(tmp: Path, data: TensorSplits) -> tuple[dict[str, Any], nn.Modu
 CASES: dict[str, Case] = {"torchvision": torchvision_case, "torchvision library view": library_view_case,
                           "timm": timm_case, "package factory": package_factory_case,
                           "file factory": file_factory_case, "torchscript": torchscript_case,
-                          "torch.export": exported_case, "pickled module": pickled_case}
+                          "torch.export": exported_case, "kdsearch export": kdsearch_export_case,
+                          "pickled module": pickled_case}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
