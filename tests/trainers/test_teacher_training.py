@@ -196,6 +196,16 @@ def test_fingerprint_changes_with_the_recipe_the_teacher_and_the_data(data: Tens
     assert len(set(variants.values())) == len(variants)
 
 
+def test_fingerprint_ignores_what_only_describes_the_dataset(data: TensorSplits) -> None:
+    """A cached teacher survives a new descriptive field; an augmentation change still retrains it."""
+    base = teacher_fingerprint(NAME, data, RECIPE)
+    described = dataclasses.replace(data.info, class_names=tuple(str(label) for label in range(10)),
+                                    student_augment=not data.info.student_augment)
+    assert teacher_fingerprint(NAME, dataclasses.replace(data, info=described), RECIPE) == base
+    flipped = dataclasses.replace(data.info, horizontal_flip=not data.info.horizontal_flip)
+    assert teacher_fingerprint(NAME, dataclasses.replace(data, info=flipped), RECIPE) != base
+
+
 def test_another_recipe_gets_its_own_cache_file(data: TensorSplits, trained: TeacherResult, tmp_path: Path) -> None:
     assert trained.path is not None
     shutil.copyfile(trained.path, tmp_path / trained.path.name)

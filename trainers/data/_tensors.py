@@ -182,7 +182,11 @@ class TensorSplits:
 
 def fingerprint(splits: TensorSplits) -> str:
     """A short hex digest that changes whenever the dataset, its splits or its normalisation change."""
-    digest = hashlib.sha256(repr(splits.info).encode())
+    info = splits.info
+    # What a model is shown and how it is augmented; descriptive fields (class names, the students' default
+    # augmentation) stay out, so that adding such a field to DatasetInfo does not retrain every cached teacher.
+    digest = hashlib.sha256(repr((info.name, tuple(info.input_shape), info.num_classes, info.crop_padding,
+                                  info.horizontal_flip)).encode())
     digest.update(repr((splits.mean, splits.std, splits.pixel_max, tuple(splits.images.shape))).encode())
     if splits.store_key is not None:
         digest.update(splits.store_key.encode())
