@@ -37,13 +37,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runfolder import FAILED, RECIPE_FOLDER, SPEC_FILE, read_json
+from runfolder import FAILED, RECIPE_FOLDER
 from spaces import recipe_space
 from tuning import final, resume
 from tuning.gain_curve import Arch, arch_of, arch_text
 from tuning.prepare import Prepared
 from tuning.records import count_states
-from tuning.spec import SearchSpec
+from tuning.spec import SearchSpec, UserError
 
 Log = Callable[[str], None]
 
@@ -57,10 +57,10 @@ def told_trials(records: list[dict[str, Any]], arch: Arch) -> list[tuple[dict[st
 def searched_arch(run_dir: Path) -> Arch | None:
     """The architecture an existing recipe sub-run in ``run_dir`` searched (from its ``spec.json``), if any."""
     try:
-        families = read_json(run_dir / SPEC_FILE)["space"]["families"]
+        families = resume.load_saved_spec(run_dir)["space"]["families"]
         (family, bounds), = families.items()
         return family, int(bounds["depth"]["low"]), int(bounds["width"]["low"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, UserError):  # none, or unreadable: resume.decide says so
         return None
 
 

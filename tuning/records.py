@@ -185,10 +185,7 @@ class RunRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = self.records[trial.trial_id]
         record.update({key: result[key] for key in (NODE_ID, NODE_IP, *SIZE_KEYS) if key in result})
-        attempts = record.setdefault("attempts", [])
-        if not attempts:  # a record written before attempts were kept
-            attempts.append({NODE_ID: None, NODE_IP: None, "error": None})
-        attempts[-1].update({key: result[key] for key in (NODE_ID, NODE_IP) if key in result})
+        _current_attempt(record).update({key: result[key] for key in (NODE_ID, NODE_IP) if key in result})
         if DIVERGED in result:  # the trial's last word: no epoch to plot, an error to keep
             record.update(error=result[DIVERGED], params=result.get("params"), busy_s=result["busy_s"])
             return
@@ -222,12 +219,9 @@ class RunRecorder(tune.Callback):
     def _end_attempt(self, record: dict[str, Any], error: str) -> str:
         """Record why the trial's current attempt ended (``error``: the text of its failure); returns that reason
         (``NODE_LOST`` for a lost node, the error's last line otherwise)."""
-        attempts = record.setdefault("attempts", [])
-        if not attempts:
-            attempts.append({NODE_ID: record.get(NODE_ID), NODE_IP: record.get(NODE_IP), "error": None})
-        reason = failure_reason(error, attempts[-1][NODE_ID], self.dead_nodes())
-        attempts[-1]["error"] = reason
-        return reason
+        attempt = _current_attempt(record)
+        attempt["error"] = failure_reason(error, attempt[NODE_ID], self.dead_nodes())
+        return attempt["error"]
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # A node lost near the end may be declared dead only now: its attempts get their reason.
@@ -271,6 +265,14 @@ def describe_config(config: dict[str, Any]) -> str:
     if "augment" in config:
         parts.append("augmented" if config["augment"] else "plain")
     return ", ".join(parts)
+
+
+def _current_attempt(record: dict[str, Any]) -> dict[str, Any]:
+    """The trial's current attempt; a record written before attempts were kept gets one from its node."""
+    attempts = record.setdefault("attempts", [])
+    if not attempts:
+        attempts.append({NODE_ID: record.get(NODE_ID), NODE_IP: record.get(NODE_IP), "error": None})
+    return attempts[-1]
 
 
 def _latest_failure(trial: Any) -> str:
