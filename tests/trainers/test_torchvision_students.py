@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -32,6 +34,16 @@ SIZES = (8, 28, 32, 64)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def test_a_trial_s_worker_imports_no_torchvision() -> None:
+    """Every Ray worker imports the trainable: torchvision (and the torch._dynamo it pulls in, about 1.8 s)
+    is imported only when a torchvision family is built."""
+    probe = ("import sys, tuning.trainable, tuning.seed_runs, trainers; "
+             "from trainers.models import build_student_for; build_student_for('cnn', 1, 4, (1, 8, 8), 10); "
+             "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert found.stdout.strip() == "[]"
 
 
 def test_the_torchvision_families_are_registered_outside_the_default_search() -> None:

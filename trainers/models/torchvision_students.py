@@ -44,31 +44,31 @@ stride 1 (a ResNet block's conv1 and its shortcut together, a ShuffleNetV2 unit'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import (
-    MobileNetV2,
-    MobileNetV3,
-    ResNet,
-    ShuffleNetV2,
-    efficientnet,
-    mobilenetv2,
-    mobilenetv3,
-    resnet,
-    shufflenetv2,
-)
-from torchvision.models.efficientnet import EfficientNet, MBConvConfig
-from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
 
 from trainers.models._registry import KDModel, register_student
 
+# torchvision is imported where a model is built, never with this module: importing it pulls in
+# torch._dynamo (about 1.8 s of every process's start, each Ray worker's included) for families that the
+# default search never builds.
+
 # The smallest feature map a downsampling may leave, in pixels (see the module docstring).
 MIN_FEATURE_PX = 4
-# Blocks whose stride-2 convolutions make one downsampling together (e.g. a ResNet block and its shortcut).
-_BLOCKS = (resnet.BasicBlock, shufflenetv2.InvertedResidual, mobilenetv2.InvertedResidual,
-           mobilenetv3.InvertedResidual, efficientnet.MBConv)
+
+
+@functools.cache
+def _block_types() -> tuple[type[nn.Module], ...]:
+    """Blocks whose stride-2 convolutions make one downsampling together (e.g. a ResNet block and its shortcut)."""
+    from torchvision.models import efficientnet, mobilenetv2, mobilenetv3, resnet, shufflenetv2
+
+    return (resnet.BasicBlock, shufflenetv2.InvertedResidual, mobilenetv2.InvertedResidual,
+            mobilenetv3.InvertedResidual, efficientnet.MBConv)
+
+
 # torchvision's MobileNetV2 table: expansion t, channels c, blocks n, stride s.
 _MOBILENET_V2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                          (6, 160, 3, 2), (6, 320, 1, 1))
@@ -94,7 +94,7 @@ def _is_strided(module: nn.Module) -> bool:
 
 def _downsamplings(module: nn.Module, name: str) -> list[list[str]]:
     """The stride-2 layers under ``module`` in forward order, grouped by the block they downsample."""
-    if isinstance(module, _BLOCKS):
+    if isinstance(module, _block_types()):
         group = [f"{name}.{child}" for child, layer in module.named_modules() if child and _is_strided(layer)]
         return [group] if group else []
     if _is_strided(module):
@@ -168,6 +168,8 @@ def _features_student(net: nn.Module, in_channels: int) -> TorchvisionStudent:
 @register_student("mobilenet_v2", depth=(1, 17), width=(4, 32), default_search=False)
 def mobilenet_v2(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel:
     """torchvision's MobileNetV2 at ``width_mult = width / 32`` with its first ``depth`` blocks."""
+    from torchvision.models import MobileNetV2
+
     setting, left = [], depth
     for expansion, channels, blocks, stride in _MOBILENET_V2_SETTING:
         if left > 0:
@@ -179,6 +181,9 @@ def mobilenet_v2(depth: int, width: int, in_channels: int, num_classes: int) -> 
 
 
 def _mobilenet_v3(arch: str, depth: int, width: int, in_channels: int, num_classes: int) -> KDModel:
+    from torchvision.models import MobileNetV3
+    from torchvision.models.mobilenetv3 import _mobilenet_v3_conf
+
     setting, last_channel = _mobilenet_v3_conf(arch, width_mult=width / 16)
     return _features_student(MobileNetV3(setting[:depth], last_channel, num_classes=num_classes), in_channels)
 
@@ -198,6 +203,8 @@ def mobilenet_v3_large(depth: int, width: int, in_channels: int, num_classes: in
 @register_student("shufflenet_v2", depth=(1, 4), width=(2, 58), default_search=False)
 def shufflenet_v2(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel:
     """torchvision's ShuffleNetV2 with ``[depth, 2 depth, depth]`` units and stage widths ``2, 4, 8 x width``."""
+    from torchvision.models import ShuffleNetV2
+
     net = ShuffleNetV2([depth, 2 * depth, depth], [24, 2 * width, 4 * width, 8 * width, 1024], num_classes)
     net.conv1[0] = _new_input_conv(net.conv1[0], in_channels, kaiming=False)  # torchvision keeps torch's init
     stages = ["stage2", "stage3", "stage4", "conv5"]
@@ -211,6 +218,8 @@ def resnet_basic(depth: int, width: int, in_channels: int, num_classes: int) -> 
     torchvision's constructor fixes 64 base channels; its own ``_make_layer`` builds the layers again from
     ``inplanes = width`` (the 64-channel first build is made on the meta device and thrown away).
     """
+    from torchvision.models import ResNet, resnet
+
     plan = _RESNET_PLANS.get(depth, [depth] * 4)
     with torch.device("meta"):
         net = ResNet(resnet.BasicBlock, plan, num_classes=num_classes)
@@ -234,6 +243,8 @@ def resnet_basic(depth: int, width: int, in_channels: int, num_classes: int) -> 
 @register_student("efficientnet_b0", depth=(1, 4), width=(1, 32), default_search=False)
 def efficientnet_b0(depth: int, width: int, in_channels: int, num_classes: int) -> KDModel:
     """torchvision's EfficientNet-B0 table scaled by width coefficient ``width / 32`` and depth ``depth / 4``."""
+    from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+
     scaled = {"width_mult": width / 32, "depth_mult": depth / 4}
     setting = [MBConvConfig(1, 3, 1, 32, 16, 1, **scaled), MBConvConfig(6, 3, 2, 16, 24, 2, **scaled),
                MBConvConfig(6, 5, 2, 24, 40, 2, **scaled), MBConvConfig(6, 3, 2, 40, 80, 3, **scaled),
