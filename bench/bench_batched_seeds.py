@@ -13,7 +13,9 @@ with kdsearch's optimiser (SGD, Nesterov momentum, weight decay; plain cross-ent
   on its own batches, one optimiser over the stacked tensors.
 
 It prints the time of each, ``separate / batched`` (the target of 3 would cut the stage to a third) and the
-largest weight difference between the two after training (float tolerance: the same training). Then, per
+largest weight difference between the two after training: a grouped convolution adds in another order than a
+single one, and training can amplify that rounding by orders of magnitude (a batch-norm channel of near-zero
+variance); in float64 the two agree to 1e-6 (``tests/bench/test_bench_batched_seeds.py``). Then, per
 convolution of the student, the time of one forward and backward for one model and for K grouped together:
 where ``grouped / single`` is near K, batching cannot pay on this device.
 """
