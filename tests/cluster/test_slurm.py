@@ -214,14 +214,15 @@ def test_the_time_limit_signal_saves_requeues_and_finishes(slurm: dict[str, str]
     ends the run instead of being signalled again.
     """
     budget = 2
-    # One small student, 600 epochs (about 25 s a trial on a quiet machine), both trials at once: the signal,
-    # sent as soon as the search starts them, comes long before they end.
+    # One small student, 200 epochs (about 8 s a trial on a quiet machine, and the teacher check's student as
+    # long), both trials at once: the signal, sent as soon as the search starts them, stops the search within
+    # a second or two, long before they end.
     space = tmp_path / "one-student.yaml"
     space.write_text("families: {cnn: {depth: 1, width: 8}}\n")
     # The script's own directive asks for the signal 300 s before the limit: with a 10-minute limit and @10
     # instead, SLURM's signal cannot come during the test, so the one the test sends is the only one.
     job_id = _submit(slurm, tmp_path, ["--time=10", "--signal=B:USR1@10"],
-                     ["--budget", str(budget), "--epochs", "600", "--space", str(space),
+                     ["--budget", str(budget), "--epochs", "200", "--space", str(space),
                       "--teacher-checkpoint", cluster_teacher])
     log_file = tmp_path / f"job-{job_id}.log"
     deadline = time.monotonic() + JOB_TIMEOUT_S
