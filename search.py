@@ -100,7 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--image-size", type=int, help="resize imagefolder or csv images to this square size (default: their own "
                                        "size)")
     add("--baseline-budget", type=int, help="trials of the no-teacher baseline's own recipe search "
-                                            "(default max(8, budget / 5))")
+                                            "(default max(8, budget / 5); 0: no search, the baseline trains on "
+                                            "the winner's lr, weight decay, batch size and augmentation)")
     add("--recipe-budget", type=int, help="trials of the recipe phase: the KD recipe searched again on the "
                                           "architecture the final stage's re-check chose (default max(4, budget / 4 "
                                           "rounded up), 0 skips it)")

@@ -144,6 +144,8 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
     (``config``), that trial's ``record``, and what the search did (``budget``, ``trials``, ``states``, ``best_trial``,
     ``best_val_accuracy``).
     """
+    if spec.baseline_trials == 0:
+        return unsearched_baseline(winner_config, log)
     augment_choices = (False, True) if prepared.data.info.augmented else (False,)
     space = baseline_space(spec.space, winner_config["family"], winner_config["depth"], winner_config["width"],
                            augment_choices)
@@ -160,6 +162,17 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
     return {"config": best[0]["config"], "record": best[0], "budget": sub_spec.budget, "trials": len(records),
             "states": count_states(records),
             "best_trial": best[0]["trial_id"], "best_val_accuracy": best[0]["val_accuracy"]}
+
+
+def unsearched_baseline(winner_config: dict[str, Any], log: Log) -> dict[str, Any]:
+    """``--baseline-budget 0``: no search; the baseline is the winner's architecture on the winner's own lr,
+    weight decay, batch size and augmentation, without the teacher (``search_baseline``'s return, 0 trials)."""
+    config = {key: winner_config[key] for key in ("family", "depth", "width", *final.RECIPE_KEYS)
+              if key in winner_config}
+    log("baseline: not searched (--baseline-budget 0): the winner's lr, weight decay, batch size and augmentation "
+        "without the teacher; its recipe was tuned for distillation, so kd_gain is not against a tuned baseline")
+    return {"config": {**config, "alpha": 0.0}, "record": None, "budget": 0, "trials": 0,
+            "states": {"completed": 0, "stopped_early": 0, "failed": 0}, "best_trial": None, "best_val_accuracy": None}
 
 
 def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log,

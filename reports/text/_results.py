@@ -65,8 +65,18 @@ def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
         verdict=verdict if gain is not None else None,
         seeds=seeds,
         resolution=points_per_test_image(summary),
-        own_recipe=bool(baseline) and any(isinstance(baseline.get(k), Mapping) for k in ("recipe", "search")),
+        own_recipe=_baseline_tuned(baseline),
     )
+
+
+def _baseline_tuned(baseline: Mapping[str, Any] | None) -> bool:
+    """Whether the baseline had its own recipe search (``--baseline-budget 0`` gives it none)."""
+    if not baseline:
+        return False
+    search = baseline.get("search")
+    if isinstance(search, Mapping) and search.get("trials") == 0:
+        return False
+    return any(isinstance(baseline.get(key), Mapping) for key in ("recipe", "search"))
 
 
 def verdict_sentence(summary: Mapping[str, Any] | None) -> str:

@@ -234,6 +234,9 @@ def baseline_recipe_text(summary: Mapping[str, Any] | None) -> str:
     if recipe.get("augment") is not None:
         parts.append(f"augmentation {_on_off(recipe['augment'])}")
     text = ", ".join(parts)
+    if search.get("trials") == 0:
+        untuned = "the winner's own, not searched (--baseline-budget 0)"
+        return f"{text}; {untuned}" if text else untuned
     if search.get("trials") is not None:
         best = as_float(search.get("best_val_accuracy"))
         tuned = f"tuned by its own search of {search['trials']} trials"

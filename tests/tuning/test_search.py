@@ -158,6 +158,21 @@ def test_a_search_whose_every_trial_failed_exits_1_with_the_common_error(
     assert len(_records(teacher_cache / "all-fail")) == 2  # the run folder is kept
 
 
+def test_baseline_budget_0_trains_the_winner_s_recipe_without_the_teacher(basic_run: RunOutcome) -> None:
+    """``--baseline-budget 0`` (the small searches' setting): no baseline search; the baseline is the winner's
+    architecture on the winner's lr, weight decay and batch size, and the run says it is not a tuned one."""
+    summary = json.loads((basic_run.run_dir / "summary.json").read_text())
+    assert summary["baseline"]["search"] == {"budget": 0, "trials": 0, "best_trial": None, "best_val_accuracy": None,
+                                             "states": {"completed": 0, "stopped_early": 0, "failed": 0}}
+    assert not (basic_run.run_dir / "baseline").exists()
+    for key in ("lr", "weight_decay", "batch_size"):
+        assert summary["baseline"]["recipe"][key] == summary["best_config"][key]
+    assert summary["baseline"]["arch"] == summary["student"]["arch"]
+    report = (basic_run.run_dir / "summary.md").read_text()
+    assert "not searched (--baseline-budget 0)" in report
+    assert "own tuned recipe" not in report
+
+
 def test_summary_has_the_documented_fields(basic_run: RunOutcome) -> None:
     outcome = basic_run
     summary = json.loads((outcome.run_dir / "summary.json").read_text())
