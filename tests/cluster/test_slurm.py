@@ -168,6 +168,7 @@ def test_sbatch_runs_a_search_to_the_end(slurm: dict[str, str], tmp_path: Path, 
     assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
     assert job["Restarts"] == "0"
     assert f"run 'slurm-{job_id}'" in log and "(attempt 1)" in log
+    assert "Draining for up to" not in log  # Ray stopped at once at the job's end, no drain holding the allocation
     assert_complete(tmp_path / f"slurm-{job_id}", 2)
 
 
