@@ -356,3 +356,19 @@ def test_a_user_teachers_view_features_and_parameter_distillation_are_setup_fact
     assert "loaded from a TorchScript file" in facts["teacher"]
     kdsearch = {fact.label for fact in setup_facts({"teacher": {"arch": "cnn-large", "source": "cache"}})}
     assert not kdsearch & {"teacher's view", "teacher features"}
+
+
+def test_a_baseline_without_its_own_search_is_not_called_tuned() -> None:
+    untuned = {"student": {"test_accuracy_mean": 0.95, "seeds": [0]}, "kd_gain": 1.0, "kd_gain_ci95": [0.5, 1.5],
+               "baseline": {"test_accuracy_mean": 0.94, "recipe": {"lr": 0.05, "weight_decay": 0.0005,
+                                                                   "batch_size": 64, "augment": None},
+                            "search": {"budget": 0, "trials": 0, "best_trial": None, "best_val_accuracy": None}}}
+    assert not kd_result(untuned).own_recipe
+    assert "trained without a teacher" in verdict_sentence(untuned)
+    assert "own tuned recipe" not in verdict_sentence(untuned)
+    facts = {fact.label: fact.text for fact in setup_facts(untuned)}
+    assert facts["baseline recipe"] == ("lr 0.05, weight decay 0.0005, batch size 64; "
+                                        "the winner's own, not searched (--baseline-budget 0)")
+    tuned = {**untuned, "baseline": {**untuned["baseline"], "search": {"trials": 8, "best_val_accuracy": 0.97}}}
+    assert kd_result(tuned).own_recipe
+    assert "own tuned recipe" in verdict_sentence(tuned)
