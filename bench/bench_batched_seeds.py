@@ -108,10 +108,11 @@ def train_batched(models: list[nn.Module], images: torch.Tensor, labels: torch.T
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+    trained = parameters | buffers
     with torch.no_grad():
         for index, model in enumerate(models):
             for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-                tensor.copy_((parameters | buffers)[name][index])
+                tensor.copy_(trained[name][index])
     return models
 
 

@@ -23,7 +23,6 @@ trainables with and without ``reuse_actors`` on a trainable that does a fixed sm
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.logger import JsonLoggerCallback  # noqa: E402
 
+from runfolder import TRIALS_FILE, read_json  # noqa: E402
 from tuning import build_spec, run  # noqa: E402
 from tuning.prepare import start_ray  # noqa: E402
 
@@ -71,9 +71,9 @@ def sub_search_busy(run_dir: Path) -> dict[str, float]:
     """Summed trial busy seconds of the run's sub-searches (the recipe phase, the baseline search) that ran."""
     busy = {}
     for name in ("recipe", "baseline"):
-        trials = run_dir / name / "trials.json"
-        if trials.exists():
-            busy[name] = sum(record.get("busy_s") or 0.0 for record in json.loads(trials.read_text()))
+        records = read_json(run_dir / name / TRIALS_FILE)
+        if records is not None:
+            busy[name] = sum(record.get("busy_s") or 0.0 for record in records)
     return busy
 
 

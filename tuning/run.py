@@ -172,7 +172,7 @@ def unsearched_baseline(winner_config: dict[str, Any], log: Log) -> dict[str, An
     log("baseline: not searched (--baseline-budget 0): the winner's lr, weight decay, batch size and augmentation "
         "without the teacher; its recipe was tuned for distillation, so kd_gain is not against a tuned baseline")
     return {"config": {**config, "alpha": 0.0}, "record": None, "budget": 0, "trials": 0,
-            "states": {"completed": 0, "stopped_early": 0, "failed": 0}, "best_trial": None, "best_val_accuracy": None}
+            "states": count_states([]), "best_trial": None, "best_val_accuracy": None}
 
 
 def search(spec: SearchSpec, prepared: Prepared, plan: ResumePlan, log: Log,

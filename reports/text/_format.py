@@ -79,3 +79,8 @@ def strip_prefix(text: str, prefix: str) -> str:
     if text.lower().startswith(prefix):
         text = text[len(prefix) :].strip()
     return text[:1].upper() + text[1:]
+
+
+def baseline_unsearched(baseline: Mapping[str, Any]) -> bool:
+    """Whether the run's baseline had no recipe search of its own (``--baseline-budget 0``: 0 trials)."""
+    return as_mapping(baseline.get("search")).get("trials") == 0

@@ -15,6 +15,7 @@ from reports.figures import format_params, gain_curve_data, rounds_data
 from reports.run import HELPS, HURTS, VERDICTS, as_float, interval
 from reports.text._format import (
     as_mapping,
+    baseline_unsearched,
     format_accuracy,
     format_latency,
     format_points,
@@ -71,10 +72,7 @@ def kd_result(summary: Mapping[str, Any] | None) -> KdResult:
 
 def _baseline_tuned(baseline: Mapping[str, Any] | None) -> bool:
     """Whether the baseline had its own recipe search (``--baseline-budget 0`` gives it none)."""
-    if not baseline:
-        return False
-    search = baseline.get("search")
-    if isinstance(search, Mapping) and search.get("trials") == 0:
+    if not baseline or baseline_unsearched(baseline):
         return False
     return any(isinstance(baseline.get(key), Mapping) for key in ("recipe", "search"))
 

@@ -12,7 +12,14 @@ from typing import Any
 
 from reports.figures import format_params
 from reports.run import as_float
-from reports.text._format import as_mapping, format_accuracy, format_value, percent, strip_prefix
+from reports.text._format import (
+    as_mapping,
+    baseline_unsearched,
+    format_accuracy,
+    format_value,
+    percent,
+    strip_prefix,
+)
 
 TEACHER_SOURCES = {
     "trained": "trained in this run",
@@ -234,7 +241,7 @@ def baseline_recipe_text(summary: Mapping[str, Any] | None) -> str:
     if recipe.get("augment") is not None:
         parts.append(f"augmentation {_on_off(recipe['augment'])}")
     text = ", ".join(parts)
-    if search.get("trials") == 0:
+    if baseline_unsearched(baseline):
         untuned = "the winner's own, not searched (--baseline-budget 0)"
         return f"{text}; {untuned}" if text else untuned
     if search.get("trials") is not None:
