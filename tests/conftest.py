@@ -1,0 +1,20 @@
+"""Suite-wide: two streams of tests, run side by side by pytest-xdist (``-n 2 --dist loadgroup``).
+
+The tests that drive whole processes (SLURM jobs, Ray clusters of several nodes, a ``search.py`` killed and
+rerun, a full disk) spend much of their time waiting on those processes: they form one group, run by one
+worker, while the other worker runs every other test, in file order, with its module fixtures built once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+PROCESS_TESTS = ("tests/cluster/", "tests/tuning/test_resume.py", "tests/tuning/test_disk_full.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "processes" if item.nodeid.startswith(PROCESS_TESTS) else "in-process"
+            item.add_marker(pytest.mark.xdist_group(group))
