@@ -1,15 +1,17 @@
 """Suite-wide: two streams of tests, run side by side by pytest-xdist (``-n 2 --dist loadgroup``).
 
 The tests that drive whole processes (SLURM jobs, Ray clusters of several nodes, a ``search.py`` killed and
-rerun, a full disk) spend much of their time waiting on those processes: they form one group, run by one
-worker, while the other worker runs every other test, in file order, with its module fixtures built once.
+rerun, a full disk, bad input given to the command) spend much of their time waiting on those processes: they
+form one group, run by one worker, while the other worker runs every other test, in file order, with its module
+fixtures built once. On 2 cores the suite takes about 8 % less time than in one process (913 s against 993 s).
 """
 
 from __future__ import annotations
 
 import pytest
 
-PROCESS_TESTS = ("tests/cluster/", "tests/tuning/test_resume.py", "tests/tuning/test_disk_full.py")
+PROCESS_TESTS = ("tests/cluster/", "tests/tuning/test_resume.py", "tests/tuning/test_disk_full.py",
+                 "tests/tuning/test_bad_input.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
