@@ -1,9 +1,10 @@
 """Suite-wide: two streams of tests, run side by side by pytest-xdist (``-n 2 --dist loadgroup``).
 
 The tests that drive whole processes (SLURM jobs, Ray clusters of several nodes, a ``search.py`` killed and
-rerun, a full disk, bad input given to the command) spend much of their time waiting on those processes: they
-form one group, run by one worker, while the other worker runs every other test, in file order, with its module
-fixtures built once. On 2 cores the suite takes about 8 % less time than in one process (913 s against 993 s).
+rerun, a full disk, bad input given to the command) spend part of their time waiting on those processes (SLURM's
+requeue, Ray's start): they form one group, run by one worker, while the other worker runs every other test, in
+file order, with its module fixtures built once. On 2 cores both streams mostly compete for the CPU, so the
+gain is modest: 913 s against 993 s in one process.
 """
 
 from __future__ import annotations
