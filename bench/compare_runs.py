@@ -21,6 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from reports.text import format_points  # noqa: E402
 from runfolder import SUMMARY_FILE, mean_std, paired_gain, read_json, resolution_points  # noqa: E402
 
 SPLIT_KEYS = ("name", "train", "val", "test", "class_counts")
@@ -62,9 +63,10 @@ def format_comparison(result: dict[str, Any]) -> list[str]:
                      f"taught by {student['teacher']}: test {student['test_mean']:.4f} ± {student['test_std']:.4f}"
                      f" ({', '.join(f'{a:.4f}' for a in student['test_accuracies'])})")
     gain = result["gain"]
-    interval = (f"[{gain.ci95[0]:+.2f}, {gain.ci95[1]:+.2f}]" if gain.ci95 is not None else "(no interval: one seed)")
-    lines.append(f"second minus first, paired over seeds {result['seeds']}: {gain.gain:+.2f} points {interval}: "
-                 f"{gain.verdict} (one test image = {result['resolution_points']:.2f} points)")
+    interval = (f"[{format_points(gain.ci95[0])}, {format_points(gain.ci95[1])}]" if gain.ci95 is not None
+                else "(no interval: one seed)")
+    lines.append(f"second minus first, paired over seeds {result['seeds']}: {format_points(gain.gain)} points "
+                 f"{interval}: {gain.verdict} (one test image = {result['resolution_points']:.2f} points)")
     return lines
 
 

@@ -29,6 +29,7 @@ from spaces import baseline_space
 from trainers import evaluate
 from tuning import final, recipe_phase, resume, rounds, tuner
 from tuning.disk_full import disk_full_error, stop_on_full_disk
+from tuning.gain_curve import ARCH_KEYS
 from tuning.journal import JournalSpec, sync_journal
 from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
@@ -167,8 +168,7 @@ def search_baseline(spec: SearchSpec, prepared: Prepared, winner_config: dict[st
 def unsearched_baseline(winner_config: dict[str, Any], log: Log) -> dict[str, Any]:
     """``--baseline-budget 0``: no search; the baseline is the winner's architecture on the winner's own lr,
     weight decay, batch size and augmentation, without the teacher (``search_baseline``'s return, 0 trials)."""
-    config = {key: winner_config[key] for key in ("family", "depth", "width", *final.RECIPE_KEYS)
-              if key in winner_config}
+    config = {key: winner_config[key] for key in (*ARCH_KEYS, *final.RECIPE_KEYS) if key in winner_config}
     log("baseline: not searched (--baseline-budget 0): the winner's lr, weight decay, batch size and augmentation "
         "without the teacher; its recipe was tuned for distillation, so kd_gain is not against a tuned baseline")
     return {"config": {**config, "alpha": 0.0}, "record": None, "budget": 0, "trials": 0,
