@@ -187,17 +187,16 @@ def size_line(summary: dict[str, Any]) -> str | None:
 def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:
     """One verdict on one line: the paired gain (``kd`` or ``search``), its 95 % interval, the test set's
     resolution and the smallest gain these seeds could detect (the interval's half width)."""
+    from runfolder import interval_words  # here, like every project import of search.py: --help imports none
+
     gain, interval = summary[f"{prefix}_gain"], summary.get(f"{prefix}_gain_ci95")
     seeds = summary["student"]["seeds"]
     if prefix == "search" and (summary.get("textbook") or {}).get("same_as_winner"):
         return ("search_gain (searched minus textbook recipe): 0 by construction: the winner is the textbook recipe "
                 "on the baseline's settings, so the search found nothing better than it")
-    resolution = f"one test image = {summary['test_resolution_points']:.2f} points"
-    if interval:
-        spread = f"95% CI [{interval[0] + 0.0:+.2f}, {interval[1] + 0.0:+.2f}]"
-        resolution += f"; these seeds detect gains above {(interval[1] - interval[0]) / 2:.2f} points"
-    else:
-        spread = "no interval from one seed"
+    spread, detectable = interval_words(interval)
+    resolution = "; ".join(filter(None, (f"one test image = {summary['test_resolution_points']:.2f} points",
+                                         detectable)))
     what = "kd_gain" if prefix == "kd" else "search_gain (searched minus textbook recipe)"
     return (f"{what}: {gain + 0.0:+.2f} points, {spread} over {len(seeds)} paired seeds: "
             f"{summary[f'{prefix}_verdict']} ({resolution})")

@@ -92,6 +92,18 @@ def verdict(low: float, high: float) -> str:
     return NO_DIFFERENCE
 
 
+def interval_words(interval: Sequence[float] | None) -> tuple[str, str | None]:
+    """A paired gain's interval as the console prints it, and the smallest gain those seeds detect (the
+    interval's half width): ``("95% CI [+0.28, +1.24]", "these seeds detect gains above 0.48 points")``, or
+    ``("no interval from one seed", None)``."""
+    if not interval:
+        return "no interval from one seed", None
+    low, high = interval
+    # + 0.0 turns -0.0 into 0.0, so that an interval never reads "-0.00"
+    return (f"95% CI [{low + 0.0:+.2f}, {high + 0.0:+.2f}]",
+            f"these seeds detect gains above {(high - low) / 2:.2f} points")
+
+
 def resolution_points(test_size: int) -> float:
     """How many accuracy points one test image is worth."""
     return 100.0 / test_size

@@ -26,7 +26,7 @@ from typing import Any
 import ray
 import torch
 
-from runfolder import HELPS, mean_std, paired_gain
+from runfolder import HELPS, interval_words, mean_std, paired_gain
 from trainers import (
     DistillConfig,
     Teacher,
@@ -102,13 +102,9 @@ def round_line(entry: dict[str, Any], resolution: float | None = None) -> str:
             f"over {len(entry['seeds'])} seeds")
     if "gain" not in entry:
         return f"{head} (taught by {' + '.join(entry['teachers'])})"
-    interval = entry["gain_ci95"]
+    spread, detectable = interval_words(entry["gain_ci95"])
     notes = [f"one test image = {resolution:.2f} points"] if resolution is not None else []
-    if interval:
-        spread = f"95% CI [{interval[0] + 0.0:+.2f}, {interval[1] + 0.0:+.2f}]"
-        notes.append(f"these seeds detect gains above {(interval[1] - interval[0]) / 2:.2f} points")
-    else:
-        spread = "no interval from one seed"
+    notes += [detectable] if detectable else []
     tail = f" ({'; '.join(notes)})" if notes else ""
     return (f"{head}; gain over round {entry['round'] - 1}: {entry['gain'] + 0.0:+.2f} points, {spread}: "
             f"{entry['verdict']}{tail}")

@@ -10,6 +10,7 @@ from runfolder._stats import (
     HELPS,
     HURTS,
     NO_DIFFERENCE,
+    interval_words,
     paired_gain,
     pareto_front,
     resolution_points,
@@ -119,3 +120,9 @@ def test_pareto_front_matches_brute_force_definition() -> None:
 
     expected = {p for p in points if not dominated(p)}
     assert {points[i] for i in pareto_front(points)} == expected
+
+
+def test_interval_words_say_the_interval_and_the_smallest_detectable_gain() -> None:
+    assert interval_words([0.28, 1.24]) == ("95% CI [+0.28, +1.24]", "these seeds detect gains above 0.48 points")
+    assert interval_words((-0.0, 0.5))[0] == "95% CI [+0.00, +0.50]"  # never "-0.00"
+    assert interval_words(None) == ("no interval from one seed", None)
