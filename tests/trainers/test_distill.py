@@ -500,8 +500,8 @@ def test_validating_the_last_epoch_only_trains_the_same_weights(small: TensorSpl
     every_epoch = distill(config, small)
     calls = []
     real_evaluate = evaluate
-    # The module, not the function that ``trainers`` exports under the same name.
-    monkeypatch.setattr(importlib.import_module("trainers.distill"), "evaluate",
+    # The training loop's module, where the loop looks ``evaluate`` up, not the function ``trainers`` exports.
+    monkeypatch.setattr(importlib.import_module("trainers.distill._loop"), "evaluate",
                         lambda *args: calls.append(1) or real_evaluate(*args))
     last_only = distill(config, small, validate_each_epoch=False)
     assert len(calls) == 1  # one validation pass, after the last epoch
