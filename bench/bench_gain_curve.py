@@ -9,10 +9,11 @@ reads a finished run's ``summary.json`` (the curve's architectures, the baseline
 terms), prepares data and teacher through ``tuning.prepare`` with the ``search.py`` flags after ``--`` (the
 run's own, its ``--run-name`` included: the teacher comes from the cache and nothing is written to the run;
 ``--final-seeds`` sets the seeds), and trains, as the final stage does, at every size: the baseline arm, the
-distilled arm with the winner's KD terms, and the distilled arm with the textbook terms (alpha 0.9, T 4, no
-feature loss). It prints each arm's paired test gain over the baseline, and whether the run's own seeds
-gave the run's own per-seed accuracies again (CPU training is deterministic: they should).
-"""
+distilled arm with the winner's KD terms, the distilled arm with the textbook terms (alpha 0.9, T 4, no
+feature loss), and the textbook arm's recipe (those terms with the dataset's default augmentation, where the
+baseline searched its own without a teacher). It prints each arm's paired test gain over the baseline, and
+whether the run's own seeds gave the run's own per-seed accuracies again (CPU training is deterministic: they
+should)."""
 
 from __future__ import annotations
 
@@ -31,11 +32,21 @@ import ray  # noqa: E402
 import search  # noqa: E402
 from runfolder import GainVerdict, interval_words, paired_gain, resolution_points  # noqa: E402
 from tuning import build_spec  # noqa: E402
-from tuning.gain_curve import TEXTBOOK_KD_TERMS, Arch, arch_of, arch_text, curve_recipes  # noqa: E402
+from tuning.gain_curve import (  # noqa: E402
+    TEXTBOOK_KD_TERMS,
+    Arch,
+    arch_of,
+    arch_text,
+    curve_recipes,
+    textbook_recipe,
+)
 from tuning.prepare import prepare  # noqa: E402
 from tuning.seed_runs import SeedTasks, seed_test_accuracy  # noqa: E402
 
-ARMS = ("winner's terms", "textbook terms")
+# The distilled arms: the final stage's (the winner's KD terms on the baseline's recipe), the textbook KD terms on
+# the same recipe, and the textbook arm's recipe (``tuning.gain_curve.textbook_recipe``: the textbook terms, the
+# baseline's lr, weight decay and batch size, and the dataset's default augmentation instead of the baseline's).
+ARMS = ("winner's terms", "textbook terms", "textbook recipe")
 
 
 def arm_configs(summary: dict[str, Any], teacher_family: str | None) -> dict[Arch, dict[str, dict[str, Any]]]:
@@ -47,9 +58,10 @@ def arm_configs(summary: dict[str, Any], teacher_family: str | None) -> dict[Arc
     for entry in summary["gain_curve"]:
         arch = arch_of(entry["arch_config"])
         arms = {}
-        for name, terms in zip(ARMS, (winner_terms, TEXTBOOK_KD_TERMS), strict=True):
+        for name, terms in zip(ARMS[:2], (winner_terms, TEXTBOOK_KD_TERMS), strict=True):
             arms[name], arms["baseline"] = curve_recipes({**summary["best_config"], **terms}, baseline_recipe, arch,
                                                          teacher_family)
+        arms[ARMS[2]] = textbook_recipe(arms[ARMS[1]], baseline_recipe)
         configs[arch] = arms
     return configs
 

@@ -26,13 +26,18 @@ def test_every_arm_trains_on_the_baseline_recipe_and_only_the_kd_terms_differ() 
         assert sorted(arms) == sorted(["baseline", *bench.ARMS])
         for config in arms.values():
             assert (config["family"], config["depth"], config["width"]) == (family, depth, width)
-            assert (config["lr"], config["weight_decay"], config["batch_size"], config["augment"]) == (
-                0.255, 4.8e-4, 128, False)  # the baseline's recipe, not the winner's lr 0.37 and batch 64
+            assert (config["lr"], config["weight_decay"], config["batch_size"]) == (
+                0.255, 4.8e-4, 128)  # the baseline's recipe, not the winner's lr 0.37 and batch 64
             DistillConfig.from_mapping(config)  # each is a whole training configuration
         assert arms["baseline"]["alpha"] == 0.0 and "temperature" not in arms["baseline"]
         assert (arms["winner's terms"]["alpha"], arms["winner's terms"]["temperature"]) == (0.14, 2.2)
         assert (arms["textbook terms"]["alpha"], arms["textbook terms"]["temperature"]) == (0.9, 4.0)
         assert arms["textbook terms"].get("init_from_teacher", False) is False
+        assert [arms[name]["augment"] for name in ("baseline", "winner's terms", "textbook terms")] == [False] * 3
+        # The textbook arm's recipe: the same terms with the dataset's default augmentation (no augment key).
+        assert arms["textbook recipe"] == {key: value for key, value in arms["textbook terms"].items()
+                                           if key not in ("augment", "init_from_teacher")} | {
+                                               "init_from_teacher": False}
     # Teacher weights are inherited within the teacher's family only, as in the final stage's curve.
     assert "init_from_teacher" not in configs[("resnet", 1, 2)]["winner's terms"]
     assert configs[("cnn", 2, 5)]["winner's terms"]["init_from_teacher"] is True
