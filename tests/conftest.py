@@ -1,26 +1,38 @@
-"""Suite-wide: two streams of tests, run side by side by pytest-xdist (``-n 2 --dist loadgroup``).
+"""Suite-wide: two streams of tests, run side by side by pytest-xdist (``-n 2``).
 
 The tests that drive whole processes (SLURM jobs, Ray clusters of several nodes, a ``search.py`` killed and
 rerun, a full disk, bad input given to the command) spend part of their time waiting on those processes (SLURM's
-requeue, Ray's start): they form one group, run by one worker, while the other worker runs every other test, in
-file order, with its module fixtures built once. On 2 cores both streams mostly compete for the CPU, so the
-gain is modest: 916 s against 993 s in one process, before the searches of ``test_flag_values.py`` joined
-the first group.
+requeue, Ray's start): they form one stream, run by one worker, while the other worker runs every other test, in
+file order, with its module fixtures built once.
+
+The streams are this file's scheduler's two scopes, split by path. xdist's own ``--dist loadgroup`` would do it
+from ``xdist_group`` marks, but pytest-xdist 3.8 tags a grouped test by rewriting ``item._nodeid``, which pytest
+9 no longer reads: every test became its own unit, spread over both workers, with module fixtures built on each
+and process-driving tests run two at a time.
 """
 
 from __future__ import annotations
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
-# The last: one real search per dataset format, sampler and scheduler, moved here to even out the two streams
-# (the other was the longer by about 4 minutes).
+# The last: one real search per dataset format, sampler and scheduler, there to even out the two streams.
 PROCESS_TESTS = ("tests/cluster/", "tests/tuning/test_resume.py", "tests/tuning/test_disk_full.py",
                  "tests/tuning/test_bad_input.py", "tests/tuning/test_flag_values.py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "processes" if item.nodeid.startswith(PROCESS_TESTS) else "in-process"
-            item.add_marker(pytest.mark.xdist_group(group))
+def stream_of(nodeid: str) -> str:
+    """The stream a test runs in: ``processes`` or ``in-process``."""
+    return "processes" if nodeid.startswith(PROCESS_TESTS) else "in-process"
+
+
+class TwoStreams(LoadScopeScheduling):
+    """xdist's scope scheduling with two scopes, the streams: each goes whole to one worker, in file order."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return stream_of(nodeid)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which would build the --dist mode's scheduler
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScopeScheduling:
+    return TwoStreams(config, log)
