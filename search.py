@@ -187,7 +187,7 @@ def size_line(summary: dict[str, Any]) -> str | None:
 def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:
     """One verdict on one line: the paired gain (``kd`` or ``search``), its 95 % interval, the test set's
     resolution and the smallest gain these seeds could detect (the interval's half width)."""
-    from runfolder import interval_words  # here, like every project import of search.py: --help imports none
+    from runfolder import format_points, interval_words  # here: --help imports nothing of the project
 
     gain, interval = summary[f"{prefix}_gain"], summary.get(f"{prefix}_gain_ci95")
     seeds = summary["student"]["seeds"]
@@ -198,7 +198,7 @@ def gain_line(summary: dict[str, Any], prefix: str = "kd") -> str:
     resolution = "; ".join(filter(None, (f"one test image = {summary['test_resolution_points']:.2f} points",
                                          detectable)))
     what = "kd_gain" if prefix == "kd" else "search_gain (searched minus textbook recipe)"
-    return (f"{what}: {gain + 0.0:+.2f} points, {spread} over {len(seeds)} paired seeds: "
+    return (f"{what}: {format_points(gain)} points, {spread} over {len(seeds)} paired seeds: "
             f"{summary[f'{prefix}_verdict']} ({resolution})")
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import ray  # noqa: E402
 
 import search  # noqa: E402
-from runfolder import GainVerdict, interval_words, paired_gain, resolution_points  # noqa: E402
+from runfolder import GainVerdict, format_points, interval_words, paired_gain, resolution_points  # noqa: E402
 from tuning import build_spec  # noqa: E402
 from tuning.gain_curve import (  # noqa: E402
     TEXTBOOK_KD_TERMS,
@@ -57,12 +57,12 @@ def arm_configs(summary: dict[str, Any], teacher_family: str | None) -> dict[Arc
     configs = {}
     for entry in summary["gain_curve"]:
         arch = arch_of(entry["arch_config"])
-        arms = {}
-        for name, terms in zip(ARMS[:2], (winner_terms, TEXTBOOK_KD_TERMS), strict=True):
-            arms[name], arms["baseline"] = curve_recipes({**summary["best_config"], **terms}, baseline_recipe, arch,
-                                                         teacher_family)
-        arms[ARMS[2]] = textbook_recipe(arms[ARMS[1]], baseline_recipe)
-        configs[arch] = arms
+        winner, baseline = curve_recipes({**summary["best_config"], **winner_terms}, baseline_recipe, arch,
+                                         teacher_family)
+        textbook = curve_recipes({**summary["best_config"], **TEXTBOOK_KD_TERMS}, baseline_recipe, arch,
+                                 teacher_family)[0]
+        configs[arch] = {"baseline": baseline, ARMS[0]: winner, ARMS[1]: textbook,
+                         ARMS[2]: textbook_recipe(textbook, baseline_recipe)}
     return configs
 
 
@@ -75,8 +75,7 @@ def reproduces(entry: dict[str, Any], seeds: list[int], baseline: list[float], w
 
 
 def gain_text(gain: GainVerdict) -> str:
-    spread, _ = interval_words(gain.ci95)
-    return f"{gain.gain + 0.0:+.2f}, {spread}: {gain.verdict}"
+    return f"{format_points(gain.gain)}, {interval_words(gain.ci95)[0]}: {gain.verdict}"
 
 
 def main(argv: list[str] | None = None) -> None:

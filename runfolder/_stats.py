@@ -92,6 +92,12 @@ def verdict(low: float, high: float) -> str:
     return NO_DIFFERENCE
 
 
+def format_points(value: float, signed: bool = True) -> str:
+    """Percentage points with two decimals: ``+0.83`` (signed) or ``0.83``; never ``-0.00``."""
+    value += 0.0  # -0.0 -> 0.0
+    return f"{value:+.2f}" if signed else f"{abs(value):.2f}"
+
+
 def interval_words(interval: Sequence[float] | None) -> tuple[str, str | None]:
     """A paired gain's interval as the console prints it, and the smallest gain those seeds detect (the
     interval's half width): ``("95% CI [+0.28, +1.24]", "these seeds detect gains above 0.48 points")``, or
@@ -99,9 +105,8 @@ def interval_words(interval: Sequence[float] | None) -> tuple[str, str | None]:
     if not interval:
         return "no interval from one seed", None
     low, high = interval
-    # + 0.0 turns -0.0 into 0.0, so that an interval never reads "-0.00"
-    return (f"95% CI [{low + 0.0:+.2f}, {high + 0.0:+.2f}]",
-            f"these seeds detect gains above {(high - low) / 2:.2f} points")
+    return (f"95% CI [{format_points(low)}, {format_points(high)}]",
+            f"these seeds detect gains above {format_points((high - low) / 2, signed=False)} points")
 
 
 def resolution_points(test_size: int) -> float:

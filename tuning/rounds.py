@@ -26,7 +26,7 @@ from typing import Any
 import ray
 import torch
 
-from runfolder import HELPS, interval_words, mean_std, paired_gain
+from runfolder import HELPS, format_points, interval_words, mean_std, paired_gain
 from trainers import (
     DistillConfig,
     Teacher,
@@ -106,7 +106,7 @@ def round_line(entry: dict[str, Any], resolution: float | None = None) -> str:
     notes = [f"one test image = {resolution:.2f} points"] if resolution is not None else []
     notes += [detectable] if detectable else []
     tail = f" ({'; '.join(notes)})" if notes else ""
-    return (f"{head}; gain over round {entry['round'] - 1}: {entry['gain'] + 0.0:+.2f} points, {spread}: "
+    return (f"{head}; gain over round {entry['round'] - 1}: {format_points(entry['gain'])} points, {spread}: "
             f"{entry['verdict']}{tail}")
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports.run import as_float
+from runfolder import format_points as format_points  # the report says points as the console does
 
 
 def format_accuracy(mean: float | None, std: float | None = None, n: int | None = None) -> str:
@@ -55,12 +56,6 @@ def points_per_test_image(summary: Mapping[str, Any] | None) -> float | None:
 def format_latency(milliseconds: float | None) -> str:
     """``0.052 ms``, ``1.3 ms``: three significant digits; ``n/a`` when unknown."""
     return f"{milliseconds:.3g} ms" if milliseconds is not None else "n/a"
-
-
-def format_points(value: float, signed: bool = True) -> str:
-    """Percentage points with two decimals: ``+0.83`` (signed) or ``0.83``; never ``-0.00``."""
-    value += 0.0  # -0.0 -> 0.0
-    return f"{value:+.2f}" if signed else f"{abs(value):.2f}"
 
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
