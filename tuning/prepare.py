@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-import torch
 
 from reports.text import size_bound_text, teacher_view_text
 from spaces import ChoiceParam, SearchSpace, bound_space_to
@@ -33,13 +33,13 @@ from trainers import (
     pick_device,
 )
 from trainers.data import fingerprint, view_count
-from trainers.models import UnknownModelError, build_teacher
+from trainers.models import UnknownModelError, teacher_parameter_count
 from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
 from trainers.teacher_views import ViewStore, default_budget_bytes
 from tuning import cluster_auth
 from tuning.bounds import cpu_model, machine_description, size_bounds, student_measures
 from tuning.spec import SearchSpec, UserError
-from tuning.teacher_check import check_teacher, saved_check
+from tuning.teacher_check import CHECKS_FOLDER, check_teacher, saved_check
 
 Log = Callable[[str], None]
 ADDRESS_TIMEOUT_S = 5.0
@@ -76,8 +76,7 @@ def load_data(spec: SearchSpec, log: Log | None = None) -> TensorSplits:
 def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> int:
     """Fail early on an unknown ``--teacher``; returns its parameter count (built on the meta device)."""
     try:
-        with torch.device("meta"):
-            return count_parameters(build_teacher(spec.teacher, data.info.input_shape[0], data.info.num_classes))
+        return teacher_parameter_count(spec.teacher, data.info.input_shape[0], data.info.num_classes)
     except UnknownModelError as error:
         raise UserError(f"--teacher: {error}") from None
 
@@ -138,13 +137,25 @@ def start_ray(spec: SearchSpec, log: Log) -> None:
             cluster_auth.prepare_local_token(log)
             # "local": a new instance even when `ray start` runs on this machine (a plain ray.init() would
             # join the cluster recorded in /tmp/ray, e.g. a SLURM job's).
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                     _system_config=local_ray_config(os.cpu_count() or 1))
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.AuthenticationError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot connect to the Ray cluster at --address {spec.address}: {first_line}; "
                         "start it with 'ray start --head' or fix the address (see cluster/README.md)") from None
     resources = ray.cluster_resources()
     log(f"ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs available")
+
+
+def local_ray_config(cpus: int) -> dict[str, int]:
+    """Ray settings of a local instance: idle task workers are kept for the whole run.
+
+    Ray stops idle workers beyond one per CPU after a second. The final stage's task workers sit idle while a
+    Tuner's trial actors run (the recipe phase, the baseline search), and a new worker imports torch and
+    kdsearch again before its first task: about 3 s of a core each time (BENCHMARKS.md, issue 24 target 1).
+    Tune's actors, up to one per CPU plus one, and as many task workers fit under this limit.
+    """
+    return {"num_workers_soft_limit": 2 * cpus + 2}
 
 
 def check_cluster(spec: SearchSpec, log: Log) -> None:
@@ -237,7 +248,8 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
         "for students")
     teacher_check = saved_check(spec.run_dir, teacher_result)
     if teacher_check is None:
-        teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed)
+        teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed,
+                                      cache_dir=spec.teacher_cache_dir / CHECKS_FOLDER)
     log(teacher_check["message"])
     return Prepared(
         data=data,

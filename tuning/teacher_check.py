@@ -6,13 +6,20 @@ search still runs (the user decides), but the console, ``summary.json`` and the 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from runfolder import TEACHER_CHECK_FILE, atomic_write_json, read_json
 from spaces import SearchSpace
 from trainers import DistillConfig, TeacherResult, TensorSplits, distill, student_parameter_count
+from trainers.data import fingerprint
 from tuning.gain_curve import arch_text
+
+# Under the teacher cache folder: the check's students, trained alone (``trained_alone``).
+CHECKS_FOLDER = "checks"
 
 
 def largest_student(space: SearchSpace, data: TensorSplits) -> tuple[str, int, int]:
@@ -46,27 +53,52 @@ def save_check(run_dir: Path, check: dict[str, Any]) -> None:
 
 
 def check_teacher(teacher: TeacherResult, space: SearchSpace, data: TensorSplits, epochs: int,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, cache_dir: Path | None = None) -> dict[str, Any]:
     """Train the space's largest first-family student alone and compare validation accuracies.
 
     Returns the ``teacher_check`` entry of ``summary.json``; ``matches`` is true when the student alone
-    is at least as accurate as the teacher on validation.
+    is at least as accurate as the teacher on validation. The student never sees the teacher, so its
+    training is kept in ``cache_dir`` (when given) and read back by any later run on the same data
+    (``trained_alone``).
     """
     family, depth, width = largest_student(space, data)
     config = DistillConfig(family=family, depth=depth, width=width, alpha=0.0, epochs=epochs, seed=seed)
-    result = distill(config, data)
-    student_val = result.last_val_accuracy
+    student_val, params = trained_alone(config, data, cache_dir)
     matches = student_val >= teacher.val_accuracy
     student = arch_text((family, depth, width))
     return {
         "student": student,
-        "params": result.history[-1].params,
+        "params": params,
         "epochs": epochs,
         "student_val_accuracy": student_val,
         "teacher_val_accuracy": teacher.val_accuracy,
         "matches": matches,
         "message": check_message(student, epochs, student_val, teacher.val_accuracy, matches),
     }
+
+
+def trained_alone(config: DistillConfig, data: TensorSplits, cache_dir: Path | None) -> tuple[float, int]:
+    """The validation accuracy and parameter count of ``config``'s student trained without a teacher.
+
+    Kept as ``<cache_dir>/<key>.json``, the key a digest of everything the training depends on (the data's
+    fingerprint, the configuration, the device and torch's version): the same key trains the same weights, so
+    a run with a cached teacher does not train the check's student again. An unreadable entry is trained anew.
+    """
+    key = hashlib.sha256(repr((fingerprint(data), config, data.train_x.device.type, torch.__version__))
+                         .encode()).hexdigest()[:16]
+    path = cache_dir / f"{key}.json" if cache_dir is not None else None
+    try:
+        cached = read_json(path) if path is not None else None
+    except ValueError:  # cut mid-write by an older writer, or damaged: train again
+        cached = None
+    if isinstance(cached, dict) and isinstance(cached.get("val_accuracy"), float) \
+            and isinstance(cached.get("params"), int):
+        return cached["val_accuracy"], cached["params"]
+    result = distill(config, data)
+    val_accuracy, params = float(result.last_val_accuracy), result.history[-1].params
+    if path is not None:
+        atomic_write_json(path, {"val_accuracy": val_accuracy, "params": params, "config": repr(config)})
+    return val_accuracy, params
 
 
 def check_message(student: str, epochs: int, student_val: float, teacher_val: float, matches: bool) -> str:

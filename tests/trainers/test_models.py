@@ -26,6 +26,7 @@ from trainers.models import (
     student_family_bounds,
     teacher_family,
     teacher_names,
+    teacher_parameter_count,
 )
 
 # (in_channels, height, width) of sklearn digits, MNIST and CIFAR.
@@ -64,6 +65,16 @@ def test_student_families_come_from_the_registry() -> None:
     assert {"cnn-large", "resnet-large", "mobilenet-large", "resnet18", "mobilenet_v2"} <= set(
         teacher_names()
     )
+
+
+@pytest.mark.parametrize("name", teacher_names())
+def test_teacher_parameter_count_is_the_built_teachers(name: str) -> None:
+    """Counted on the meta device, initialisation skipped: the same count as the real model's."""
+    for in_channels, num_classes in ((1, 10), (3, 100)):
+        expected = count_parameters(build_teacher(name, in_channels, num_classes))
+        assert teacher_parameter_count(name, in_channels, num_classes) == expected
+    with pytest.raises(UnknownModelError):
+        teacher_parameter_count("no-such-teacher", 1, 10)
 
 
 @pytest.mark.parametrize("num_classes", NUM_CLASSES)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +115,47 @@ def test_teacher_cache_gb_keeps_per_view_logits_on_disk_or_runs_the_teacher_onli
     else:
         assert teacher.outputs is None  # every trial augments: nothing cached, the teacher runs online
         assert [line for line in lines if "runs online" in line and "--teacher-cache-gb 0.00" in line]
+
+
+# A local instance started as a run starts it: a task worker, idle while more actors than CPUs ran (a Tuner's
+# trials), is still there for the next task. Ray's default stops it after a second, and a new one imports
+# torch and kdsearch again.
+KEEPS_WORKERS = """
+import os, sys, time
+import ray
+from tuning import build_spec
+from tuning.prepare import start_ray
+
+start_ray(build_spec(results_dir=sys.argv[1]), log=print)
+cpus = int(ray.cluster_resources()["CPU"])
+
+@ray.remote(num_cpus=1)
+def task():
+    time.sleep(0.5)  # every task worker busy at once
+    return os.getpid()
+
+@ray.remote(num_cpus=1)
+class Actor:
+    def pid(self):
+        return os.getpid()
+
+before = set(ray.get([task.remote() for _ in range(cpus)]))
+time.sleep(2)  # idle for longer than Ray's default allows beside more workers than CPUs
+actors = [Actor.remote() for _ in range(cpus)]
+ray.get([actor.pid.remote() for actor in actors])
+time.sleep(3)
+for actor in actors:
+    ray.kill(actor)
+after = set(ray.get([task.remote() for _ in range(cpus)]))
+print("reused", len(before & after), "of", len(after))
+ray.shutdown()
+"""
+
+
+def test_a_local_ray_keeps_its_idle_task_workers(tmp_path: Path) -> None:
+    completed = subprocess.run([sys.executable, "-c", KEEPS_WORKERS, str(tmp_path)], capture_output=True,
+                               text=True, timeout=120, cwd=Path(__file__).parents[2],
+                               env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    reused = completed.stdout.strip().splitlines()[-1].split()
+    assert reused[1] != "0" and reused[1] == reused[3], completed.stdout

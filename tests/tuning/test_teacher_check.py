@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,27 @@ def test_a_resumed_run_reuses_its_check_only_for_the_same_teacher(data: TensorSp
     assert saved_check(tmp_path, _teacher(val_accuracy=0.8)) is None  # another teacher is checked anew
     (tmp_path / "teacher_check.json").write_text("{")  # cut mid-write by an older writer: checked anew
     assert saved_check(tmp_path, teacher) is None
+
+
+def test_the_checks_student_is_trained_once_per_cache(data: TensorSplits, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with a cached teacher reads the check's student from the teacher cache instead of training it."""
+    teacher = _teacher(val_accuracy=0.9)
+    first = check_teacher(teacher, smoke_space(), data, epochs=1, seed=0, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    assert first == check_teacher(teacher, smoke_space(), data, epochs=1, seed=0)  # what training gives
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached student was trained again")
+
+    monkeypatch.setattr("tuning.teacher_check.distill", no_training)
+    again = check_teacher(_teacher(val_accuracy=0.5), smoke_space(), data, epochs=1, seed=0, cache_dir=tmp_path)
+    assert again["student_val_accuracy"] == first["student_val_accuracy"] and again["params"] == first["params"]
+    assert again["matches"] is (first["student_val_accuracy"] >= 0.5)  # compared with this teacher
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another training
+        check_teacher(teacher, smoke_space(), data, epochs=1, seed=1, cache_dir=tmp_path)
+    monkeypatch.undo()
+    entry = next(tmp_path.glob("*.json"))
+    entry.write_text("{")  # cut mid-write: trained again, and the entry rewritten whole
+    assert check_teacher(teacher, smoke_space(), data, epochs=1, seed=0, cache_dir=tmp_path) == first
+    assert json.loads(entry.read_text())["val_accuracy"] == first["student_val_accuracy"]

@@ -48,6 +48,7 @@ from trainers.models._registry import (
     student_parameter_count,
     teacher_family,
     teacher_names,
+    teacher_parameter_count,
 )
 from trainers.models.foreign import ForeignTeacher, TeacherPreprocessing
 from trainers.models.students import STUDENT_FAMILIES
@@ -80,4 +81,5 @@ __all__ = [
     "student_parameter_count",
     "teacher_family",
     "teacher_names",
+    "teacher_parameter_count",
 ]

@@ -333,6 +333,13 @@ def student_parameter_count(family: str, depth: int, width: int, in_channels: in
         return count_parameters(build_student(family, depth, width, in_channels, num_classes))
 
 
+def teacher_parameter_count(name: str, in_channels: int, num_classes: int) -> int:
+    """Parameters of the registered teacher ``name``, built on the meta device without its random
+    initialisation (which alone takes about a second there on first use); ``UnknownModelError`` as ``build_teacher``."""
+    with _OnMeta():
+        return count_parameters(build_teacher(name, in_channels, num_classes))
+
+
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass at batch 1 (multiply-adds count as two), from torch's counter, in eval mode
     (the model's mode is restored). Works on the meta device too."""
