@@ -16,6 +16,13 @@ Last, the run's compute floor: the teacher phase plus every training's busy seco
 recipe phase's and the baseline search's, the final stage's tasks) over the slots. No scheduling can bring the
 run under it; when the floor is over the wall target, only less or cheaper training can meet it.
 
+Last in part 1, where the machine's CPU went: a thread samples every process under the driver (``ps``'s
+view, every 0.2 s) and sums each one's CPU seconds by role: the driver (Tune's controller and its snapshots,
+Optuna, the final stage's bookkeeping, the report and export), the trials' actors, the final stage's task
+workers, workers that only idled, and Ray's own processes. A worker imports torch, Ray Tune and kdsearch
+before its first trial or task; the line says how many were started. Against the wall time on all cores it
+shows what the training did not use. CPU a process spent after its last sample is missed (at most 0.2 s each).
+
 Part 2 measures, side by side in one run, the per-trial scheduling overhead of Ray Tune function
 trainables with and without ``reuse_actors`` on a trainable that does a fixed small amount of work.
 """
@@ -27,6 +34,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -84,15 +92,100 @@ def compute_floor(teacher_s: float, trial_busy_s: float, sub_busy: dict[str, flo
     return teacher_s + (trial_busy_s + sum(sub_busy.values()) + task_s) / slots
 
 
+# A Ray worker's title names what it runs ("ray::ImplicitFunc.train", "ray::train_seed", "ray::IDLE").
+ROLES = (("trial actors", ("ray::ImplicitFunc",)), ("final-stage task workers", FINAL_STAGE_TASKS),
+         ("idle workers", ("ray::IDLE",)))
+
+
+def process_role(titles: set[str]) -> str:
+    """The role of one process under the driver from the titles it was seen with: the first of ``ROLES`` any
+    title names, else Ray's own processes (raylet, GCS, log monitor, dashboard)."""
+    for role, marks in ROLES:
+        if any(mark in title for title in titles for mark in marks):
+            return role
+    return "Ray's own processes"
+
+
+def cpu_by_role(cpu_seconds: dict[int, float], titles: dict[int, set[str]]) -> dict[str, tuple[int, float]]:
+    """(processes, CPU seconds) per role, from each process's last seen CPU seconds and its titles."""
+    roles: dict[str, tuple[int, float]] = {}
+    for pid, seconds in cpu_seconds.items():
+        role = process_role(titles.get(pid, set()))
+        count, total = roles.get(role, (0, 0.0))
+        roles[role] = (count + 1, total + seconds)
+    return roles
+
+
+def _process_table() -> dict[int, tuple[int, str, float]]:
+    """Every process's (parent pid, title, CPU seconds) from ``/proc`` (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+            title = Path("/proc", entry, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended between the listing and the read
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        table[int(entry)] = (int(fields[1]), title.strip()[:80], (int(fields[11]) + int(fields[12])) / ticks)
+    return table
+
+
+def descendants(table: dict[int, tuple[int, str, float]], root: int) -> list[int]:
+    """The pids under ``root`` in a ``_process_table``."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+class ProcessCpu:
+    """Samples the CPU seconds of every process under this one, in a thread, until the ``with`` ends."""
+
+    def __init__(self, period_s: float = 0.2) -> None:
+        self.period_s = period_s
+        self.cpu_seconds: dict[int, float] = {}
+        self.titles: dict[int, set[str]] = {}
+        self.driver_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ProcessCpu:
+        self._driver_start = sum(os.times()[:2])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.driver_s = sum(os.times()[:2]) - self._driver_start
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.period_s):
+            table = _process_table()
+            for pid in descendants(table, os.getpid()):
+                _, title, seconds = table[pid]
+                self.cpu_seconds[pid] = seconds
+                self.titles.setdefault(pid, set()).add(title)
+
+
 def bench_search(budget: int, results_dir: str, dataset: str | None, data_dir: str | None) -> None:
     spec = build_spec(budget=budget, run_name=f"bench-{int(time.time())}", results_dir=results_dir,
                       dataset=dataset, data_dir=data_dir)
     # Ray is started here (by the run's own start_ray) so that its task timeline outlives the run.
     start_ray(spec, log=lambda message: None)
     try:
-        started = time.perf_counter()
-        outcome = run(spec, log=lambda message: None)
-        wall = time.perf_counter() - started
+        with ProcessCpu() as cpu:
+            started = time.perf_counter()
+            outcome = run(spec, log=lambda message: None)
+            wall = time.perf_counter() - started
         busy = final_stage_busy(ray.timeline())
     finally:
         ray.shutdown()
@@ -125,6 +218,12 @@ def bench_search(budget: int, results_dir: str, dataset: str | None, data_dir: s
           f"{timings['trial_busy_s']:.1f} + " + " + ".join(f"{name} trials {s:.1f}" for name, s in sub_busy.items())
           + f" + final-stage tasks {task_s:.1f}) / {slots} slots; wall / floor = {wall / floor:.2f}  "
           f"(floor {'under' if floor <= target else 'OVER'} the {target:.0f} s target)")
+    roles = cpu_by_role(cpu.cpu_seconds, cpu.titles)
+    cores = os.cpu_count() or 1
+    used = cpu.driver_s + sum(seconds for _, seconds in roles.values())
+    print(f"  CPU seconds, {wall:.1f} s on {cores} cores = {wall * cores:.0f}: driver {cpu.driver_s:.1f}, "
+          + ", ".join(f"{role} {seconds:.1f} ({count} processes)" for role, (count, seconds) in roles.items())
+          + f"; all {used:.0f} ({used / (wall * cores):.0%} of the cores)")
     low, high = outcome.summary["kd_gain_ci95"]
     print(f"  kd_gain {outcome.summary['kd_gain']:+.2f} points, 95% CI [{low:+.2f}, {high:+.2f}]: "
           f"{outcome.summary['kd_verdict']}")
