@@ -16,8 +16,8 @@ Last, the run's compute floor: the teacher phase plus every training's busy seco
 recipe phase's and the baseline search's, the final stage's tasks) over the slots. No scheduling can bring the
 run under it; when the floor is over the wall target, only less or cheaper training can meet it.
 
-Last in part 1, where the machine's CPU went: a thread samples every process under the driver (``ps``'s
-view, every 0.2 s) and sums each one's CPU seconds by role: the driver (Tune's controller and its snapshots,
+Last in part 1, where the machine's CPU went: a thread samples every process under the driver (from
+``/proc``, every 0.2 s) and sums each one's CPU seconds by role: the driver (Tune's controller and its snapshots,
 Optuna, the final stage's bookkeeping, the report and export), the trials' actors, the final stage's task
 workers, workers that only idled, and Ray's own processes. A worker imports torch, Ray Tune and kdsearch
 before its first trial or task; the line says how many were started. Against the wall time on all cores it
