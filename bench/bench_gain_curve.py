@@ -30,7 +30,14 @@ sys.path.insert(0, str(REPO))
 import ray  # noqa: E402
 
 import search  # noqa: E402
-from runfolder import GainVerdict, format_points, interval_words, paired_gain, resolution_points  # noqa: E402
+from runfolder import (  # noqa: E402
+    GainVerdict,
+    format_points,
+    interval_words,
+    mean_std,
+    paired_gain,
+    resolution_points,
+)
 from tuning import build_spec  # noqa: E402
 from tuning.gain_curve import (  # noqa: E402
     TEXTBOOK_KD_TERMS,
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n| size | baseline test | {' | '.join(f'gain, {name} (points, 95 % CI)' for name in ARMS)} "
           f"| the run's seeds reproduced |\n|---|---|{'---|' * len(ARMS)}---|")
     for row in rows:
-        baseline_mean = sum(row["test"]["baseline"]) / len(row["test"]["baseline"])
+        baseline_mean = mean_std(row["test"]["baseline"])[0]
         gains = " | ".join(gain_text(row["gains"][name]) for name in ARMS)
         print(f"| {row['arch']}, {row['params']:,} | {baseline_mean:.4f} | {gains} | "
               f"{'yes' if row['reproduces_run'] else 'no'} |")

@@ -5,7 +5,7 @@ reader (``reports``) derive from the records (the Pareto front, the paired gain 
 Torch-, Ray- and Optuna-free, so any layer may import it.
 """
 
-from runfolder._files import atomic_write, atomic_write_json, atomic_write_text, read_json
+from runfolder._files import atomic_write, atomic_write_json, atomic_write_text, read_cache_entry, read_json
 from runfolder._layout import (
     BASELINE_FOLDER,
     COMPLETE,
@@ -76,6 +76,7 @@ __all__ = [
     "mean_std",
     "paired_gain",
     "pareto_front",
+    "read_cache_entry",
     "read_json",
     "resolution_points",
     "verdict",

@@ -48,6 +48,16 @@ def read_json(path: str | Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def read_cache_entry(path: str | Path) -> dict[str, Any] | None:
+    """A cache entry that ``atomic_write_json`` wrote: its dict, or ``None`` when it is missing, unreadable
+    (cut mid-write by an older writer, damaged) or not a dict; the caller then computes it again."""
+    try:
+        entry = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def _json_default(value: Any) -> Any:
     # Tensors and numpy values (arrays and scalars) both have tolist(); paths are written as text.
     if hasattr(value, "tolist"):

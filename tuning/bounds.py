@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runfolder import atomic_write_json, read_json
+from runfolder import atomic_write_json, read_cache_entry
 from spaces import SizeBound
 
 # Measures that the bounds and ``--objective pareto`` know, in the order a Pareto objective prefers them:
@@ -142,11 +142,9 @@ class LatencyCache:
 
     def latency_ms(self, arch: dict[str, Any], input_shape: tuple[int, ...]) -> float:
         path = self.folder / f"{self._key(arch, input_shape)}.json"
-        if path.is_file():
-            try:
-                return float(read_json(path)["latency_ms"])
-            except (ValueError, KeyError, TypeError, OSError):
-                pass  # a damaged entry: measure again and replace it
+        cached = read_cache_entry(path)  # None when missing or damaged: measure again and replace it
+        if cached is not None and isinstance(cached.get("latency_ms"), int | float):
+            return float(cached["latency_ms"])
         latency = self.measure(arch)
         self.measured += 1
         atomic_write_json(path, {"latency_ms": latency, "arch": arch, "input_shape": list(input_shape),

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from runfolder import TEACHER_CHECK_FILE, atomic_write_json, read_json
+from runfolder import TEACHER_CHECK_FILE, atomic_write_json, read_cache_entry
 from spaces import SearchSpace
 from trainers import DistillConfig, TeacherResult, TensorSplits, distill, student_parameter_count
 from trainers.data import fingerprint
@@ -38,11 +38,8 @@ def saved_check(run_dir: Path, teacher: TeacherResult) -> dict[str, Any] | None:
     The check is deterministic (same flags, same seed, same teacher), so a rerun need not train its
     student again; a teacher whose validation accuracy differs (retrained, another checkpoint) is checked anew.
     """
-    try:
-        saved = read_json(run_dir / TEACHER_CHECK_FILE)
-    except ValueError:  # unreadable: check again
-        return None
-    if isinstance(saved, dict) and saved.get("teacher_val_accuracy") == teacher.val_accuracy:
+    saved = read_cache_entry(run_dir / TEACHER_CHECK_FILE)  # None when unreadable: check again
+    if saved is not None and saved.get("teacher_val_accuracy") == teacher.val_accuracy:
         return saved
     return None
 
@@ -87,12 +84,8 @@ def trained_alone(config: DistillConfig, data: TensorSplits, cache_dir: Path | N
     key = hashlib.sha256(repr((fingerprint(data), config, data.train_x.device.type, torch.__version__))
                          .encode()).hexdigest()[:16]
     path = cache_dir / f"{key}.json" if cache_dir is not None else None
-    try:
-        cached = read_json(path) if path is not None else None
-    except ValueError:  # cut mid-write by an older writer, or damaged: train again
-        cached = None
-    if isinstance(cached, dict) and isinstance(cached.get("val_accuracy"), float) \
-            and isinstance(cached.get("params"), int):
+    cached = read_cache_entry(path) if path is not None else None
+    if cached is not None and isinstance(cached.get("val_accuracy"), float) and isinstance(cached.get("params"), int):
         return cached["val_accuracy"], cached["params"]
     result = distill(config, data)
     val_accuracy, params = float(result.last_val_accuracy), result.history[-1].params

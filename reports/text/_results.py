@@ -94,7 +94,7 @@ def kd_sentence(result: KdResult) -> str:
         if result.own_recipe
         else "the same student trained without a teacher"
     )
-    gain = result.gain + 0.0
+    gain = result.gain
     direction = "more" if gain >= 0 else "less"
     diff = f"{format_points(gain, signed=gain >= 0)} points {direction} accurate on test than {alone}"
     seeds = f" over {result.seeds} paired seeds" if result.seeds else ""
