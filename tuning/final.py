@@ -32,7 +32,6 @@ import ray
 from runfolder import mean_std, paired_gain, resolution_points
 from runfolder import pareto_front as front_indices
 from trainers import (
-    DistillConfig,
     Teacher,
     TensorSplits,
     count_parameters,
@@ -44,7 +43,7 @@ from trainers.measure import onnx_latency_ms
 from tuning.bounds import student_measures
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, arch_text, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
-from tuning.seed_runs import SeedRun, SeedTasks, seed_model, seed_test_accuracy
+from tuning.seed_runs import SeedRun, SeedTasks, seed_model, seed_test_accuracy, training_key
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
@@ -141,7 +140,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     baseline_pending = tasks.finetune(baseline_trained)
     textbook_config = textbook_recipe(winner_config, baseline_config)
     # A winner that is the textbook recipe on the baseline's settings would train the same students again.
-    textbook_is_winner = _same_training(textbook_config, winner_config)
+    textbook_is_winner = _same_training(textbook_config, winner_config, data)
     if not textbook_is_winner:
         log(f"final stage: training the winner with the textbook KD recipe (alpha 0.9, T 4, no feature loss; "
             f"{_recipe_text(textbook_config)}) over seeds {tasks.seeds}")
@@ -149,11 +148,11 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     winner_record = next(record for record in candidates if record["trial_id"] == winner_id)
     curve = _curve_plan(spec, records, winner_record)
     curve_configs = {arch: curve_recipes(winner_config, baseline_config, arch, teacher_family) for arch in curve}
-    # The curve compares trained students (no finetuning); at the winner's size its baseline arm is the
-    # baseline's own training runs.
+    # The curve compares trained students (no finetuning). At the winner's size its baseline arm is the
+    # baseline's own training runs, and its distilled arm is the textbook arm's when the winner's KD terms are
+    # the textbook's: ``tasks`` launches each training once.
     curve_kd = {arch: tasks.launch(kd) for arch, (kd, _) in curve_configs.items()}
-    curve_baseline = {arch: baseline_trained if arch == arch_of(winner_config) else tasks.launch(base)
-                      for arch, (_, base) in curve_configs.items()}
+    curve_baseline = {arch: tasks.launch(base) for arch, (_, base) in curve_configs.items()}
     winner = ray.get(winner_pending) if spec.finetune_epochs else runs[winner_id]
     baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
@@ -181,6 +180,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         "winner": winner_id,
         # Trials (of the search or the baseline's) whose own training is their configuration's seed --seed run.
         "from_search": list(tasks.from_search),
+        # Training tasks the final stage launched (the repeated rounds' own are not counted here).
+        "trainings": tasks.trainings,
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,
         "phases": {**phases, "compare_s": time.perf_counter() - started - sum(phases.values())},
@@ -278,9 +279,9 @@ def export_entry(export_dir: Path) -> dict[str, Any]:
             "program": {key: program.get(key) for key in ("file", "exporter", "dynamic_batch", *parity)}}
 
 
-def _same_training(config: dict[str, Any], other: dict[str, Any]) -> bool:
-    """Whether two configurations train the same student (``DistillConfig`` fills in what either leaves out)."""
-    return DistillConfig.from_mapping(config) == DistillConfig.from_mapping(other)
+def _same_training(config: dict[str, Any], other: dict[str, Any], data: TensorSplits) -> bool:
+    """Whether two configurations train the same student (``tuning.seed_runs.training_key``)."""
+    return training_key(config, 0, 1, data) == training_key(other, 0, 1, data)
 
 
 def _textbook_comparison(textbook: list[SeedRun], config: dict[str, Any], student: dict[str, Any],

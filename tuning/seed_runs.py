@@ -1,12 +1,15 @@
 """The final stage's seed runs: one configuration trained (and finetuned) with one seed, as a Ray task.
 
 ``SeedTasks`` launches them with the data and the teacher in the object store once; a search trial that ran
-every epoch is its configuration's seed ``--seed`` run (``searched_run``) instead of being trained again.
+every epoch is its configuration's seed ``--seed`` run (``searched_run``) instead of being trained again, and a
+training asked for twice (``training_key``: e.g. the gain curve's distilled arm at the winner's size is the
+textbook arm when the winner's KD terms are the textbook's) runs once.
 The final stage (``tuning.final``) and the repeated rounds (``tuning.rounds``) build on these.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,14 @@ def searched_run(record: dict[str, Any], spec: SearchSpec, data: TensorSplits) -
     return SeedRun(config, spec.seed, record["val_accuracy"], state["student"], arch, finetuned=False, node=node)
 
 
+def training_key(config: dict[str, Any], seed: int, epochs: int, data: TensorSplits) -> DistillConfig:
+    """What decides the weights ``train_seed(config, seed, epochs, data, ...)`` returns: configurations with
+    equal keys train the same student (``DistillConfig`` fills in what a configuration leaves out, and an
+    unset augmentation is the dataset's default, resolved here)."""
+    distill_config = DistillConfig.from_mapping({**config, "epochs": epochs, "seed": seed})
+    return dataclasses.replace(distill_config, augment=distill_config.augments(data))
+
+
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A copy of ``model``'s weights on the CPU (what a ``SeedRun`` carries back from its task)."""
     return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
@@ -103,7 +114,11 @@ def task_options(spec: SearchSpec, gpus_per_task: float) -> dict[str, Any]:
 
 
 class SeedTasks:
-    """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once."""
+    """Launches ``train_seed`` and ``finetune_seed`` as Ray tasks, data and teacher in the object store once.
+
+    A training asked for again (an equal ``training_key``) is not launched again: the caller gets the first
+    launch's reference, whose ``SeedRun.config`` is the first caller's (the same training, written as it was).
+    """
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
         self.spec = spec
@@ -115,11 +130,21 @@ class SeedTasks:
         self.from_search: list[str] = []  # trials whose own training is a seed run (``launch_searched``)
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
         self.threads = max(1, int(spec.cpus_per_trial))
+        self.launched: dict[DistillConfig, Any] = {}  # training_key -> the reference of its run
+        self.trainings = 0  # training tasks launched (a training asked for twice counts once)
 
     def launch(self, config: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
-        """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s."""
-        return [self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref, self.teacher_ref, self.threads)
-                for seed in (self.seeds if seeds is None else seeds)]
+        """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s.
+        A seed whose training was launched before (or taken from the search) gets that run's reference."""
+        references = []
+        for seed in self.seeds if seeds is None else seeds:
+            key = training_key(config, seed, self.spec.epochs, self.data)
+            if key not in self.launched:
+                self.launched[key] = self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref,
+                                                              self.teacher_ref, self.threads)
+                self.trainings += 1
+            references.append(self.launched[key])
+        return references
 
     def launch_searched(self, record: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
         """``launch`` for a search trial's configuration, its seed ``--seed`` run taken from the trial itself
@@ -129,7 +154,9 @@ class SeedTasks:
         if searched is None:
             return self.launch(record["config"], seeds)
         self.from_search.append(record["trial_id"])
-        return [ray.put(searched), *self.launch(record["config"], seeds[1:])]
+        key = training_key(record["config"], searched.seed, self.spec.epochs, self.data)
+        self.launched.setdefault(key, ray.put(searched))
+        return [self.launched[key], *self.launch(record["config"], seeds[1:])]
 
     def finetune(self, runs: list[Any]) -> list[Any]:
         """Finetuning tasks for trained runs (``SeedRun`` s or their pending references); none at 0 epochs."""

@@ -15,13 +15,14 @@ import search
 from runfolder import SCHEMA_VERSION
 from tests.tuning.conftest import SMALL, small_search
 from tests.tuning.faults import FAULT_WEIGHT_DECAYS, calls
-from trainers import count_parameters, load_dataset, load_exported, load_program
+from trainers import Teacher, TensorSplits, count_parameters, load_dataset, load_exported, load_program
 from trainers.export import ONNX_OPSET
-from tuning import build_spec
+from tuning import SearchSpec, build_spec
+from tuning.gain_curve import arch_of, curve_recipes
 from tuning.journal import open_study
 from tuning.prepare import bounded_space, load_data, obtain_teacher, shared_teacher, without_idle_interval
 from tuning.run import RunOutcome
-from tuning.seed_runs import train_seed
+from tuning.seed_runs import SeedTasks, train_seed
 from tuning.trainable import STATE_FILE
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -367,14 +368,36 @@ def test_a_trial_that_ran_every_epoch_is_its_configurations_seed_run(quality_run
     assert all(records[trial_id]["checkpoint"] for trial_id in candidates)
     assert baseline[summary["baseline"]["search"]["best_trial"]]["checkpoint"]
     winner = records[summary["final"]["winner"]]
-    spec = build_spec(results_dir=str(teacher_cache), run_name="quality", teacher_checkpoint=teacher_checkpoint,
-                      **{**SMALL, **QUALITY})
-    data = load_data(spec)
-    teacher_result = obtain_teacher(spec, data, log=lambda _: None)
-    space, _ = bounded_space(spec, data, count_parameters(teacher_result.model))
-    teacher = shared_teacher(teacher_result, data, without_idle_interval(space, data), spec, log=lambda _: None)
+    spec, data, teacher = _quality_inputs(teacher_cache, teacher_checkpoint)
     again = train_seed(winner["config"], spec.seed, spec.epochs, data, teacher, threads=1)
     saved = torch.load(Path(winner["checkpoint"]) / STATE_FILE, weights_only=True)["student"]
     assert again.state_dict.keys() == saved.keys()
     assert all(torch.equal(again.state_dict[name], saved[name]) for name in saved)
     assert again.val_accuracy == winner["val_accuracy"]
+
+
+def test_the_curves_baseline_arm_at_the_winners_size_is_the_baselines_own_runs(
+        quality_run: RunOutcome, teacher_cache: Path, teacher_checkpoint: str) -> None:
+    summary = quality_run.summary
+    baseline = {r["trial_id"]: r for r in _records(quality_run.run_dir / "baseline")}
+    best = baseline[summary["baseline"]["search"]["best_trial"]]
+    spec, data, teacher = _quality_inputs(teacher_cache, teacher_checkpoint)
+    tasks = SeedTasks(spec, data, teacher, 0.0)
+    baseline_runs = tasks.launch_searched(best)
+    assert tasks.from_search == [best["trial_id"]] and tasks.trainings == len(tasks.seeds) - 1
+    winner = summary["best_config"]
+    _, curve_baseline = curve_recipes(winner, best["config"], arch_of(winner), teacher_family=None)
+    assert tasks.launch(curve_baseline) == baseline_runs
+    assert tasks.trainings == len(tasks.seeds) - 1
+    assert 0 < summary["final"]["trainings"]
+
+
+def _quality_inputs(teacher_cache: Path, teacher_checkpoint: str) -> tuple[SearchSpec, TensorSplits, Teacher]:
+    """``quality_run``'s spec, data and shared teacher, prepared again as the run prepared them."""
+    spec = build_spec(results_dir=str(teacher_cache), run_name="quality", teacher_checkpoint=teacher_checkpoint,
+                      **{**SMALL, **QUALITY})
+    data = load_data(spec)
+    teacher_result = obtain_teacher(spec, data, log=lambda _: None)
+    space, _ = bounded_space(spec, data, count_parameters(teacher_result.model))
+    return spec, data, shared_teacher(teacher_result, data, without_idle_interval(space, data), spec,
+                                      log=lambda _: None)

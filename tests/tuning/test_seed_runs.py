@@ -1,0 +1,62 @@
+"""The final stage's seed runs: a training asked for twice runs once, and only when it is the same training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import ray
+import torch
+
+from tests.tuning.conftest import SMALL
+from trainers import Teacher, build_student, load_dataset
+from tuning import build_spec
+from tuning.gain_curve import arch_of, curve_recipes, textbook_recipe
+from tuning.seed_runs import SeedTasks, train_seed, training_key
+
+# The winner of a search that kept the textbook KD terms, and a baseline recipe its own search found.
+WINNER = {"family": "cnn", "depth": 1, "width": 4, "alpha": 0.9, "temperature": 4.0, "feature_loss": "none",
+          "lr": 0.05, "weight_decay": 5e-4, "batch_size": 64, "distill_interval": 1, "init_from_teacher": False}
+BASELINE = {"family": "cnn", "depth": 1, "width": 4, "alpha": 0.0, "lr": 0.03, "weight_decay": 1e-4,
+            "batch_size": 64, "augment": False}
+
+
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    return load_dataset("digits", max_train_samples=200)
+
+
+def test_the_key_resolves_what_a_configuration_leaves_out(digits: Any) -> None:
+    # Digits trains students without augmentation by default: unset and False are the same training.
+    assert training_key({**BASELINE, "augment": None}, 0, 3, digits) == training_key(BASELINE, 0, 3, digits)
+    assert training_key({**BASELINE, "augment": True}, 0, 3, digits) != training_key(BASELINE, 0, 3, digits)
+    assert training_key(BASELINE, 1, 3, digits) != training_key(BASELINE, 0, 3, digits)
+    assert training_key(BASELINE, 0, 4, digits) != training_key(BASELINE, 0, 3, digits)
+    assert training_key({**BASELINE, "lr": 0.031}, 0, 3, digits) != training_key(BASELINE, 0, 3, digits)
+
+
+def test_the_textbook_arm_is_the_curves_distilled_arm_at_the_winners_size(digits: Any) -> None:
+    """What the final stage shares is the same training: equal keys, and bit for bit the same weights."""
+    textbook = textbook_recipe(WINNER, BASELINE)
+    curve_kd, _ = curve_recipes(WINNER, BASELINE, arch_of(WINNER), teacher_family=None)
+    assert textbook != curve_kd  # written differently (the curve's names the augmentation) ...
+    assert training_key(textbook, 0, 2, digits) == training_key(curve_kd, 0, 2, digits)  # ... trained the same
+    teacher = Teacher(build_student("cnn", 1, 8, 1, 10), "tiny")
+    first, second = (train_seed(config, 0, 2, digits, teacher, threads=1) for config in (textbook, curve_kd))
+    assert all(torch.equal(first.state_dict[name], second.state_dict[name]) for name in first.state_dict)
+
+
+def test_a_training_asked_for_twice_is_launched_once(ray_cluster: None, tmp_path: Any, digits: Any) -> None:
+    spec = build_spec(results_dir=str(tmp_path), **{**SMALL, "final_seeds": 2, "epochs": 1})
+    tasks = SeedTasks(spec, digits, Teacher(build_student("cnn", 1, 8, 1, 10), "tiny"), 0.0)
+    textbook = textbook_recipe(WINNER, BASELINE)
+    curve_kd, curve_baseline = curve_recipes(WINNER, BASELINE, arch_of(WINNER), teacher_family=None)
+    launched = tasks.launch(textbook)
+    assert tasks.trainings == 2
+    assert tasks.launch(curve_kd) == launched
+    assert tasks.trainings == 2
+    baseline_runs = tasks.launch(curve_baseline)
+    assert tasks.trainings == 4 and set(baseline_runs).isdisjoint(launched)
+    assert tasks.launch(BASELINE, seeds=[spec.seed + 1]) == baseline_runs[1:]
+    assert tasks.trainings == 4
+    assert [run.seed for run in ray.get(launched)] == tasks.seeds
