@@ -30,6 +30,7 @@ from trainers import (
     distill,
     evaluate,
     finetune,
+    initial_student,
     load_dataset,
 )
 from trainers.data import augment_views
@@ -241,6 +242,33 @@ def test_same_seed_gives_identical_weights_and_history(use_augmented: bool, requ
     other = distill(dataclasses.replace(config, seed=8), data, cached_teacher)
     assert not _same_weights(first.model, other.model)
     assert _without_time(first.history) != _without_time(other.history)
+
+
+@pytest.mark.parametrize(("family", "depth", "width", "feature_loss"),
+                         [("cnn", 2, 4, "hint"), ("mobilenet", 2, 3, "none"), ("resnet", 1, 4, "attention")])
+def test_the_foreach_update_trains_what_the_per_parameter_loop_trains(
+        family: str, depth: int, width: int, feature_loss: str, small: TensorSplits, cached_teacher: Teacher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's SGD updates every parameter (and a hint's regressor) in one call; torch's default on the CPU
+    loops over them. The arithmetic is the same, so the weights must be too, bit for bit."""
+    config = dataclasses.replace(SMALL, family=family, depth=depth, width=width, feature_loss=feature_loss,
+                                 beta=5.0 if feature_loss != "none" else 0.0, weight_decay=1e-3)
+    foreach = distill(config, small, cached_teacher)
+    loop_module = importlib.import_module("trainers.distill._loop")
+    student = initial_student(config, small, cached_teacher)
+    assert loop_module.TrainingLoop(config, small, cached_teacher, student).optimizer.defaults["foreach"] is True
+    sgd = torch.optim.SGD
+    optimizers: list[torch.optim.SGD] = []
+
+    def per_parameter_sgd(*args: Any, **kwargs: Any) -> torch.optim.SGD:
+        optimizers.append(sgd(*args, **{**kwargs, "foreach": False}))
+        return optimizers[-1]
+
+    monkeypatch.setattr(loop_module.torch.optim, "SGD", per_parameter_sgd)
+    looped = distill(config, small, cached_teacher)
+    assert [optimizer.defaults["foreach"] for optimizer in optimizers] == [False]
+    assert _same_weights(foreach.model, looped.model)
+    assert _without_time(foreach.history) == _without_time(looped.history)
 
 
 def test_kd_with_a_teacher_learns(digits: TensorSplits, teacher_model: nn.Module) -> None:
