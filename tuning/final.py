@@ -180,7 +180,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         "winner": winner_id,
         # Trials (of the search or the baseline's) whose own training is their configuration's seed --seed run.
         "from_search": list(tasks.from_search),
-        # Training tasks the final stage launched (the repeated rounds' own are not counted here).
+        # Training tasks the final stage launched, each training once (not its finetunings, not the rounds' own).
         "trainings": tasks.trainings,
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,

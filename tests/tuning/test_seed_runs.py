@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import pytest
 import ray
 import torch
 
 from tests.tuning.conftest import SMALL
-from trainers import Teacher, build_student, load_dataset
+from trainers import Teacher, TensorSplits, build_student, load_dataset
 from tuning import build_spec
 from tuning.gain_curve import arch_of, curve_recipes, textbook_recipe
 from tuning.seed_runs import SeedTasks, train_seed, training_key
@@ -22,11 +22,11 @@ BASELINE = {"family": "cnn", "depth": 1, "width": 4, "alpha": 0.0, "lr": 0.03, "
 
 
 @pytest.fixture(scope="module")
-def digits() -> Any:
+def digits() -> TensorSplits:
     return load_dataset("digits", max_train_samples=200)
 
 
-def test_the_key_resolves_what_a_configuration_leaves_out(digits: Any) -> None:
+def test_the_key_resolves_what_a_configuration_leaves_out(digits: TensorSplits) -> None:
     # Digits trains students without augmentation by default: unset and False are the same training.
     assert training_key({**BASELINE, "augment": None}, 0, 3, digits) == training_key(BASELINE, 0, 3, digits)
     assert training_key({**BASELINE, "augment": True}, 0, 3, digits) != training_key(BASELINE, 0, 3, digits)
@@ -35,7 +35,7 @@ def test_the_key_resolves_what_a_configuration_leaves_out(digits: Any) -> None:
     assert training_key({**BASELINE, "lr": 0.031}, 0, 3, digits) != training_key(BASELINE, 0, 3, digits)
 
 
-def test_the_textbook_arm_is_the_curves_distilled_arm_at_the_winners_size(digits: Any) -> None:
+def test_the_textbook_arm_is_the_curves_distilled_arm_at_the_winners_size(digits: TensorSplits) -> None:
     """What the final stage shares is the same training: equal keys, and bit for bit the same weights."""
     textbook = textbook_recipe(WINNER, BASELINE)
     curve_kd, _ = curve_recipes(WINNER, BASELINE, arch_of(WINNER), teacher_family=None)
@@ -46,7 +46,7 @@ def test_the_textbook_arm_is_the_curves_distilled_arm_at_the_winners_size(digits
     assert all(torch.equal(first.state_dict[name], second.state_dict[name]) for name in first.state_dict)
 
 
-def test_a_training_asked_for_twice_is_launched_once(ray_cluster: None, tmp_path: Any, digits: Any) -> None:
+def test_a_training_asked_for_twice_is_launched_once(ray_cluster: None, tmp_path: Path, digits: TensorSplits) -> None:
     spec = build_spec(results_dir=str(tmp_path), **{**SMALL, "final_seeds": 2, "epochs": 1})
     tasks = SeedTasks(spec, digits, Teacher(build_student("cnn", 1, 8, 1, 10), "tiny"), 0.0)
     textbook = textbook_recipe(WINNER, BASELINE)
