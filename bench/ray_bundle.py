@@ -63,16 +63,15 @@ def strip_wheel(wheel: Path, destination: Path, prefixes: tuple[str, ...] = STRI
 
 
 def download(requirement: str, python_version: str, folder: Path) -> Path:
-    """One wheel of ``requirement`` for ``python_version`` on manylinux x86-64, into ``folder``."""
+    """One wheel of ``requirement`` for ``python_version`` on manylinux x86-64, into ``folder`` (which holds
+    no copy of it yet)."""
     before = set(folder.glob("*.whl"))
     platforms = [argument for platform in PLATFORMS for argument in ("--platform", platform)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "--python-version", python_version, "--implementation", "cp", *platforms, "-d", str(folder),
                     requirement], check=True)
-    new = set(folder.glob("*.whl")) - before
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    return next(iter(new)) if new else next(path for path in folder.glob("*.whl")
-                                            if path.name.lower().startswith(name + "-"))
+    (wheel,) = set(folder.glob("*.whl")) - before  # --no-deps: exactly one
+    return wheel
 
 
 def pinned(name: str) -> str:
