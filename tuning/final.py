@@ -99,7 +99,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if not candidates:
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return dict(EMPTY_RESULT)
-    tasks = SeedTasks(spec, data, teacher, gpus_per_task)
+    tasks = SeedTasks(spec, data, teacher, gpus_per_task, log)
     pareto_members = (pareto_front(records, spec.size_measure)[:MAX_PARETO_RECHECK] if spec.objective == "pareto"
                       else [])
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
@@ -109,6 +109,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if tasks.from_search:
         log(f"final stage: {len(tasks.from_search)} of these seed-{spec.seed} runs are the search's own trainings "
             "(their trials ran every epoch), not trained again")
+    tasks.get([reference for futures in pending.values() for reference in futures], "re-check trainings")
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
@@ -123,7 +124,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         phases["recipe_s"] = time.perf_counter() - started - phases["recheck_s"]
         if recipe_best is not None and recipe_best["trial_id"] not in runs:
             candidates.append(recipe_best)
-            runs[recipe_best["trial_id"]] = ray.get(tasks.launch_searched(recipe_best))
+            runs[recipe_best["trial_id"]] = tasks.get(tasks.launch_searched(recipe_best),
+                                                      "trainings of the recipe search's best")
             accuracies = [run.val_accuracy for run in runs[recipe_best["trial_id"]]]
             log(f"final stage: the recipe search's best, trial {recipe_best['trial_id']}, val accuracy "
                 f"{mean_std(accuracies)[0]:.4f} ± {mean_std(accuracies)[1]:.4f} over {len(tasks.seeds)} seeds")
@@ -153,6 +155,9 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     # the textbook's: ``tasks`` launches each training once.
     curve_kd = {arch: tasks.launch(kd) for arch, (kd, _) in curve_configs.items()}
     curve_baseline = {arch: tasks.launch(base) for arch, (_, base) in curve_configs.items()}
+    compared = [*(winner_pending if spec.finetune_epochs else []), *baseline_pending,
+                *([] if textbook_is_winner else textbook_pending)]
+    tasks.get(compared, "seeds of the student, the baseline and the textbook arm")
     winner = ray.get(winner_pending) if spec.finetune_epochs else runs[winner_id]
     baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
@@ -165,6 +170,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result.update(run_rounds(spec, tasks, data, teacher, winner, result, log))
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
+        tasks.get([reference for arms in (curve_kd, curve_baseline) for references in arms.values()
+                   for reference in references], "gain-curve trainings")
         result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}

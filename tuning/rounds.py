@@ -172,7 +172,7 @@ def run_rounds(spec: SearchSpec, tasks: SeedTasks, data: TensorSplits, teacher: 
             f"student over seeds {[run.seed for run in runs_of[-1]]}")
         trained = [remote.remote(config, run.seed, spec.epochs, tasks.data_ref, tasks.teacher_ref, run, tasks.threads)
                    for run in runs_of[-1]]
-        runs = ray.get(tasks.finetune(trained))
+        runs = tasks.get(tasks.finetune(trained), f"round {number} seeds")
         tests = [seed_test_accuracy(run, data) for run in runs]
         entry = round_entry(number, [teacher.name, f"round {number - 1} student"], runs, tests,
                             rounds[-1]["test_accuracies"])

@@ -10,6 +10,8 @@ The final stage (``tuning.final``) and the repeated rounds (``tuning.rounds``) b
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,11 @@ from tuning.spec import SearchSpec
 from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
 
 FINETUNE_LR_FACTOR = 0.1
+# The final stage's trainings say how far they are at most this often: on a 10,000-image folder its waits
+# last minutes each, on digits a few seconds (one line or none).
+PROGRESS_EVERY_S = 15.0
+
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -120,8 +127,10 @@ class SeedTasks:
     launch's reference, whose ``SeedRun.config`` is the first caller's (the same training, written as it was).
     """
 
-    def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float) -> None:
+    def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float,
+                 log: Log | None = None) -> None:
         self.spec = spec
+        self.log = log
         self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
         self.options = task_options(spec, gpus_per_task)
         self.train_remote = ray.remote(**self.options)(train_seed)
@@ -164,6 +173,42 @@ class SeedTasks:
             return runs
         return [self.finetune_remote.remote(run, self.spec.finetune_epochs, self.data_ref, self.threads)
                 for run in runs]
+
+    def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
+        """``ray.get(references)``, saying every ``every_s`` seconds how many of them are done (``what``: the
+        trainings waited for, e.g. "re-check trainings")."""
+        return wait_with_progress(references, what, self.log, every_s)
+
+
+def wait_with_progress(references: list[Any], what: str, log: Log | None,
+                       every_s: float = PROGRESS_EVERY_S) -> list[Any]:
+    """``ray.get(references)`` that logs ``final stage: 7/12 re-check trainings done, 0:41 so far, about
+    0:30 left`` each time ``every_s`` seconds have passed without a line; a wait shorter than that logs nothing.
+
+    The estimate assumes the rest take as long as the ones that finished during this wait (not those done
+    before it, e.g. runs taken from the search). A reference listed twice (one training shared by two arms)
+    counts once.
+    """
+    unique = list(dict.fromkeys(references))  # ray.wait takes each reference once
+    _, pending = ray.wait(unique, num_returns=len(unique), timeout=0)
+    done_before, started = len(unique) - len(pending), time.perf_counter()  # e.g. runs taken from the search
+    last_line = started
+    while pending and log is not None:
+        _, pending = ray.wait(pending, num_returns=len(pending),
+                              timeout=max(0.0, last_line + every_s - time.perf_counter()))
+        now = time.perf_counter()
+        if pending and now - last_line >= every_s:
+            done, elapsed = len(unique) - len(pending), now - started
+            finished_here = done - done_before
+            left = f", about {_clock(elapsed / finished_here * len(pending))} left" if finished_here else ""
+            log(f"final stage: {done}/{len(unique)} {what} done, {_clock(elapsed)} so far{left}")
+            last_line = now
+    return ray.get(references)
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d}"
 
 
 def this_node() -> dict[str, str] | None:

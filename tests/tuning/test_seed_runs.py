@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from tests.tuning.conftest import SMALL
 from trainers import Teacher, TensorSplits, build_student, load_dataset
 from tuning import build_spec
 from tuning.gain_curve import arch_of, curve_recipes, textbook_recipe
-from tuning.seed_runs import SeedTasks, train_seed, training_key
+from tuning.seed_runs import SeedTasks, train_seed, training_key, wait_with_progress
 
 # The winner of a search that kept the textbook KD terms, and a baseline recipe its own search found.
 WINNER = {"family": "cnn", "depth": 1, "width": 4, "alpha": 0.9, "temperature": 4.0, "feature_loss": "none",
@@ -60,3 +62,33 @@ def test_a_training_asked_for_twice_is_launched_once(ray_cluster: None, tmp_path
     assert tasks.launch(BASELINE, seeds=[spec.seed + 1]) == baseline_runs[1:]
     assert tasks.trainings == 4
     assert [run.seed for run in ray.get(launched)] == tasks.seeds
+
+
+@ray.remote(num_cpus=1)
+def _sleep_then_return(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+def test_a_long_wait_says_how_many_trainings_are_done(ray_cluster: None) -> None:
+    lines: list[str] = []
+    references = [ray.put(9)] + [_sleep_then_return.remote(0.6, value) for value in range(4)]  # 1 done already
+    shared = references[2]  # one training two arms share: listed twice, counted once
+    assert wait_with_progress([*references, shared], "gain-curve trainings", lines.append, every_s=0.25) == [
+        9, 0, 1, 2, 3, 1]
+    assert lines, "a wait of about a second with a line every 0.25 s said nothing"
+    counts = []
+    for line in lines:
+        match = re.fullmatch(r"final stage: (\d)/5 gain-curve trainings done, 0:0\d so far(, about 0:0\d left)?", line)
+        assert match, line
+        counts.append(int(match.group(1)))
+        # An estimate once a training finished during the wait: the one done before it says nothing of the rest.
+        assert (match.group(2) is not None) == (counts[-1] > 1)
+    assert counts == sorted(counts) and 1 <= counts[0] and counts[-1] < 5
+
+
+def test_a_short_wait_says_nothing(ray_cluster: None) -> None:
+    lines: list[str] = []
+    assert wait_with_progress([ray.put(5), _sleep_then_return.remote(0.0, 6)], "re-check trainings", lines.append,
+                              every_s=30.0) == [5, 6]
+    assert lines == []
