@@ -23,6 +23,7 @@ from tuning.prepare import Prepared
 from tuning.records import RunRecorder
 from tuning.resume import experiment_path
 from tuning.spec import SearchSpec
+from tuning.stop_signal import sigterm_stops_the_search
 from tuning.trainable import run_trial
 
 METRIC = "val_accuracy"
@@ -178,8 +179,9 @@ def restore_tuner(spec: SearchSpec, prepared: Prepared, name: str) -> tune.Tuner
 
 
 def fit(tuner: tune.Tuner, log: Callable[[str], None]) -> tune.ResultGrid:
-    """Run the search to the end of the budget, under ``RUN_SETTINGS``."""
-    with run_settings():
+    """Run the search to the end of the budget, under ``RUN_SETTINGS``; SIGTERM stops it as SIGUSR1 does, its
+    state saved whole (``tuning.stop_signal``)."""
+    with run_settings(), sigterm_stops_the_search():
         results = tuner.fit()
     log(f"search: {len(results)} trials, {results.num_errors} failed")
     return results

@@ -197,10 +197,12 @@ def test_a_requeued_job_resumes_the_same_run(slurm: dict[str, str], tmp_path: Pa
     assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", log[-3000:]
     assert job["Restarts"] == "1"  # the second attempt ran with SLURM_RESTART_COUNT=1
     assert "(attempt 1)" in log and "(attempt 2)" in log and "(attempt 3)" not in log  # --open-mode=append
-    # SLURM's requeue sends SIGTERM to search.py itself too, at a moment nobody chooses. Ray Tune rewrites its
-    # experiment state in place at every step, so a signal during that write leaves it cut short (seen once in
-    # CI: an empty experiment_state file). Then the next attempt salvages the experiment instead of restoring
-    # it (docs/ARCHITECTURE.md, Resume): the finished trials are kept all the same, as checked below.
+    # SLURM's requeue sends SIGTERM to search.py itself too, at a moment nobody chooses, and stops this job's Ray
+    # nodes at the same time. Ray Tune rewrites its experiment state in place at every step. SIGTERM to the
+    # driver now stops the search after that write (tuning/stop_signal.py); before, a SIGTERM during it left the
+    # file cut short (seen once in CI: an empty experiment_state file). A driver that dies another way during the
+    # write (its Ray gone first, SIGKILL) still can, and then the next attempt salvages the experiment instead of
+    # restoring it (docs/ARCHITECTURE.md, Resume): the finished trials are kept all the same, as checked below.
     resumed = f"resuming run 'slurm-{job_id}'" in log
     salvaged = "Ray's saved state of experiment 'tune' is damaged" in log
     assert resumed != salvaged, log[-3000:]

@@ -108,3 +108,42 @@ def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_che
     assert len(records) == 10 and len({r["trial_id"] for r in records}) == 10
     assert len(open_study(run_dir / "optuna.journal", "accuracy").trials) == 10
     assert [entry["trials"] for entry in json.loads((run_dir / "experiments.json").read_text())] == [8, 2]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_search_with_its_state_whole(tmp_path: Path, teacher_checkpoint: str) -> None:
+    """SIGTERM (preemption, kill, timeout) to the driver mid-search: Ray Tune stops after its step and saves its
+    state, the run exits with status 3, and the rerun restores Ray's experiment (never salvages it)."""
+    shutil.copy(teacher_checkpoint, tmp_path / "teacher.pt")
+    results = tmp_path / "results"
+    run_dir = results / "resumed"
+    # Trials of a few seconds each, so that the signal lands while the search runs.
+    command = _command(results, 6, "--epochs", "30")
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while len(set(_finished(run_dir)) & saved_by_ray(run_dir)) < 2:
+            assert process.poll() is None, "search.py ended before the signal"
+            assert time.monotonic() < deadline, "fewer than 2 trials after 240 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` sends it
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 3, stderr[-3000:]
+    assert "search interrupted after" in stderr and "rerun the same command" in stderr
+    before = {tid: r for tid, r in _finished(run_dir).items() if tid in saved_by_ray(run_dir)}
+    assert 2 <= len(before) < 6
+
+    rerun = _run(command)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming run 'resumed'" in rerun.stdout and "damaged" not in rerun.stdout + rerun.stderr
+    records = json.loads((run_dir / "trials.json").read_text())
+    assert len(records) == 6 == len({r["trial_id"] for r in records})
+    after = {r["trial_id"]: r for r in records}
+    for trial_id, record in before.items():
+        assert {k: after[trial_id][k] for k in ("state", "val_accuracy", "curve")} == \
+               {k: record[k] for k in ("state", "val_accuracy", "curve")}
