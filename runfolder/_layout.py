@@ -28,6 +28,7 @@ REPORT_FILE = "report.html"
 SUMMARY_MD_FILE = "summary.md"
 BASELINE_FOLDER = "baseline"
 RECIPE_FOLDER = "recipe"
+FINAL_FOLDER = "final"  # the final stage's finished trainings, read back by a rerun
 
 STUDY_NAME = "kdsearch"
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import ray
 
-from runfolder import mean_std, paired_gain, resolution_points
+from runfolder import FINAL_FOLDER, mean_std, paired_gain, resolution_points
 from runfolder import pareto_front as front_indices
 from trainers import (
     Teacher,
@@ -44,6 +44,7 @@ from tuning.bounds import student_measures
 from tuning.gain_curve import KD_KEYS, Arch, arch_of, arch_text, curve_architectures, curve_recipes, textbook_recipe
 from tuning.records import COMPLETE, FAILED
 from tuning.seed_runs import SeedRun, SeedTasks, seed_model, seed_test_accuracy, training_key
+from tuning.seed_store import SeedRunStore
 from tuning.spec import SearchSpec
 
 Log = Callable[[str], None]
@@ -99,7 +100,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if not candidates:
         log("final stage: skipped (--top-k 0)" if spec.top_k == 0 else "final stage: no successful trial to re-check")
         return dict(EMPTY_RESULT)
-    tasks = SeedTasks(spec, data, teacher, gpus_per_task, log)
+    tasks = SeedTasks(spec, data, teacher, gpus_per_task, log, SeedRunStore(spec.run_dir / FINAL_FOLDER))
     pareto_members = (pareto_front(records, spec.size_measure)[:MAX_PARETO_RECHECK] if spec.objective == "pareto"
                       else [])
     log(f"final stage: re-training the top {len(candidates)} configurations over seeds {tasks.seeds}"
@@ -109,6 +110,9 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if tasks.from_search:
         log(f"final stage: {len(tasks.from_search)} of these seed-{spec.seed} runs are the search's own trainings "
             "(their trials ran every epoch), not trained again")
+    if tasks.kept:
+        log(f"final stage: {tasks.kept} of these trainings were finished by an earlier attempt of this run: read back "
+            f"from {spec.run_dir / FINAL_FOLDER}, not trained again")
     tasks.get([reference for futures in pending.values() for reference in futures], "re-check trainings")
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
@@ -176,7 +180,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}
     if pareto_pending:
-        result["pareto"] = _recheck_pareto(pareto_members, ray.get(pareto_pending), data, spec)
+        result["pareto"] = _recheck_pareto(pareto_members, tasks.get(pareto_pending, "Pareto-set trainings"), data,
+                                           spec)
     # The final stage's winner (by validation mean over seeds) is the run's best configuration.
     result["best_config"] = winner_config
     result["best_trial"] = {key: winner_record[key] for key in ("trial_id", "val_accuracy", "params", "epochs")}
@@ -189,6 +194,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
         "from_search": list(tasks.from_search),
         # Training tasks the final stage launched, each training once (not its finetunings, not the rounds' own).
         "trainings": tasks.trainings,
+        # Trainings and finetunings an earlier attempt of this run finished, read back from <run>/final/.
+        "kept": tasks.kept,
         "finetune": {"epochs": spec.finetune_epochs, "kept_seeds": [r.seed for r in winner if r.finetuned]},
         "seconds": time.perf_counter() - started,
         "phases": {**phases, "compare_s": time.perf_counter() - started - sum(phases.values())},

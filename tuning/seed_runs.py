@@ -10,6 +10,7 @@ The final stage (``tuning.final``) and the repeated rounds (``tuning.rounds``) b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import torch
 from trainers import DistillConfig, Teacher, TensorSplits, distill, evaluate, finetune, pick_device
 from trainers.models import build_from_arch, build_student_for
 from tuning.records import COMPLETE
+from tuning.seed_store import SeedRunStore, run_digest
 from tuning.spec import SearchSpec
 from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
 
@@ -125,12 +127,18 @@ class SeedTasks:
 
     A training asked for again (an equal ``training_key``) is not launched again: the caller gets the first
     launch's reference, whose ``SeedRun.config`` is the first caller's (the same training, written as it was).
+    With a ``store``, every training and finetuning ``get`` returns is written there, and one an earlier
+    attempt wrote is read back instead of launched (``self.kept`` counts those).
     """
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float,
-                 log: Log | None = None) -> None:
+                 log: Log | None = None, store: SeedRunStore | None = None) -> None:
         self.spec = spec
         self.log = log
+        self.store = store
+        self.unsaved: dict[Any, str] = {}  # reference of a launched task -> the digest its run is stored under
+        self.key_of: dict[Any, DistillConfig] = {}  # reference of a training -> its training_key
+        self.kept = 0  # trainings and finetunings read back from the store
         self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
         self.options = task_options(spec, gpus_per_task)
         self.train_remote = ray.remote(**self.options)(train_seed)
@@ -140,7 +148,7 @@ class SeedTasks:
         self.data_ref, self.teacher_ref = ray.put(data), ray.put(teacher)
         self.threads = max(1, int(spec.cpus_per_trial))
         self.launched: dict[DistillConfig, Any] = {}  # training_key -> the reference of its run
-        self.trainings = 0  # training tasks launched (a training asked for twice counts once)
+        self.trainings = 0  # training tasks launched (a training asked for twice counts once, a stored one not)
 
     def launch(self, config: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
         """One training task per seed (the final seeds by default); ``ray.get`` the list for the ``SeedRun`` s.
@@ -149,11 +157,24 @@ class SeedTasks:
         for seed in self.seeds if seeds is None else seeds:
             key = training_key(config, seed, self.spec.epochs, self.data)
             if key not in self.launched:
-                self.launched[key] = self.train_remote.remote(config, seed, self.spec.epochs, self.data_ref,
-                                                              self.teacher_ref, self.threads)
-                self.trainings += 1
+                self.launched[key] = self._stored_or_launched(run_digest(key), functools.partial(
+                    self.train_remote.remote, config, seed, self.spec.epochs, self.data_ref, self.teacher_ref,
+                    self.threads), training=True)
+                self.key_of[self.launched[key]] = key
             references.append(self.launched[key])
         return references
+
+    def _stored_or_launched(self, digest: str, launch: Callable[[], Any], training: bool = False) -> Any:
+        """A reference to the run stored under ``digest``, or to the task ``launch()`` starts (stored when got)."""
+        fields = self.store.read(digest) if self.store is not None else None
+        if fields is not None and set(fields) == {field.name for field in dataclasses.fields(SeedRun)}:
+            self.kept += 1
+            return ray.put(SeedRun(**fields))
+        reference = launch()
+        self.trainings += int(training)
+        if self.store is not None:
+            self.unsaved[reference] = digest
+        return reference
 
     def launch_searched(self, record: dict[str, Any], seeds: list[int] | None = None) -> list[Any]:
         """``launch`` for a search trial's configuration, its seed ``--seed`` run taken from the trial itself
@@ -165,25 +186,49 @@ class SeedTasks:
         self.from_search.append(record["trial_id"])
         key = training_key(record["config"], searched.seed, self.spec.epochs, self.data)
         self.launched.setdefault(key, ray.put(searched))
+        self.key_of[self.launched[key]] = key
         return [self.launched[key], *self.launch(record["config"], seeds[1:])]
 
     def finetune(self, runs: list[Any]) -> list[Any]:
         """Finetuning tasks for trained runs (``SeedRun`` s or their pending references); none at 0 epochs."""
         if self.spec.finetune_epochs == 0:
             return runs
-        return [self.finetune_remote.remote(run, self.spec.finetune_epochs, self.data_ref, self.threads)
-                for run in runs]
+        return [self._finetuned(run) for run in runs]
+
+    def _finetuned(self, run: Any) -> Any:
+        epochs = self.spec.finetune_epochs
+        key = (training_key(run.config, run.seed, self.spec.epochs, self.data) if isinstance(run, SeedRun)
+               else self.key_of.get(run))  # None: a training not launched here (a later round's)
+
+        launch = functools.partial(self.finetune_remote.remote, run, epochs, self.data_ref, self.threads)
+        return launch() if key is None else self._stored_or_launched(run_digest(key, epochs), launch)
 
     def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
         """``ray.get(references)``, saying every ``every_s`` seconds how many of them are done (``what``: the
-        trainings waited for, e.g. "re-check trainings")."""
-        return wait_with_progress(references, what, self.log, every_s)
+        trainings waited for, e.g. "re-check trainings"). Meanwhile every run this launched is written to the
+        store as soon as it has finished, whichever wait it belongs to."""
+        return wait_with_progress(references, what, self.log, every_s,
+                                  self._store_finished if self.store is not None else None)
+
+    def _store_finished(self) -> None:
+        """Write each launched run that has finished and is not stored yet (waited for or not)."""
+        if not self.unsaved or self.store is None:
+            return
+        finished, _ = ray.wait(list(self.unsaved), num_returns=len(self.unsaved), timeout=0)
+        for reference in finished:
+            digest = self.unsaved.pop(reference)
+            try:
+                run = ray.get(reference)
+            except ray.exceptions.RayError:  # the wait it belongs to raises it
+                continue
+            self.store.write(digest, dataclasses.asdict(run))
 
 
-def wait_with_progress(references: list[Any], what: str, log: Log | None,
-                       every_s: float = PROGRESS_EVERY_S) -> list[Any]:
+def wait_with_progress(references: list[Any], what: str, log: Log | None, every_s: float = PROGRESS_EVERY_S,
+                       on_finished: Callable[[], None] | None = None) -> list[Any]:
     """``ray.get(references)`` that logs ``final stage: 7/12 re-check trainings done, 0:41 so far, about
     0:30 left`` each time ``every_s`` seconds have passed without a line; a wait shorter than that logs nothing.
+    ``on_finished()`` is called whenever one of them has finished (and once before the wait).
 
     The estimate assumes the rest take as long as the ones that finished during this wait (not those done
     before it, e.g. runs taken from the search). A reference listed twice (one training shared by two arms)
@@ -193,17 +238,20 @@ def wait_with_progress(references: list[Any], what: str, log: Log | None,
     _, pending = ray.wait(unique, num_returns=len(unique), timeout=0)
     done_before, started = len(unique) - len(pending), time.perf_counter()  # e.g. runs taken from the search
     last_line = started
-    while pending and log is not None:
-        _, pending = ray.wait(pending, num_returns=len(pending),
-                              timeout=max(0.0, last_line + every_s - time.perf_counter()))
+    while True:
+        if on_finished is not None:
+            on_finished()
+        if not pending or (log is None and on_finished is None):
+            return ray.get(references)
+        timeout = max(0.0, last_line + every_s - time.perf_counter()) if log is not None else None
+        _, pending = ray.wait(pending, num_returns=1 if on_finished is not None else len(pending), timeout=timeout)
         now = time.perf_counter()
-        if pending and now - last_line >= every_s:
+        if log is not None and pending and now - last_line >= every_s:
             done, elapsed = len(unique) - len(pending), now - started
             finished_here = done - done_before
             left = f", about {_clock(elapsed / finished_here * len(pending))} left" if finished_here else ""
             log(f"final stage: {done}/{len(unique)} {what} done, {_clock(elapsed)} so far{left}")
             last_line = now
-    return ray.get(references)
 
 
 def _clock(seconds: float) -> str:

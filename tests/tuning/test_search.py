@@ -401,3 +401,20 @@ def _quality_inputs(teacher_cache: Path, teacher_checkpoint: str) -> tuple[Searc
     space, _ = bounded_space(spec, data, count_parameters(teacher_result.model))
     return spec, data, shared_teacher(teacher_result, data, without_idle_interval(space, data), spec,
                                       log=lambda _: None)
+
+
+def test_a_rerun_reads_back_the_final_stage_it_finished(quality_run: RunOutcome, teacher_cache: Path,
+                                                         teacher_checkpoint: str) -> None:
+    """The same command again (as after an interruption during the final stage, or once it is done): every seed
+    run is read back from ``<run>/final/``, none is trained again, and the numbers are the same.
+    Last in this file: it rewrites ``quality_run``'s summary.json (with the same numbers)."""
+    first = quality_run.summary
+    assert first["final"]["trainings"] > 0 and first["final"]["kept"] == 0
+    stored = len(list((quality_run.run_dir / "final").glob("*.pt")))
+    again = small_search(teacher_cache, "quality", teacher_checkpoint=teacher_checkpoint, **QUALITY).summary
+    assert again["final"]["trainings"] == 0
+    assert again["final"]["kept"] == stored >= first["final"]["trainings"]
+    for key in ("student", "baseline", "textbook"):
+        assert again[key]["test_accuracies"] == first[key]["test_accuracies"]
+    assert (again["kd_gain"], again["search_gain"]) == (first["kd_gain"], first["search_gain"])
+    assert [entry["gain"] for entry in again["gain_curve"]] == [entry["gain"] for entry in first["gain_curve"]]

@@ -14,7 +14,8 @@ from tests.tuning.conftest import SMALL
 from trainers import Teacher, TensorSplits, build_student, load_dataset
 from tuning import build_spec
 from tuning.gain_curve import arch_of, curve_recipes, textbook_recipe
-from tuning.seed_runs import SeedTasks, train_seed, training_key, wait_with_progress
+from tuning.seed_runs import SeedRun, SeedTasks, train_seed, training_key, wait_with_progress
+from tuning.seed_store import SeedRunStore
 
 # The winner of a search that kept the textbook KD terms, and a baseline recipe its own search found.
 WINNER = {"family": "cnn", "depth": 1, "width": 4, "alpha": 0.9, "temperature": 4.0, "feature_loss": "none",
@@ -92,3 +93,37 @@ def test_a_short_wait_says_nothing(ray_cluster: None) -> None:
     assert wait_with_progress([ray.put(5), _sleep_then_return.remote(0.0, 6)], "re-check trainings", lines.append,
                               every_s=30.0) == [5, 6]
     assert lines == []
+
+
+def _weights_equal(first: SeedRun, second: SeedRun) -> bool:
+    return first.state_dict.keys() == second.state_dict.keys() and all(
+        torch.equal(first.state_dict[name], second.state_dict[name]) for name in first.state_dict)
+
+
+def test_a_rerun_reads_back_the_trainings_and_finetunings_an_earlier_attempt_finished(
+        ray_cluster: None, tmp_path: Path, digits: TensorSplits) -> None:
+    spec = build_spec(results_dir=str(tmp_path), **{**SMALL, "final_seeds": 2, "epochs": 1, "finetune_epochs": 1})
+    teacher = Teacher(build_student("cnn", 1, 8, 1, 10), "tiny")
+    store = SeedRunStore(tmp_path / "final")
+    first = SeedTasks(spec, digits, teacher, 0.0, store=store)
+    trained = first.launch(WINNER)
+    finetuned = first.get(first.finetune(trained), "seeds")
+    assert (first.trainings, first.kept) == (2, 0)
+    assert len(list(store.folder.glob("*.pt"))) == 4  # both trainings behind the finetunings, and the finetunings
+
+    again = SeedTasks(spec, digits, teacher, 0.0, store=store)
+    trained_again = again.launch(WINNER)
+    finetuned_again = again.get(again.finetune(trained_again), "seeds")
+    assert (again.trainings, again.kept) == (0, 4)  # nothing launched
+    for before, after in zip([*ray.get(trained), *finetuned], [*ray.get(trained_again), *finetuned_again],
+                             strict=True):
+        assert (after.seed, after.val_accuracy, after.finetuned) == (before.seed, before.val_accuracy, before.finetuned)
+        assert _weights_equal(before, after)
+
+    # A file that cannot be read back whole is trained again, and written again.
+    damaged = sorted(store.folder.glob("*.pt"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    third = SeedTasks(spec, digits, teacher, 0.0, store=store)
+    third.get(third.finetune(third.launch(WINNER)), "seeds")
+    assert third.kept == 3  # the other three; the damaged one was a training or a finetuning, launched again
+    assert store.read(damaged.stem) is not None
