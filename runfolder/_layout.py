@@ -11,6 +11,7 @@
         report.html        plotly report; summary.md its text
         baseline/          the baseline's own search: a run folder of the same layout
         recipe/            the recipe phase's search on the best architecture: a run folder of the same layout
+        final/             the final stage's finished trainings (tuning.seed_store), read back by a rerun
         <experiment>/      Ray Tune's own experiment folders (tune, tune-2, ...)
     results/.<run>.lock    beside it: the lock of the driver running it (runfolder._lock), never removed
 """
