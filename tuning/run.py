@@ -6,6 +6,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import ray
 from runfolder import (
     BASELINE_FOLDER,
     FAILED,
+    FINAL_FOLDER,
     JOURNAL_FILE,
     SCHEMA_VERSION,
     SPEC_FILE,
@@ -35,6 +37,7 @@ from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
 from tuning.resume import ResumePlan
 from tuning.spec import SearchSpec, UserError
+from tuning.stop_signal import signals_stop_the_final_stage
 from tuning.teacher_check import save_check
 
 Log = Callable[[str], None]
@@ -101,10 +104,11 @@ def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
         final_started = time.perf_counter()
         recipes = recipe_phase.RecipePhase(spec, prepared, records, log)
-        final_result = final.run_final_stage(
-            spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
-            functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family,
-            search_recipe=recipes if recipes.enabled else None)
+        with signals_stop_the_final_stage(functools.partial(_final_stage_interrupted, spec)):
+            final_result = final.run_final_stage(
+                spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
+                functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family,
+                search_recipe=recipes if recipes.enabled else None)
         summary["teacher"].update(final_result.pop("teacher", {}))
         summary.update(final_result)
         summary["recipe_search"] = (recipe_phase.winner_summary(recipes.entry, records, recipes.records, final_result)
@@ -117,6 +121,12 @@ def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
         if owns_ray and ray.is_initialized():
             ray.shutdown()
     return RunOutcome(spec.run_dir, summary, build_report(spec.run_dir, log))
+
+
+def _final_stage_interrupted(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
+    return SearchInterrupted(f"final stage interrupted by {received.name}; rerun the same command (--run-name "
+                             f"{spec.run_name.split('/')[0]}) to go on: the trainings it finished are kept in "
+                             f"{spec.run_dir / FINAL_FOLDER}")
 
 
 def check_complete(spec: SearchSpec, records: list[dict[str, Any]]) -> None:

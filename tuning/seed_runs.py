@@ -25,12 +25,16 @@ from trainers.models import build_from_arch, build_student_for
 from tuning.records import COMPLETE
 from tuning.seed_store import SeedRunStore, run_digest
 from tuning.spec import SearchSpec
+from tuning.stop_signal import check_stop
 from tuning.trainable import NODE_ID, NODE_IP, STATE_FILE, read_trial_state
 
 FINETUNE_LR_FACTOR = 0.1
 # The final stage's trainings say how far they are at most this often: on a 10,000-image folder its waits
 # last minutes each, on digits a few seconds (one line or none).
 PROGRESS_EVERY_S = 15.0
+# A wait on the final stage's tasks looks at least this often whether a signal asked it to stop
+# (``tuning.stop_signal.check_stop``: SIGTERM, SIGUSR1 or Ctrl-C stops the final stage).
+WAKE_EVERY_S = 1.0
 
 Log = Callable[[str], None]
 
@@ -228,7 +232,8 @@ def wait_with_progress(references: list[Any], what: str, log: Log | None, every_
                        on_finished: Callable[[], None] | None = None) -> list[Any]:
     """``ray.get(references)`` that logs ``final stage: 7/12 re-check trainings done, 0:41 so far, about
     0:30 left`` each time ``every_s`` seconds have passed without a line; a wait shorter than that logs nothing.
-    ``on_finished()`` is called whenever one of them has finished (and once before the wait).
+    ``on_finished()`` is called whenever one of them has finished (and once before the wait). Every
+    ``WAKE_EVERY_S`` seconds at most it raises what a signal asked for (``tuning.stop_signal.check_stop``).
 
     The estimate assumes the rest take as long as the ones that finished during this wait (not those done
     before it, e.g. runs taken from the search). A reference listed twice (one training shared by two arms)
@@ -239,11 +244,13 @@ def wait_with_progress(references: list[Any], what: str, log: Log | None, every_
     done_before, started = len(unique) - len(pending), time.perf_counter()  # e.g. runs taken from the search
     last_line = started
     while True:
+        check_stop()
         if on_finished is not None:
             on_finished()
-        if not pending or (log is None and on_finished is None):
+        if not pending:
             return ray.get(references)
-        timeout = max(0.0, last_line + every_s - time.perf_counter()) if log is not None else None
+        until_line = max(0.0, last_line + every_s - time.perf_counter()) if log is not None else WAKE_EVERY_S
+        timeout = min(WAKE_EVERY_S, until_line)
         _, pending = ray.wait(pending, num_returns=1 if on_finished is not None else len(pending), timeout=timeout)
         now = time.perf_counter()
         if log is not None and pending and now - last_line >= every_s:

@@ -1,4 +1,4 @@
-"""Kill ``search.py`` with SIGKILL mid-search, rerun the same command, and check nothing was lost.
+"""Kill or signal ``search.py`` mid-run, rerun the same command, and check nothing was lost.
 
 Runs ``search.py`` in subprocesses, each with its own local Ray (as a batch job would).
 """
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -110,39 +111,61 @@ def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_che
     assert [entry["trials"] for entry in json.loads((run_dir / "experiments.json").read_text())] == [8, 2]
 
 
-@pytest.mark.slow
-def test_sigterm_stops_the_search_with_its_state_whole(tmp_path: Path, teacher_checkpoint: str) -> None:
-    """SIGTERM (preemption, kill, timeout) to the driver mid-search: Ray Tune stops after its step and saves its
-    state, the run exits with status 3, and the rerun restores Ray's experiment (never salvages it)."""
-    shutil.copy(teacher_checkpoint, tmp_path / "teacher.pt")
-    results = tmp_path / "results"
-    run_dir = results / "resumed"
-    # Trials of a few seconds each, so that the signal lands while the search runs.
-    command = _command(results, 6, "--epochs", "30")
+def _signal_when(command: list[str], ready: Callable[[], bool], received: signal.Signals,
+                 timeout_s: float = 240) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``command``, send its driver (alone, as `kill` does) ``received`` once ``ready()``; its outcome and the
+    seconds it took to end after the signal."""
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + timeout_s
     try:
-        while len(set(_finished(run_dir)) & saved_by_ray(run_dir)) < 2:
-            assert process.poll() is None, "search.py ended before the signal"
-            assert time.monotonic() < deadline, "fewer than 2 trials after 240 s"
-            time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)  # the driver alone, as `kill PID` sends it
-        _, stderr = process.communicate(timeout=120)
+        while not ready():
+            assert process.poll() is None, f"search.py ended before the signal: {process.communicate()[1][-3000:]}"
+            assert time.monotonic() < deadline, f"not ready for the signal after {timeout_s} s"
+            time.sleep(0.1)
+        process.send_signal(received)
+        signalled = time.monotonic()
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 3, stderr[-3000:]
-    assert "search interrupted after" in stderr and "rerun the same command" in stderr
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), time.monotonic() - signalled
+
+
+@pytest.mark.slow
+def test_signals_stop_the_search_and_the_final_stage_where_a_rerun_goes_on(tmp_path: Path,
+                                                                          teacher_checkpoint: str) -> None:
+    """SIGTERM mid-search (preemption, kill, timeout): Ray Tune stops after its step with its state whole, exit 3,
+    and the rerun restores Ray's experiment (never salvages it). SIGUSR1 (a batch system's time-limit warning)
+    in the final stage: exit 3 within seconds, and the rerun reads back the trainings it had finished."""
+    shutil.copy(teacher_checkpoint, tmp_path / "teacher.pt")
+    results = tmp_path / "results"
+    run_dir, final = results / "resumed", results / "resumed" / "final"
+    # Trials of a few seconds, so that the first signal lands while the search runs.
+    command = [*_command(results, 4), "--epochs", "20", "--top-k", "1", "--final-seeds", "3",
+               "--baseline-budget", "0", "--recipe-budget", "0", "--rounds", "1"]
+
+    stopped, _ = _signal_when(command, lambda: len(set(_finished(run_dir)) & saved_by_ray(run_dir)) >= 2,
+                              signal.SIGTERM)
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "search interrupted after" in stopped.stderr and "rerun the same command" in stopped.stderr
     before = {tid: r for tid, r in _finished(run_dir).items() if tid in saved_by_ray(run_dir)}
-    assert 2 <= len(before) < 6
+    assert 2 <= len(before) < 4
+
+    stopped, seconds = _signal_when(command, lambda: bool(list(final.glob("*.pt"))), signal.SIGUSR1)
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "resuming run 'resumed'" in stopped.stdout and "damaged" not in stopped.stdout + stopped.stderr
+    assert "final stage interrupted by SIGUSR1" in stopped.stderr and seconds < 20
+    assert not (run_dir / "best").exists()
+    finished = len(list(final.glob("*.pt")))
 
     rerun = _run(command)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "resuming run 'resumed'" in rerun.stdout and "damaged" not in rerun.stdout + rerun.stderr
+    assert "trainings were finished by an earlier attempt of this run" in rerun.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["final"]["kept"] >= finished
     records = json.loads((run_dir / "trials.json").read_text())
-    assert len(records) == 6 == len({r["trial_id"] for r in records})
+    assert len(records) == 4 == len({r["trial_id"] for r in records})
     after = {r["trial_id"]: r for r in records}
     for trial_id, record in before.items():
         assert {k: after[trial_id][k] for k in ("state", "val_accuracy", "curve")} == \

@@ -1,15 +1,19 @@
-"""SIGTERM during a search asks Ray Tune to stop (its SIGUSR1 handler), and means what it meant elsewhere."""
+"""SIGTERM during a search asks Ray Tune to stop (its SIGUSR1 handler); in the final stage a signal stops at once."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 import pytest
+import ray
 
-from tuning.stop_signal import sigterm_stops_the_search
+from tuning.seed_runs import wait_with_progress
+from tuning.stop_signal import signals_stop_the_final_stage, sigterm_stops_the_search
 
 
 @pytest.fixture
@@ -46,3 +50,37 @@ def test_before_tune_has_its_handler_sigterm_keeps_its_meaning(handlers: list[st
     with sigterm_stops_the_search():
         os.kill(os.getpid(), signal.SIGTERM)
     assert handlers == ["earlier SIGTERM handler got SIGTERM"]
+
+
+def test_a_search_gives_sigint_and_sigusr1_back(handlers: list[str]) -> None:
+    """Ray Tune leaves its handlers installed after a search; a first Ctrl-C after it would do nothing."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGUSR1, signal.SIGTERM)}
+    with sigterm_stops_the_search():
+        for number in (signal.SIGINT, signal.SIGUSR1):  # what Tuner.fit installs, and does not undo
+            signal.signal(number, _recorder(handlers, "this search's Tune"))
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
+class _Stopped(Exception):
+    pass
+
+
+@ray.remote(num_cpus=1)
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.mark.parametrize("received", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
+def test_a_signal_in_the_final_stage_ends_a_wait_on_its_tasks_at_once(ray_cluster: None,
+                                                                       received: signal.Signals) -> None:
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGUSR1, signal.SIGTERM)}
+    task = _sleep.remote(30.0)
+    started = time.perf_counter()
+    with pytest.raises(_Stopped, match=received.name):
+        with signals_stop_the_final_stage(lambda number: _Stopped(number.name)):
+            threading.Timer(0.5, os.kill, (os.getpid(), received)).start()
+            wait_with_progress([task], "trainings", log=None)  # how the final stage waits on its tasks
+    assert time.perf_counter() - started < 10  # not the task's 30 s
+    assert {number: signal.getsignal(number) for number in before} == before
+    ray.cancel(task, force=True)
