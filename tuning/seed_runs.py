@@ -131,8 +131,8 @@ class SeedTasks:
 
     A training asked for again (an equal ``training_key``) is not launched again: the caller gets the first
     launch's reference, whose ``SeedRun.config`` is the first caller's (the same training, written as it was).
-    With a ``store``, every training and finetuning ``get`` returns is written there, and one an earlier
-    attempt wrote is read back instead of launched (``self.kept`` counts those).
+    With a ``store``, every training and finetuning launched here is written there once it has finished (seen
+    by any ``get``), and one an earlier attempt wrote is read back instead of launched (``self.kept``).
     """
 
     def __init__(self, spec: SearchSpec, data: TensorSplits, teacher: Teacher, gpus_per_task: float,
@@ -169,7 +169,7 @@ class SeedTasks:
         return references
 
     def _stored_or_launched(self, digest: str, launch: Callable[[], Any], training: bool = False) -> Any:
-        """A reference to the run stored under ``digest``, or to the task ``launch()`` starts (stored when got)."""
+        """A reference to the run stored under ``digest``, or to the task ``launch()`` starts (stored once done)."""
         fields = self.store.read(digest) if self.store is not None else None
         if fields is not None and set(fields) == {field.name for field in dataclasses.fields(SeedRun)}:
             self.kept += 1
@@ -203,7 +203,6 @@ class SeedTasks:
         epochs = self.spec.finetune_epochs
         key = (training_key(run.config, run.seed, self.spec.epochs, self.data) if isinstance(run, SeedRun)
                else self.key_of.get(run))  # None: a training not launched here (a later round's)
-
         launch = functools.partial(self.finetune_remote.remote, run, epochs, self.data_ref, self.threads)
         return launch() if key is None else self._stored_or_launched(run_digest(key, epochs), launch)
 
