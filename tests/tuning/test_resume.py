@@ -143,7 +143,7 @@ def test_signals_stop_the_search_and_the_final_stage_where_a_rerun_goes_on(tmp_p
     results = tmp_path / "results"
     run_dir, final = results / "resumed", results / "resumed" / "final"
     # Trials of a few seconds, so that the first signal lands while the search runs.
-    command = [*_command(results, 4), "--epochs", "20", "--top-k", "1", "--final-seeds", "3",
+    command = [*_command(results, 4), "--epochs", "20", "--top-k", "1", "--final-seeds", "2",
                "--baseline-budget", "0", "--recipe-budget", "0", "--rounds", "1"]
 
     stopped, _ = _signal_when(command, lambda: len(set(_finished(run_dir)) & saved_by_ray(run_dir)) >= 2,
