@@ -209,7 +209,7 @@ class SeedTasks:
     def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
         """``ray.get(references)``, saying every ``every_s`` seconds how many of them are done (``what``: the
         trainings waited for, e.g. "re-check trainings"). Meanwhile every run this launched is written to the
-        store as soon as it has finished, whichever wait it belongs to."""
+        store within a second of finishing, whichever wait it belongs to."""
         return wait_with_progress(references, what, self.log, every_s,
                                   self._store_finished if self.store is not None else None)
 
@@ -228,11 +228,11 @@ class SeedTasks:
 
 
 def wait_with_progress(references: list[Any], what: str, log: Log | None, every_s: float = PROGRESS_EVERY_S,
-                       on_finished: Callable[[], None] | None = None) -> list[Any]:
+                       on_wake: Callable[[], None] | None = None) -> list[Any]:
     """``ray.get(references)`` that logs ``final stage: 7/12 re-check trainings done, 0:41 so far, about
     0:30 left`` each time ``every_s`` seconds have passed without a line; a wait shorter than that logs nothing.
-    ``on_finished()`` is called whenever one of them has finished (and once before the wait). Every
-    ``WAKE_EVERY_S`` seconds at most it raises what a signal asked for (``tuning.stop_signal.check_stop``).
+    The wait wakes every ``WAKE_EVERY_S`` seconds and when they are all done: each time it raises what a signal
+    asked for (``tuning.stop_signal.check_stop``) and calls ``on_wake()``.
 
     The estimate assumes the rest take as long as the ones that finished during this wait (not those done
     before it, e.g. runs taken from the search). A reference listed twice (one training shared by two arms)
@@ -244,13 +244,13 @@ def wait_with_progress(references: list[Any], what: str, log: Log | None, every_
     last_line = started
     while True:
         check_stop()
-        if on_finished is not None:
-            on_finished()
+        if on_wake is not None:
+            on_wake()
         if not pending:
             return ray.get(references)
         until_line = max(0.0, last_line + every_s - time.perf_counter()) if log is not None else WAKE_EVERY_S
         timeout = min(WAKE_EVERY_S, until_line)
-        _, pending = ray.wait(pending, num_returns=1 if on_finished is not None else len(pending), timeout=timeout)
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=timeout)
         now = time.perf_counter()
         if log is not None and pending and now - last_line >= every_s:
             done, elapsed = len(unique) - len(pending), now - started
