@@ -113,7 +113,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     if tasks.kept:
         log(f"final stage: {tasks.kept} of these trainings were finished by an earlier attempt of this run: read back "
             f"from {spec.run_dir / FINAL_FOLDER}, not trained again")
-    tasks.get([reference for futures in pending.values() for reference in futures], "re-check trainings")
+    tasks.wait([reference for futures in pending.values() for reference in futures], "re-check trainings")
     runs: dict[str, list[SeedRun]] = {}
     for trial_id, futures in pending.items():
         runs[trial_id] = ray.get(futures)
@@ -161,7 +161,7 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     curve_baseline = {arch: tasks.launch(base) for arch, (_, base) in curve_configs.items()}
     compared = [*(winner_pending if spec.finetune_epochs else []), *baseline_pending,
                 *([] if textbook_is_winner else textbook_pending)]
-    tasks.get(compared, "seeds of the student, the baseline and the textbook arm")
+    tasks.wait(compared, "seeds of the student, the baseline and the textbook arm")
     winner = ray.get(winner_pending) if spec.finetune_epochs else runs[winner_id]
     baseline = ray.get(baseline_pending)
     result = _compare(spec, data, teacher, winner, baseline)
@@ -174,8 +174,8 @@ def run_final_stage(spec: SearchSpec, records: list[dict[str, Any]], data: Tenso
     result.update(run_rounds(spec, tasks, data, teacher, winner, result, log))
     if curve:
         log(f"final stage: measuring the KD gain at {len(curve)} student sizes")
-        tasks.get([reference for arms in (curve_kd, curve_baseline) for references in arms.values()
-                   for reference in references], "gain-curve trainings")
+        tasks.wait([reference for arms in (curve_kd, curve_baseline) for references in arms.values()
+                    for reference in references], "gain-curve trainings")
         result["gain_curve"] = _gain_curve(curve, curve_kd, curve_baseline, data, teacher)
         result["gain_curve_recipe"] = {"recipe": result["baseline"]["recipe"],
                                        "kd_terms": {key: winner_config[key] for key in KD_KEYS if key in winner_config}}

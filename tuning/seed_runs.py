@@ -141,7 +141,6 @@ class SeedTasks:
         self.log = log
         self.store = store
         self.unsaved: dict[Any, str] = {}  # reference of a launched task -> the digest its run is stored under
-        self.key_of: dict[Any, DistillConfig] = {}  # reference of a training -> its training_key
         self.kept = 0  # trainings and finetunings read back from the store
         self.seeds = [spec.seed + index for index in range(spec.final_seeds)]
         self.options = task_options(spec, gpus_per_task)
@@ -164,7 +163,6 @@ class SeedTasks:
                 self.launched[key] = self._stored_or_launched(run_digest(key), functools.partial(
                     self.train_remote.remote, config, seed, self.spec.epochs, self.data_ref, self.teacher_ref,
                     self.threads), training=True)
-                self.key_of[self.launched[key]] = key
             references.append(self.launched[key])
         return references
 
@@ -190,7 +188,6 @@ class SeedTasks:
         self.from_search.append(record["trial_id"])
         key = training_key(record["config"], searched.seed, self.spec.epochs, self.data)
         self.launched.setdefault(key, ray.put(searched))
-        self.key_of[self.launched[key]] = key
         return [self.launched[key], *self.launch(record["config"], seeds[1:])]
 
     def finetune(self, runs: list[Any]) -> list[Any]:
@@ -202,16 +199,21 @@ class SeedTasks:
     def _finetuned(self, run: Any) -> Any:
         epochs = self.spec.finetune_epochs
         key = (training_key(run.config, run.seed, self.spec.epochs, self.data) if isinstance(run, SeedRun)
-               else self.key_of.get(run))  # None: a training not launched here (a later round's)
+               else next((key for key, launched in self.launched.items() if launched == run), None))
+        # None: a training not launched here (a later round's) is finetuned but not stored
         launch = functools.partial(self.finetune_remote.remote, run, epochs, self.data_ref, self.threads)
         return launch() if key is None else self._stored_or_launched(run_digest(key, epochs), launch)
 
-    def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
-        """``ray.get(references)``, saying every ``every_s`` seconds how many of them are done (``what``: the
+    def wait(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> None:
+        """Wait for ``references``, saying every ``every_s`` seconds how many of them are done (``what``: the
         trainings waited for, e.g. "re-check trainings"). Meanwhile every run this launched is written to the
         store within a second of finishing, whichever wait it belongs to."""
-        return wait_with_progress(references, what, self.log, every_s,
-                                  self._store_finished if self.store is not None else None)
+        wait_for(references, what, self.log, every_s, self._store_finished if self.store is not None else None)
+
+    def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
+        """``wait``, then ``ray.get(references)``."""
+        self.wait(references, what, every_s)
+        return ray.get(references)
 
     def _store_finished(self) -> None:
         """Write each launched run that has finished and is not stored yet (waited for or not)."""
@@ -229,7 +231,14 @@ class SeedTasks:
 
 def wait_with_progress(references: list[Any], what: str, log: Log | None, every_s: float = PROGRESS_EVERY_S,
                        on_wake: Callable[[], None] | None = None) -> list[Any]:
-    """``ray.get(references)`` that logs ``final stage: 7/12 re-check trainings done, 0:41 so far, about
+    """``wait_for``, then ``ray.get(references)``."""
+    wait_for(references, what, log, every_s, on_wake)
+    return ray.get(references)
+
+
+def wait_for(references: list[Any], what: str, log: Log | None, every_s: float = PROGRESS_EVERY_S,
+             on_wake: Callable[[], None] | None = None) -> None:
+    """Wait until ``references`` are done, logging ``final stage: 7/12 re-check trainings done, 0:41 so far, about
     0:30 left`` each time ``every_s`` seconds have passed without a line; a wait shorter than that logs nothing.
     The wait wakes every ``WAKE_EVERY_S`` seconds and when they are all done: each time it raises what a signal
     asked for (``tuning.stop_signal.check_stop``) and calls ``on_wake()``.
@@ -247,7 +256,7 @@ def wait_with_progress(references: list[Any], what: str, log: Log | None, every_
         if on_wake is not None:
             on_wake()
         if not pending:
-            return ray.get(references)
+            return
         until_line = max(0.0, last_line + every_s - time.perf_counter()) if log is not None else WAKE_EVERY_S
         timeout = min(WAKE_EVERY_S, until_line)
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=timeout)

@@ -3,9 +3,8 @@
 The final stage's trainings are Ray tasks, not Tune trials: without this, a run stopped during the final stage
 (a preempted batch job, a lost head node, Ctrl-C) resumed its searches from Ray's state and started the final
 stage again from nothing. Each finished run is written once, atomically, to ``<run>/final/<digest>.pt``
-(``runfolder.FINAL_FOLDER``); the
-digest names what decides its weights (``tuning.seed_runs.training_key``, and for a finetuning its epochs), so
-a rerun reads back exactly the trainings it would repeat and trains the rest.
+(``runfolder.FINAL_FOLDER``); the digest names what decides its weights (``tuning.seed_runs.training_key``, and
+for a finetuning its epochs), so a rerun reads back exactly the trainings it would repeat and trains the rest.
 """
 
 from __future__ import annotations

@@ -13,9 +13,8 @@ it did before: the driver's own files are written atomically.
 In the final stage (``signals_stop_the_final_stage``) SIGTERM, SIGUSR1 (a batch system's warning that the time
 limit is near) and SIGINT (Ctrl-C) raise the caller's exception within a second, from the stage's next wait on
 its tasks (``check_stop``): its finished trainings are on disk (``tuning.seed_store``), so a rerun goes on from
-them. Ray Tune leaves its SIGINT and SIGUSR1 handlers
-behind after a search, where they would only set that finished search's stop flag: each search gives all three
-signals back their earlier handlers.
+them. Ray Tune leaves its SIGINT and SIGUSR1 handlers behind after a search, where they would only set that
+finished search's stop flag: each search gives all three signals back their earlier handlers.
 """
 
 from __future__ import annotations
@@ -41,11 +40,10 @@ def sigterm_stops_the_search() -> Iterator[None]:
         return
     before_fit = {number: signal.getsignal(number) for number in FINAL_STAGE_SIGNALS}
     previous = before_fit[signal.SIGTERM]
-    usr1_before_fit = before_fit[signal.SIGUSR1]
 
     def stop_the_search(signum: int, frame: FrameType | None) -> None:
         tune_handler = signal.getsignal(signal.SIGUSR1)
-        if callable(tune_handler) and tune_handler is not usr1_before_fit:
+        if callable(tune_handler) and tune_handler is not before_fit[signal.SIGUSR1]:
             tune_handler(signum, frame)
         elif callable(previous):
             previous(signum, frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,10 @@ def small_search(results_dir: Path, run_name: str, **flags: Any) -> RunOutcome:
     """Run a small real search into ``results_dir/run_name``."""
     spec = build_spec(results_dir=str(results_dir), run_name=run_name, **{**SMALL, **flags})
     return run(spec, log=lambda message: None)
+
+
+@ray.remote(num_cpus=1)
+def sleep_then_return(seconds: float, value: int) -> int:
+    """A Ray task that takes ``seconds``: something for the final stage's waits to wait on."""
+    time.sleep(seconds)
+    return value

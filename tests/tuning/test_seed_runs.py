@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 import ray
 import torch
 
-from tests.tuning.conftest import SMALL
+from tests.tuning.conftest import SMALL, sleep_then_return
 from trainers import Teacher, TensorSplits, build_student, load_dataset
 from tuning import build_spec
 from tuning.gain_curve import arch_of, curve_recipes, textbook_recipe
@@ -65,15 +64,10 @@ def test_a_training_asked_for_twice_is_launched_once(ray_cluster: None, tmp_path
     assert [run.seed for run in ray.get(launched)] == tasks.seeds
 
 
-@ray.remote(num_cpus=1)
-def _sleep_then_return(seconds: float, value: int) -> int:
-    time.sleep(seconds)
-    return value
-
 
 def test_a_long_wait_says_how_many_trainings_are_done(ray_cluster: None) -> None:
     lines: list[str] = []
-    references = [ray.put(9)] + [_sleep_then_return.remote(0.6, value) for value in range(4)]  # 1 done already
+    references = [ray.put(9)] + [sleep_then_return.remote(0.6, value) for value in range(4)]  # 1 done already
     shared = references[2]  # one training two arms share: listed twice, counted once
     assert wait_with_progress([*references, shared], "gain-curve trainings", lines.append, every_s=0.25) == [
         9, 0, 1, 2, 3, 1]
@@ -90,7 +84,7 @@ def test_a_long_wait_says_how_many_trainings_are_done(ray_cluster: None) -> None
 
 def test_a_short_wait_says_nothing(ray_cluster: None) -> None:
     lines: list[str] = []
-    assert wait_with_progress([ray.put(5), _sleep_then_return.remote(0.0, 6)], "re-check trainings", lines.append,
+    assert wait_with_progress([ray.put(5), sleep_then_return.remote(0.0, 6)], "re-check trainings", lines.append,
                               every_s=30.0) == [5, 6]
     assert lines == []
 

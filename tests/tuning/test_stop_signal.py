@@ -12,6 +12,7 @@ from types import FrameType
 import pytest
 import ray
 
+from tests.tuning.conftest import sleep_then_return
 from tuning.seed_runs import wait_with_progress
 from tuning.stop_signal import signals_stop_the_final_stage, sigterm_stops_the_search
 
@@ -65,17 +66,12 @@ class _Stopped(Exception):
     pass
 
 
-@ray.remote(num_cpus=1)
-def _sleep(seconds: float) -> float:
-    time.sleep(seconds)
-    return seconds
-
 
 @pytest.mark.parametrize("received", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
 def test_a_signal_in_the_final_stage_ends_a_wait_on_its_tasks_at_once(ray_cluster: None,
                                                                        received: signal.Signals) -> None:
     before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGUSR1, signal.SIGTERM)}
-    task = _sleep.remote(30.0)
+    task = sleep_then_return.remote(30.0, 0)
     started = time.perf_counter()
     with pytest.raises(_Stopped, match=received.name):
         with signals_stop_the_final_stage(lambda number: _Stopped(number.name)):
