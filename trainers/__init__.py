@@ -38,7 +38,13 @@ from trainers.models import (
 )
 from trainers.teacher import Teacher
 from trainers.teacher_sources import TeacherSource, load_teacher, load_teacher_checkpoint
-from trainers.teacher_training import TeacherCheckpointError, TeacherRecipe, TeacherResult, get_teacher
+from trainers.teacher_training import (
+    TeacherCheckpointError,
+    TeacherRecipe,
+    TeacherResult,
+    TeacherTrainingStopped,
+    get_teacher,
+)
 
 __all__ = [
     "AUGMENTATIONS",
@@ -56,6 +62,7 @@ __all__ = [
     "TeacherRecipe",
     "TeacherResult",
     "TeacherSource",
+    "TeacherTrainingStopped",
     "TensorSplits",
     "build_student",
     "build_student_for",

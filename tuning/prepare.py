@@ -7,8 +7,10 @@ nothing half-written (docs/ARCHITECTURE.md, data flow step 2).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from trainers import (
     TeacherCheckpointError,
     TeacherRecipe,
     TeacherResult,
+    TeacherTrainingStopped,
     TensorSplits,
     count_parameters,
     get_teacher,
@@ -39,6 +42,7 @@ from trainers.teacher_views import ViewStore, default_budget_bytes
 from tuning import cluster_auth
 from tuning.bounds import cpu_model, machine_description, size_bounds, student_measures
 from tuning.spec import SearchSpec, UserError
+from tuning.stop_signal import SearchInterrupted, check_stop, signals_request_a_stop, stop_requested
 from tuning.teacher_check import CHECKS_FOLDER, check_teacher, saved_check
 
 Log = Callable[[str], None]
@@ -202,9 +206,10 @@ def resources_per_trial(spec: SearchSpec) -> tuple[float, int]:
     return gpus_per_trial, max(1, slots)
 
 
-def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
+def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log,
+                   stop_requested: Callable[[], bool] | None = None) -> TeacherResult:
     """Load the user's teacher (a checkpoint, a library or factory model) or get the cached / freshly trained
-    ``--teacher``."""
+    ``--teacher`` (``stop_requested`` as ``trainers.get_teacher``'s)."""
     if spec.foreign_teacher:
         try:
             result = load_teacher(spec.teacher_source(), data)
@@ -216,7 +221,32 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherRes
             f"{result.train_accuracy:.4f}, val accuracy {result.val_accuracy:.4f}){seen}")
         return result
     recipe = TeacherRecipe(epochs=spec.teacher_epochs, seed=spec.seed)
-    return get_teacher(spec.teacher, data, spec.teacher_cache_dir, recipe, log=log)
+    return get_teacher(spec.teacher, data, spec.teacher_cache_dir, recipe, log=log, stop_requested=stop_requested)
+
+
+def stoppable_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
+    """``obtain_teacher``, where SIGTERM, SIGUSR1 and Ctrl-C stop a teacher's training after the epoch it is in,
+    its state saved (``tuning.stop_signal``): ``SearchInterrupted`` (exit 3), and the same command goes on from
+    that epoch. A signal while a teacher loads stops the run once it has."""
+    def announce(received: signal.Signals) -> None:
+        log(f"teacher: {received.name} received: stopping after this epoch, its training saved for a rerun to go "
+            "on from (the signal again stops at once)")
+
+    with signals_request_a_stop(functools.partial(_teacher_interrupted, spec), announce):
+        try:
+            result = obtain_teacher(spec, data, log, stop_requested)
+        except TeacherTrainingStopped as stopped:
+            log(str(stopped))
+            check_stop()  # raises: a training stops only when a signal asked it to
+            raise
+        check_stop()
+    return result
+
+
+def _teacher_interrupted(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
+    return SearchInterrupted(f"stopped by {received.name} while getting the teacher; rerun the same command "
+                             f"(--run-name {spec.run_name.split('/')[0]}) to go on: a teacher's training goes on "
+                             f"from its last saved epoch (under {spec.teacher_cache_dir})")
 
 
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
@@ -239,7 +269,7 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
     started = time.perf_counter()
-    teacher_result = teacher_result or obtain_teacher(spec, data.to(device), log)
+    teacher_result = teacher_result or stoppable_teacher(spec, data.to(device), log)
     teacher_result.model.to("cpu")
     teacher = shared_teacher(teacher_result, data, space, spec, log)
     teacher_seconds += time.perf_counter() - started

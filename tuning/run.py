@@ -37,14 +37,10 @@ from tuning.prepare import Prepared, augmentation_summary, prepare
 from tuning.records import RunRecorder, count_states, finished, load_records
 from tuning.resume import ResumePlan
 from tuning.spec import SearchSpec, UserError
-from tuning.stop_signal import signals_stop_the_final_stage
+from tuning.stop_signal import SearchInterrupted, signals_request_a_stop
 from tuning.teacher_check import save_check
 
 Log = Callable[[str], None]
-
-
-class SearchInterrupted(Exception):
-    """The search stopped before its budget (a signal); the run folder can be resumed."""
 
 
 class SearchFailed(Exception):
@@ -104,7 +100,7 @@ def _run_locked(spec: SearchSpec, log: Log) -> RunOutcome:
         atomic_write_json(spec.run_dir / SUMMARY_FILE, summary)
         final_started = time.perf_counter()
         recipes = recipe_phase.RecipePhase(spec, prepared, records, log)
-        with signals_stop_the_final_stage(functools.partial(_final_stage_interrupted, spec)):
+        with signals_request_a_stop(functools.partial(_final_stage_interrupted, spec)):
             final_result = final.run_final_stage(
                 spec, records, prepared.data, prepared.teacher, prepared.gpus_per_trial,
                 functools.partial(search_baseline, spec, prepared, log=log), log, prepared.teacher_family,

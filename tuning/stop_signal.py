@@ -1,4 +1,5 @@
-"""Signals stop a run where it can be resumed: a search after Ray Tune's step, the final stage at once.
+"""Signals stop a run where it can be resumed: a search after Ray Tune's step, the final stage at once, a
+teacher's training after its epoch.
 
 SIGTERM stops a running search the way Ray Tune stops on SIGUSR1: after its current step, state saved.
 
@@ -10,11 +11,14 @@ asks Ray Tune to stop instead, as SIGUSR1 and Ctrl-C do: Tune ends its step, sav
 and the run stops with exit status 3, resumable with Ray's own restore. Outside a search SIGTERM does what
 it did before: the driver's own files are written atomically.
 
-In the final stage (``signals_stop_the_final_stage``) SIGTERM, SIGUSR1 (a batch system's warning that the time
-limit is near) and SIGINT (Ctrl-C) raise the caller's exception within a second, from the stage's next wait on
-its tasks (``check_stop``): its finished trainings are on disk (``tuning.seed_store``), so a rerun goes on from
-them. Ray Tune leaves its SIGINT and SIGUSR1 handlers behind after a search, where they would only set that
-finished search's stop flag: each search gives all three signals back their earlier handlers.
+In the final stage and while a teacher trains (``signals_request_a_stop``) SIGTERM, SIGUSR1 (a batch system's
+warning that the time limit is near) and SIGINT (Ctrl-C) ask the work to stop where it can be gone on with: the
+final stage raises the caller's exception within a second, from its next wait on its tasks (``check_stop``), its
+finished trainings on disk (``tuning.seed_store``); a teacher's training saves its state after the epoch it is in
+(``trainers.teacher_training``). A rerun goes on from there. The same signal again stops at once.
+
+Ray Tune leaves its SIGINT and SIGUSR1 handlers behind after a search, where they would only set that finished
+search's stop flag: each search gives all three signals back their earlier handlers.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-FINAL_STAGE_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class SearchInterrupted(Exception):
+    """The run stopped before its end (a signal); rerunning the same command goes on from where it stopped."""
 
 
 @contextlib.contextmanager
@@ -38,7 +46,7 @@ def sigterm_stops_the_search() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before_fit = {number: signal.getsignal(number) for number in FINAL_STAGE_SIGNALS}
+    before_fit = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     previous = before_fit[signal.SIGTERM]
 
     def stop_the_search(signum: int, frame: FrameType | None) -> None:
@@ -61,35 +69,59 @@ def sigterm_stops_the_search() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-# The exception of a signal the final stage received, raised by the next ``check_stop``: a handler must not raise
-# itself, as it can run inside Ray's compiled calls (``ray.wait``), which then fail with a SystemError.
+# The signal received in a ``signals_request_a_stop`` block and the exception it asks for, raised by the next
+# ``check_stop``: a handler must not raise itself, as it can run inside Ray's compiled calls (``ray.wait``), which
+# then fail with a SystemError.
 _requested_stop: list[BaseException] = []
 
 
 @contextlib.contextmanager
-def signals_stop_the_final_stage(error: Callable[[signal.Signals], BaseException]) -> Iterator[None]:
-    """While the block runs, SIGTERM, SIGUSR1 and SIGINT make the next ``check_stop`` raise ``error(the signal)``
-    (the final stage's waits call it at least every second); the earlier handlers come back after. The searches
-    the block runs take SIGTERM, SIGUSR1 and SIGINT over while they run (``sigterm_stops_the_search``)."""
+def signals_request_a_stop(error: Callable[[signal.Signals], BaseException],
+                           announce: Callable[[signal.Signals], None] | None = None) -> Iterator[None]:
+    """While the block runs, SIGTERM, SIGUSR1 and SIGINT request a stop: ``stop_requested()`` turns true and the
+    next ``check_stop`` raises ``error(the signal)``; ``announce(the signal)`` is called when it arrives.
+
+    The block's work asks where it can stop whole: the final stage's waits at least every second, a teacher's
+    training after each epoch. The same signal (or another of the three) a second time stops at once, as it
+    would outside the block. The earlier handlers come back after the block. The searches the block runs take
+    the three signals over while they run (``sigterm_stops_the_search``).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {number: signal.getsignal(number) for number in FINAL_STAGE_SIGNALS}
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        _requested_stop[:] = [error(signal.Signals(signum))]
+        received = signal.Signals(signum)
+        if _requested_stop:  # asked twice: what the signal did before the block, now
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            handler = previous[received]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(received)
+            return
+        _requested_stop[:] = [error(received)]
+        if announce is not None:
+            announce(received)
 
-    for number in FINAL_STAGE_SIGNALS:
+    for number in STOP_SIGNALS:
         signal.signal(number, request_stop)
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        _requested_stop.clear()  # a signal after the stage's last wait: the run is about done, let it finish
+        _requested_stop.clear()  # a signal after the block's last check: its work is about done, let it finish
+
+
+def stop_requested() -> bool:
+    """Whether a signal has asked the current ``signals_request_a_stop`` block to stop."""
+    return bool(_requested_stop)
 
 
 def check_stop() -> None:
-    """Raise the exception of a signal received in the final stage, if one was; a wait calls it where it is safe."""
+    """Raise the exception of the signal that asked the block to stop, if one did; called where stopping is safe."""
     if _requested_stop:
         raise _requested_stop.pop()

@@ -23,7 +23,13 @@ from trainers import (
     load_teacher_checkpoint,
 )
 from trainers.files import safe_torch_load
-from trainers.teacher_training import CACHE_FORMAT, state_digest, teacher_fingerprint
+from trainers.teacher_training import (
+    CACHE_FORMAT,
+    TRAINING_SUFFIX,
+    TeacherTrainingStopped,
+    state_digest,
+    teacher_fingerprint,
+)
 
 NAME = "resnet-large"
 RECIPE = TeacherRecipe(epochs=1)
@@ -213,6 +219,97 @@ def test_another_recipe_gets_its_own_cache_file(data: TensorSplits, trained: Tea
     assert other.source == "trained" and other.path != tmp_path / trained.path.name
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([trained.path.name, other.path.name])
     assert not _same_weights(other.model, trained.model)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a training in progress: stopped, saved, gone on with
+# ---------------------------------------------------------------------------------------------------------
+
+PROGRESS_RECIPE = TeacherRecipe(epochs=5)
+
+
+def _stop_after(epoch: int) -> Callable[[], bool]:
+    """A ``stop_requested`` that is true when asked for the ``epoch``-th time (after that epoch)."""
+    asked = [0]
+
+    def stop_requested() -> bool:
+        asked[0] += 1
+        return asked[0] == epoch
+
+    return stop_requested
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data: TensorSplits, tmp_path_factory: pytest.TempPathFactory) -> TeacherResult:
+    return get_teacher("cnn-large", data, tmp_path_factory.mktemp("whole"), PROGRESS_RECIPE, log=lambda _: None)
+
+
+def test_a_stopped_teacher_training_goes_on_to_the_weights_of_an_uninterrupted_one(
+        data: TensorSplits, uninterrupted: TeacherResult, tmp_path: Path) -> None:
+    key = teacher_fingerprint("cnn-large", data, PROGRESS_RECIPE)
+    log = _Log()
+    with pytest.raises(TeacherTrainingStopped) as stopped:
+        get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=log, stop_requested=_stop_after(2))
+    in_progress = tmp_path / f"{key}{TRAINING_SUFFIX}"
+    assert (stopped.value.epoch, stopped.value.epochs, stopped.value.path) == (2, 5, in_progress)
+    assert sorted(tmp_path.iterdir()) == [in_progress]  # saved, and nothing cached yet
+    assert not any(": epoch 3/5 " in line for line in log.lines)
+
+    log = _Log()
+    resumed = get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=log)
+    assert any(f"going on from epoch 2/5, saved by an earlier attempt in {in_progress}" in line for line in log.lines)
+    assert not any(": epoch 2/5 " in line for line in log.lines) and any(": epoch 3/5 " in line for line in log.lines)
+    eta = [line for line in log.lines if "ETA" in line]
+    assert len(eta) == 1 and "remaining 2 epochs" in eta[0]  # after epoch 3, this attempt's first
+    assert resumed.source == "trained" and _same_weights(resumed.model, uninterrupted.model)
+    assert resumed.val_accuracy == uninterrupted.val_accuracy
+    assert sorted(tmp_path.iterdir()) == [tmp_path / f"{key}.pt"]  # the training file is gone once cached
+
+
+def test_a_training_in_progress_is_saved_when_due_and_survives_a_crash(
+        data: TensorSplits, uninterrupted: TeacherResult, tmp_path: Path) -> None:
+    """Saved at every epoch's end when due (here: always); a crash after epoch 3 loses nothing before it."""
+    def crash_after_epoch_3() -> bool:
+        crash_after_epoch_3.asked += 1  # type: ignore[attr-defined]
+        if crash_after_epoch_3.asked == 3:  # type: ignore[attr-defined]
+            raise RuntimeError("killed")
+        return False
+
+    crash_after_epoch_3.asked = 0  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="killed"):
+        get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=lambda _: None,
+                    stop_requested=crash_after_epoch_3, save_every_s=0.0)
+    in_progress = next(tmp_path.glob(f"*{TRAINING_SUFFIX}"))
+    assert safe_torch_load(in_progress)["training"]["epoch"] == 2  # epoch 3 was not saved: the crash came first
+    log = _Log()
+    resumed = get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=log)
+    assert any("going on from epoch 2/5" in line for line in log.lines)
+    assert _same_weights(resumed.model, uninterrupted.model)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another teacher's", "flipped weights"])
+def test_an_unusable_training_in_progress_is_reported_and_the_training_starts_over(
+        damage: str, data: TensorSplits, uninterrupted: TeacherResult, tmp_path: Path) -> None:
+    with pytest.raises(TeacherTrainingStopped) as stopped:
+        get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=lambda _: None, stop_requested=_stop_after(3))
+    in_progress = stopped.value.path
+    if damage == "truncated":
+        _truncate(in_progress)
+    else:
+        saved = safe_torch_load(in_progress)
+        if damage == "another teacher's":
+            saved["fingerprint"] = "0" * 16
+        else:
+            weight = next(iter(saved["training"]["student"].values()))
+            weight.view(-1)[0] += 1.0
+        torch.save(saved, in_progress)
+    log = _Log()
+    again = get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=log)
+    unusable = [line for line in log.lines if " is unusable (" in line]
+    assert len(unusable) == 1 and str(in_progress) in unusable[0] and "from epoch 0" in unusable[0]
+    assert any(": epoch 1/5 " in line for line in log.lines)
+    assert _same_weights(again.model, uninterrupted.model)
+    assert not in_progress.exists()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import ray
 
 from tests.tuning.conftest import sleep_then_return
 from tuning.seed_runs import wait_with_progress
-from tuning.stop_signal import signals_stop_the_final_stage, sigterm_stops_the_search
+from tuning.stop_signal import check_stop, signals_request_a_stop, sigterm_stops_the_search, stop_requested
 
 
 @pytest.fixture
@@ -66,6 +66,29 @@ class _Stopped(Exception):
     pass
 
 
+def test_a_signal_requests_a_stop_once_and_the_same_signal_again_stops_at_once() -> None:
+    """The first signal is announced and requested (``check_stop`` raises it where the work stops whole); a
+    second one does what it did before the block, as a second Ctrl-C during a long teacher epoch should."""
+    handlers: list[str] = []
+    previous = signal.signal(signal.SIGUSR1, _recorder(handlers, "before"))
+    announced: list[signal.Signals] = []
+    try:
+        with signals_request_a_stop(lambda number: _Stopped(number.name), announce=announced.append):
+            assert not stop_requested()
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)  # the handler runs in the main thread, between two bytecodes
+            assert stop_requested() and announced == [signal.SIGUSR1] and handlers == []
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+            assert handlers == ["before got SIGUSR1"] and announced == [signal.SIGUSR1]
+            with pytest.raises(_Stopped, match="SIGUSR1"):
+                check_stop()
+            assert not stop_requested()
+        assert not stop_requested()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 
 @pytest.mark.parametrize("received", [signal.SIGUSR1, signal.SIGTERM, signal.SIGINT])
 def test_a_signal_in_the_final_stage_ends_a_wait_on_its_tasks_at_once(ray_cluster: None,
@@ -74,7 +97,7 @@ def test_a_signal_in_the_final_stage_ends_a_wait_on_its_tasks_at_once(ray_cluste
     task = sleep_then_return.remote(30.0, 0)
     started = time.perf_counter()
     with pytest.raises(_Stopped, match=received.name):
-        with signals_stop_the_final_stage(lambda number: _Stopped(number.name)):
+        with signals_request_a_stop(lambda number: _Stopped(number.name)):
             threading.Timer(0.5, os.kill, (os.getpid(), received)).start()
             wait_with_progress([task], "trainings", log=None)  # how the final stage waits on its tasks
     assert time.perf_counter() - started < 10  # not the task's 30 s
