@@ -6,6 +6,7 @@ nothing half-written (docs/ARCHITECTURE.md, data flow step 2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -13,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,26 +226,33 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log,
 
 
 def stoppable_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
-    """``obtain_teacher``, where SIGTERM, SIGUSR1 and Ctrl-C stop a teacher's training after the epoch it is in,
-    its state saved (``tuning.stop_signal``): ``SearchInterrupted`` (exit 3), and the same command goes on from
-    that epoch. A signal while a teacher loads stops the run once it has."""
+    """``obtain_teacher`` inside a ``signals_request_a_stop`` block: a stop request ends a teacher's training
+    after the epoch it is in, its state saved for the same command to go on from (``SearchInterrupted``)."""
+    try:
+        return obtain_teacher(spec, data, log, stop_requested)
+    except TeacherTrainingStopped as stopped:
+        log(str(stopped))
+        check_stop()  # raises: a training stops only when a signal asked it to
+        raise
+
+
+@contextlib.contextmanager
+def signals_stop_the_preparation(spec: SearchSpec, log: Log) -> Iterator[None]:
+    """While the teacher is trained or loaded, its outputs cached and it is checked, SIGTERM, SIGUSR1 and Ctrl-C
+    stop the run where it can go on from: a teacher's training and the teacher check's after their epoch in progress
+    (the first saved for a rerun, the second trained again), the rest (the teacher's per-view logits) once done.
+    ``SearchInterrupted`` (exit 3); the same signal again stops at once (``tuning.stop_signal``)."""
     def announce(received: signal.Signals) -> None:
-        log(f"teacher: {received.name} received: stopping after this epoch, its training saved for a rerun to go "
-            "on from (the signal again stops at once)")
+        log(f"{received.name} received: stopping where the run can go on from (a training after its epoch in "
+            "progress, a teacher's saved for the rerun); the signal again stops at once")
 
-    with signals_request_a_stop(functools.partial(_teacher_interrupted, spec), announce):
-        try:
-            result = obtain_teacher(spec, data, log, stop_requested)
-        except TeacherTrainingStopped as stopped:
-            log(str(stopped))
-            check_stop()  # raises: a training stops only when a signal asked it to
-            raise
+    with signals_request_a_stop(functools.partial(_stopped_while_preparing, spec), announce):
+        yield
         check_stop()
-    return result
 
 
-def _teacher_interrupted(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
-    return SearchInterrupted(f"stopped by {received.name} while getting the teacher; rerun the same command "
+def _stopped_while_preparing(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
+    return SearchInterrupted(f"stopped by {received.name} while preparing the teacher; rerun the same command "
                              f"(--run-name {spec.run_name.split('/')[0]}) to go on: a teacher's training goes on "
                              f"from its last saved epoch (under {spec.teacher_cache_dir})")
 
@@ -269,18 +277,19 @@ def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
     start_ray(spec, log)
     gpus_per_trial, slots = resources_per_trial(spec)
     started = time.perf_counter()
-    teacher_result = teacher_result or stoppable_teacher(spec, data.to(device), log)
-    teacher_result.model.to("cpu")
-    teacher = shared_teacher(teacher_result, data, space, spec, log)
-    teacher_seconds += time.perf_counter() - started
-    bound = size_bound_text({"size_bound": size_bound, "teacher": {"params": teacher_params}})
-    log(f"{bound}; augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} "
-        "for students")
-    teacher_check = saved_check(spec.run_dir, teacher_result)
-    if teacher_check is None:
-        teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed,
-                                      cache_dir=spec.teacher_cache_dir / CHECKS_FOLDER)
-    log(teacher_check["message"])
+    with signals_stop_the_preparation(spec, log):
+        teacher_result = teacher_result or stoppable_teacher(spec, data.to(device), log)
+        teacher_result.model.to("cpu")
+        teacher = shared_teacher(teacher_result, data, space, spec, log)
+        teacher_seconds += time.perf_counter() - started
+        bound = size_bound_text({"size_bound": size_bound, "teacher": {"params": teacher_params}})
+        log(f"{bound}; augmentation {data.info.augmentation} for the teacher, {_student_augmentation(data, space)} "
+            "for students")
+        teacher_check = saved_check(spec.run_dir, teacher_result)
+        if teacher_check is None:
+            teacher_check = check_teacher(teacher_result, space, data, spec.epochs, spec.seed,
+                                          cache_dir=spec.teacher_cache_dir / CHECKS_FOLDER)
+        log(teacher_check["message"])
     return Prepared(
         data=data,
         teacher=teacher,

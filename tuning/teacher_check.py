@@ -17,6 +17,7 @@ from spaces import SearchSpace
 from trainers import DistillConfig, TeacherResult, TensorSplits, distill, student_parameter_count
 from trainers.data import fingerprint
 from tuning.gain_curve import arch_text
+from tuning.stop_signal import check_stop, stop_requested
 
 # Under the teacher cache folder: the check's students, trained alone (``trained_alone``).
 CHECKS_FOLDER = "checks"
@@ -87,7 +88,10 @@ def trained_alone(config: DistillConfig, data: TensorSplits, cache_dir: Path | N
     cached = read_cache_entry(path) if path is not None else None
     if cached is not None and isinstance(cached.get("val_accuracy"), float) and isinstance(cached.get("params"), int):
         return cached["val_accuracy"], cached["params"]
-    result = distill(config, data)
+    # A signal while the run prepares (``tuning.stop_signal``) ends the training after its epoch: the unfinished
+    # check is not kept, and ``check_stop`` stops the run.
+    result = distill(config, data, stop_after=lambda _: stop_requested())
+    check_stop()
     val_accuracy, params = float(result.last_val_accuracy), result.history[-1].params
     if path is not None:
         atomic_write_json(path, {"val_accuracy": val_accuracy, "params": params, "config": repr(config)})

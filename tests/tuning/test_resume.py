@@ -172,35 +172,42 @@ def test_signals_stop_the_search_and_the_final_stage_where_a_rerun_goes_on(tmp_p
                {k: record[k] for k in ("state", "val_accuracy", "curve")}
 
 
-@pytest.mark.slow
-def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on_from_it(tmp_path: Path) -> None:
-    """SIGUSR1 (a batch system's time-limit warning) while kdsearch trains its teacher: the epoch ends, the
-    training's state is saved, exit 3; the same command goes on from that epoch (``trainers.teacher_training``
-    shows the weights are an uninterrupted training's) and finishes the run."""
-    results = tmp_path / "results"
-    command = [sys.executable, str(REPO / "search.py"), "--budget", "1", "--results-dir", str(results),
-               "--teacher", "cnn-large", "--teacher-epochs", "20", *FLAGS, "--baseline-budget", "0",
-               "--recipe-budget", "0", "--rounds", "1"]
-    log = tmp_path / "first.log"
+def _signal_at_line(command: list[str], line: str, received: signal.Signals,
+                    log: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``command`` with its output in ``log``; send its driver ``received`` once ``line`` is printed.
+    Returns its outcome (stderr captured) and its output."""
     with log.open("w") as stdout:
         process = subprocess.Popen(command, cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
         try:
             deadline = time.monotonic() + 120
-            while "teacher cnn-large: epoch 2/20 " not in log.read_text():
+            while line not in log.read_text():
                 assert process.poll() is None, f"search.py ended before the signal: {process.communicate()[1]}"
-                assert time.monotonic() < deadline, "the teacher's training never reached epoch 2"
+                assert time.monotonic() < deadline, f"{line!r} not printed within 120 s"
                 time.sleep(0.05)
-            process.send_signal(signal.SIGUSR1)
+            process.send_signal(received)
             _, stderr = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    first = log.read_text()
-    assert process.returncode == 3, stderr[-3000:]
-    assert "stopped by SIGUSR1 while getting the teacher; rerun the same command" in stderr
-    assert "teacher: SIGUSR1 received: stopping after this epoch" in first
+    return subprocess.CompletedProcess(command, process.returncode, log.read_text(), stderr), log.read_text()
+
+
+@pytest.mark.slow
+def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on_from_it(tmp_path: Path) -> None:
+    """SIGUSR1 (a batch system's time-limit warning) while kdsearch trains its teacher: the epoch ends, the
+    training's state is saved, exit 3; the same command goes on from that epoch (``trainers.teacher_training``
+    shows the weights are an uninterrupted training's). SIGTERM once the teacher is cached, while it is checked:
+    exit 3 after the check's epoch in progress. The last rerun loads the teacher and finishes the run."""
+    results = tmp_path / "results"
+    command = [sys.executable, str(REPO / "search.py"), "--budget", "1", "--results-dir", str(results),
+               "--teacher", "cnn-large", "--teacher-epochs", "20", *FLAGS, "--baseline-budget", "0",
+               "--recipe-budget", "0", "--rounds", "1"]
+    stopped, first = _signal_at_line(command, "teacher cnn-large: epoch 2/20 ", signal.SIGUSR1, tmp_path / "1.log")
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "stopped by SIGUSR1 while preparing the teacher; rerun the same command" in stopped.stderr
+    assert "SIGUSR1 received: stopping where the run can go on from (a training after its epoch" in first
     stopped_after = int(first.split("training stopped after epoch ")[1].split("/")[0])
     assert 2 <= stopped_after < 20
     teachers = results / "teachers"
@@ -208,9 +215,15 @@ def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on
     assert len(in_progress) == 1 and not list(teachers.glob("*[0-9a-f].pt"))  # saved, nothing cached
     assert not (results / "resumed").exists()  # the run itself had not started
 
+    stopped, second = _signal_at_line(command, "teacher cnn-large: cached at", signal.SIGTERM, tmp_path / "2.log")
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert f"teacher cnn-large: going on from epoch {stopped_after}/20, saved by an earlier attempt" in second
+    assert f"teacher cnn-large: epoch {stopped_after}/20 " not in second
+    assert "stopped by SIGTERM while preparing the teacher" in stopped.stderr
+    assert "teacher check:" not in second and "search:" not in second  # the check stopped after its epoch
+    assert not in_progress[0].exists() and len(list(teachers.glob("*[0-9a-f].pt"))) == 1
+
     rerun = _run(command)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"teacher cnn-large: going on from epoch {stopped_after}/20, saved by an earlier attempt" in rerun.stdout
-    assert f"teacher cnn-large: epoch {stopped_after}/20 " not in rerun.stdout
-    assert not in_progress[0].exists() and len(list(teachers.glob("*[0-9a-f].pt"))) == 1
-    assert json.loads((results / "resumed" / "summary.json").read_text())["teacher"]["source"] == "trained"
+    assert "teacher cnn-large: loaded from cache" in rerun.stdout
+    assert json.loads((results / "resumed" / "summary.json").read_text())["teacher"]["source"] == "cache"
