@@ -246,7 +246,7 @@ def signals_stop_the_preparation(spec: SearchSpec, log: Log) -> Iterator[None]:
         log(f"{received.name} received: stopping where the run can go on from (a training after its epoch in "
             "progress, a teacher's saved for the rerun); the signal again stops at once")
 
-    with signals_request_a_stop(functools.partial(_stopped_while_preparing, spec), announce):
+    with signals_request_a_stop(functools.partial(_stopped_while_preparing, spec), announce, again_stops_at_once=True):
         yield
         check_stop()
 

@@ -15,7 +15,8 @@ In the final stage and while a teacher trains (``signals_request_a_stop``) SIGTE
 warning that the time limit is near) and SIGINT (Ctrl-C) ask the work to stop where it can be gone on with: the
 final stage raises the caller's exception within a second, from its next wait on its tasks (``check_stop``), its
 finished trainings on disk (``tuning.seed_store``); a teacher's training saves its state after the epoch it is in
-(``trainers.teacher_training``). A rerun goes on from there. The same signal again stops at once.
+(``trainers.teacher_training``). A rerun goes on from there. While a teacher trains the same signal again
+stops at once.
 
 Ray Tune leaves its SIGINT and SIGUSR1 handlers behind after a search, where they would only set that finished
 search's stop flag: each search gives all three signals back their earlier handlers.
@@ -77,14 +78,16 @@ _requested_stop: list[BaseException] = []
 
 @contextlib.contextmanager
 def signals_request_a_stop(error: Callable[[signal.Signals], BaseException],
-                           announce: Callable[[signal.Signals], None] | None = None) -> Iterator[None]:
+                           announce: Callable[[signal.Signals], None] | None = None,
+                           again_stops_at_once: bool = False) -> Iterator[None]:
     """While the block runs, SIGTERM, SIGUSR1 and SIGINT request a stop: ``stop_requested()`` turns true and the
     next ``check_stop`` raises ``error(the signal)``; ``announce(the signal)`` is called when it arrives.
 
     The block's work asks where it can stop whole: the final stage's waits at least every second, a teacher's
-    training after each epoch. The same signal (or another of the three) a second time stops at once, as it
-    would outside the block. The earlier handlers come back after the block. The searches the block runs take
-    the three signals over while they run (``sigterm_stops_the_search``).
+    training after each epoch, which can take minutes. With ``again_stops_at_once`` a second signal does what it
+    would outside the block, at once (a block whose work makes Ray calls leaves it off: an exception raised by a
+    handler inside ``ray.wait`` surfaces as Ray's SystemError). The earlier handlers come back after the block.
+    The searches the block runs take the three signals over while they run (``sigterm_stops_the_search``).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -93,7 +96,7 @@ def signals_request_a_stop(error: Callable[[signal.Signals], BaseException],
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         received = signal.Signals(signum)
-        if _requested_stop:  # asked twice: what the signal did before the block, now
+        if _requested_stop and again_stops_at_once:  # asked twice: what the signal did before the block, now
             for number, handler in previous.items():
                 signal.signal(number, handler)
             handler = previous[received]

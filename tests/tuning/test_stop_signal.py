@@ -66,6 +66,22 @@ class _Stopped(Exception):
     pass
 
 
+def test_without_again_stops_at_once_a_second_signal_only_repeats_the_request() -> None:
+    """The final stage's block: its waits are Ray calls, where a handler's exception would become a SystemError."""
+    handlers: list[str] = []
+    previous = signal.signal(signal.SIGUSR1, _recorder(handlers, "before"))
+    try:
+        with pytest.raises(_Stopped, match="SIGUSR1"):
+            with signals_request_a_stop(lambda number: _Stopped(number.name)):
+                for _ in range(2):
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    time.sleep(0.05)
+                assert handlers == [] and stop_requested()
+                check_stop()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_a_signal_requests_a_stop_once_and_the_same_signal_again_stops_at_once() -> None:
     """The first signal is announced and requested (``check_stop`` raises it where the work stops whole); a
     second one does what it did before the block, as a second Ctrl-C during a long teacher epoch should."""
@@ -73,7 +89,8 @@ def test_a_signal_requests_a_stop_once_and_the_same_signal_again_stops_at_once()
     previous = signal.signal(signal.SIGUSR1, _recorder(handlers, "before"))
     announced: list[signal.Signals] = []
     try:
-        with signals_request_a_stop(lambda number: _Stopped(number.name), announce=announced.append):
+        with signals_request_a_stop(lambda number: _Stopped(number.name), announce=announced.append,
+                                    again_stops_at_once=True):
             assert not stop_requested()
             os.kill(os.getpid(), signal.SIGUSR1)
             time.sleep(0.05)  # the handler runs in the main thread, between two bytecodes
