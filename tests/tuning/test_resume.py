@@ -199,7 +199,7 @@ def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on
     """SIGUSR1 (a batch system's time-limit warning) while kdsearch trains its teacher: the epoch ends, the
     training's state is saved, exit 3; the same command goes on from that epoch (``trainers.teacher_training``
     shows the weights are an uninterrupted training's). SIGTERM once the teacher is cached, while it is checked:
-    exit 3 after the check's epoch in progress. The last rerun loads the teacher and finishes the run."""
+    exit 3 after the check's epoch in progress, the teacher cached for the next run to load."""
     results = tmp_path / "results"
     command = [sys.executable, str(REPO / "search.py"), "--budget", "1", "--results-dir", str(results),
                "--teacher", "cnn-large", "--teacher-epochs", "20", *FLAGS, "--baseline-budget", "0",
@@ -221,9 +221,4 @@ def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on
     assert f"teacher cnn-large: epoch {stopped_after}/20 " not in second
     assert "stopped by SIGTERM while preparing the teacher" in stopped.stderr
     assert "teacher check:" not in second and "search:" not in second  # the check stopped after its epoch
-    assert not in_progress[0].exists() and len(list(teachers.glob("*[0-9a-f].pt"))) == 1
-
-    rerun = _run(command)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "teacher cnn-large: loaded from cache" in rerun.stdout
-    assert json.loads((results / "resumed" / "summary.json").read_text())["teacher"]["source"] == "cache"
+    assert not in_progress[0].exists() and len(list(teachers.glob("*[0-9a-f].pt"))) == 1  # cached: a rerun loads it
