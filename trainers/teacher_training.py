@@ -115,9 +115,11 @@ def get_teacher(
     started = time.perf_counter()
     key = teacher_fingerprint(name, data, recipe)
     path = Path(cache_dir) / f"{key}.pt"
+    progress = TrainingProgress(Path(cache_dir) / f"{key}{TRAINING_SUFFIX}", key, save_every_s)
     if path.exists():
         model = _load_cached(path, key, log)
         if model is not None:
+            progress.path.unlink(missing_ok=True)  # another driver's training of this teacher, stopped: not needed
             model = model.to(data.train_x.device)
             val_accuracy, _ = evaluate(model, data.val_x, data.val_y)
             train_accuracy, _ = evaluate(model, data.train_x, data.train_y)
@@ -125,7 +127,6 @@ def get_teacher(
                 f"val accuracy {val_accuracy:.4f})")
             return TeacherResult(model, name, "cache", path, val_accuracy, time.perf_counter() - started,
                                  train_accuracy)
-    progress = TrainingProgress(Path(cache_dir) / f"{key}{TRAINING_SUFFIX}", key, save_every_s)
     model, val_accuracy = train_teacher(name, data, recipe, log, progress, stop_requested)
     train_accuracy, _ = evaluate(model, data.train_x, data.train_y)
     state_dict = model.state_dict()
@@ -225,6 +226,8 @@ class TrainingProgress:
                     or saved.get("best_digest") != state_digest(saved["best_state"]):
                 raise CorruptFileError(f"{self.path} has weights that do not match their digest")
             return saved
+        except FileNotFoundError:  # removed since the check above (the teacher was cached meanwhile)
+            return None
         except (CorruptFileError, KeyError, TypeError, AttributeError) as error:
             log(f"teacher training in progress {self.path} is unusable ({error}); training the teacher from epoch 0")
             return None

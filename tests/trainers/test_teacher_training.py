@@ -287,6 +287,18 @@ def test_a_training_in_progress_is_saved_when_due_and_survives_a_crash(
     assert _same_weights(resumed.model, uninterrupted.model)
 
 
+def test_a_cached_teacher_removes_a_training_of_it_left_in_progress(
+        data: TensorSplits, uninterrupted: TeacherResult, tmp_path: Path) -> None:
+    """Another driver cached the teacher while this one's training of it was stopped: the cache is used and the
+    training file, which nothing needs any more, goes."""
+    with pytest.raises(TeacherTrainingStopped) as stopped:
+        get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=lambda _: None, stop_requested=_stop_after(1))
+    assert uninterrupted.path is not None
+    shutil.copy(uninterrupted.path, tmp_path / uninterrupted.path.name)
+    loaded = get_teacher("cnn-large", data, tmp_path, PROGRESS_RECIPE, log=lambda _: None)
+    assert loaded.source == "cache" and not stopped.value.path.exists()
+
+
 @pytest.mark.parametrize("damage", ["truncated", "another teacher's", "flipped weights"])
 def test_an_unusable_training_in_progress_is_reported_and_the_training_starts_over(
         damage: str, data: TensorSplits, uninterrupted: TeacherResult, tmp_path: Path) -> None:
