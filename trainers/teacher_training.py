@@ -216,15 +216,12 @@ class TrainingProgress:
             return None
         try:
             saved = safe_torch_load(self.path)
-            if not isinstance(saved, dict) or saved.get("format") != CACHE_FORMAT \
-                    or saved.get("fingerprint") != self.fingerprint:
-                raise CorruptFileError(f"{self.path} belongs to another teacher or cache format")
+            _check_identity(saved, self.path, self.fingerprint)
             missing = missing_state_keys(saved.get("training"))
             if missing:
                 raise CorruptFileError(f"{self.path} lacks {', '.join(missing)}")
-            if saved.get("digest") != state_digest(saved["training"]["student"]) \
-                    or saved.get("best_digest") != state_digest(saved["best_state"]):
-                raise CorruptFileError(f"{self.path} has weights that do not match their digest")
+            _check_digests(saved, self.path,
+                           {"digest": saved["training"]["student"], "best_digest": saved["best_state"]})
             return saved
         except FileNotFoundError:  # removed since the check above (the teacher was cached meanwhile)
             return None
@@ -242,13 +239,24 @@ def eta_line(name: str, epoch_seconds: float, epochs_left: int) -> str:
             f"(at {epoch_seconds:.1f} s per epoch; cached afterwards, later runs load it)")
 
 
+def _check_identity(payload: Any, path: Path, key: str) -> None:
+    """Raise ``CorruptFileError`` unless ``payload`` (a cache or training file) is this fingerprint's, in this
+    format."""
+    if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT or payload.get("fingerprint") != key:
+        raise CorruptFileError(f"{path} belongs to another teacher or cache format")
+
+
+def _check_digests(payload: dict[str, Any], path: Path, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Raise ``CorruptFileError`` unless each of ``weights`` (``{digest key: state_dict}``) matches its digest."""
+    if any(payload.get(digest) != state_digest(state) for digest, state in weights.items()):
+        raise CorruptFileError(f"{path} has weights that do not match their digest")
+
+
 def _load_cached(path: Path, key: str, log: Log) -> nn.Module | None:
     try:
         payload = safe_torch_load(path)
-        if payload.get("format") != CACHE_FORMAT or payload.get("fingerprint") != key:
-            raise CorruptFileError(f"{path} belongs to another teacher or cache format")
-        if payload.get("digest") != state_digest(payload["state_dict"]):
-            raise CorruptFileError(f"{path} has weights that do not match their digest")
+        _check_identity(payload, path, key)
+        _check_digests(payload, path, {"digest": payload["state_dict"]})
         model = build_from_arch(payload["arch"])
         model.load_state_dict(payload["state_dict"])
         return model

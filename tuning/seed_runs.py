@@ -208,12 +208,15 @@ class SeedTasks:
         """Wait for ``references``, saying every ``every_s`` seconds how many of them are done (``what``: the
         trainings waited for, e.g. "re-check trainings"). Meanwhile every run this launched is written to the
         store within a second of finishing, whichever wait it belongs to."""
-        wait_for(references, what, self.log, every_s, self._store_finished if self.store is not None else None)
+        wait_for(references, what, self.log, every_s, self._on_wake)
 
     def get(self, references: list[Any], what: str, every_s: float = PROGRESS_EVERY_S) -> list[Any]:
         """``wait``, then ``ray.get(references)``."""
-        self.wait(references, what, every_s)
-        return ray.get(references)
+        return wait_with_progress(references, what, self.log, every_s, self._on_wake)
+
+    @property
+    def _on_wake(self) -> Callable[[], None] | None:
+        return self._store_finished if self.store is not None else None
 
     def _store_finished(self) -> None:
         """Write each launched run that has finished and is not stored yet (waited for or not)."""

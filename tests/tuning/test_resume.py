@@ -111,26 +111,28 @@ def test_killed_search_resumes_to_exactly_the_budget(tmp_path: Path, teacher_che
     assert [entry["trials"] for entry in json.loads((run_dir / "experiments.json").read_text())] == [8, 2]
 
 
-def _signal_when(command: list[str], ready: Callable[[], bool], received: signal.Signals,
+def _signal_when(command: list[str], ready: Callable[[], bool], received: signal.Signals, output: Path,
                  timeout_s: float = 240) -> tuple[subprocess.CompletedProcess, float]:
-    """Run ``command``, send its driver (alone, as `kill` does) ``received`` once ``ready()``; its outcome and the
-    seconds it took to end after the signal."""
-    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not ready():
-            assert process.poll() is None, f"search.py ended before the signal: {process.communicate()[1][-3000:]}"
-            assert time.monotonic() < deadline, f"not ready for the signal after {timeout_s} s"
-            time.sleep(0.1)
-        process.send_signal(received)
-        signalled = time.monotonic()
-        stdout, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), time.monotonic() - signalled
+    """Run ``command`` with its output (unbuffered) in ``output``, send its driver (alone, as `kill` does)
+    ``received`` once ``ready()``; its outcome and the seconds it took to end after the signal."""
+    with output.open("w") as stdout:
+        process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=stdout, stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not ready():
+                assert process.poll() is None, f"search.py ended before the signal: {process.communicate()[1][-3000:]}"
+                assert time.monotonic() < deadline, f"not ready for the signal after {timeout_s} s"
+                time.sleep(0.05)
+            process.send_signal(received)
+            signalled = time.monotonic()
+            _, stderr = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    seconds = time.monotonic() - signalled
+    return subprocess.CompletedProcess(command, process.returncode, output.read_text(), stderr), seconds
 
 
 @pytest.mark.slow
@@ -147,13 +149,14 @@ def test_signals_stop_the_search_and_the_final_stage_where_a_rerun_goes_on(tmp_p
                "--baseline-budget", "0", "--recipe-budget", "0", "--rounds", "1"]
 
     stopped, _ = _signal_when(command, lambda: len(set(_finished(run_dir)) & saved_by_ray(run_dir)) >= 2,
-                              signal.SIGTERM)
+                              signal.SIGTERM, tmp_path / "1.log")
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "search interrupted after" in stopped.stderr and "rerun the same command" in stopped.stderr
     before = {tid: r for tid, r in _finished(run_dir).items() if tid in saved_by_ray(run_dir)}
     assert 2 <= len(before) < 4
 
-    stopped, seconds = _signal_when(command, lambda: bool(list(final.glob("*.pt"))), signal.SIGUSR1)
+    stopped, seconds = _signal_when(command, lambda: bool(list(final.glob("*.pt"))), signal.SIGUSR1,
+                                    tmp_path / "2.log")
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "resuming run 'resumed'" in stopped.stdout and "damaged" not in stopped.stdout + stopped.stderr
     assert "final stage interrupted by SIGUSR1" in stopped.stderr and seconds < 20
@@ -172,26 +175,9 @@ def test_signals_stop_the_search_and_the_final_stage_where_a_rerun_goes_on(tmp_p
                {k: record[k] for k in ("state", "val_accuracy", "curve")}
 
 
-def _signal_at_line(command: list[str], line: str, received: signal.Signals,
-                    log: Path) -> tuple[subprocess.CompletedProcess, str]:
-    """Run ``command`` with its output in ``log``; send its driver ``received`` once ``line`` is printed.
-    Returns its outcome (stderr captured) and its output."""
-    with log.open("w") as stdout:
-        process = subprocess.Popen(command, cwd=REPO, stdout=stdout, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while line not in log.read_text():
-                assert process.poll() is None, f"search.py ended before the signal: {process.communicate()[1]}"
-                assert time.monotonic() < deadline, f"{line!r} not printed within 120 s"
-                time.sleep(0.05)
-            process.send_signal(received)
-            _, stderr = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    return subprocess.CompletedProcess(command, process.returncode, log.read_text(), stderr), log.read_text()
+def _printed(line: str, output: Path) -> Callable[[], bool]:
+    """Whether ``line`` is in ``output`` yet (a ``ready`` for ``_signal_when``)."""
+    return lambda: output.exists() and line in output.read_text()
 
 
 @pytest.mark.slow
@@ -204,7 +190,9 @@ def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on
     command = [sys.executable, str(REPO / "search.py"), "--budget", "1", "--results-dir", str(results),
                "--teacher", "cnn-large", "--teacher-epochs", "20", *FLAGS, "--baseline-budget", "0",
                "--recipe-budget", "0", "--rounds", "1"]
-    stopped, first = _signal_at_line(command, "teacher cnn-large: epoch 2/20 ", signal.SIGUSR1, tmp_path / "1.log")
+    output = tmp_path / "1.log"
+    stopped, _ = _signal_when(command, _printed("teacher cnn-large: epoch 2/20 ", output), signal.SIGUSR1, output)
+    first = stopped.stdout
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "stopped by SIGUSR1 while preparing the teacher; rerun the same command" in stopped.stderr
     assert "SIGUSR1 received: stopping where the run can go on from (a training after its epoch" in first
@@ -215,7 +203,9 @@ def test_a_signal_stops_a_teacher_training_after_its_epoch_and_the_rerun_goes_on
     assert len(in_progress) == 1 and not list(teachers.glob("*[0-9a-f].pt"))  # saved, nothing cached
     assert not (results / "resumed").exists()  # the run itself had not started
 
-    stopped, second = _signal_at_line(command, "teacher cnn-large: cached at", signal.SIGTERM, tmp_path / "2.log")
+    output = tmp_path / "2.log"
+    stopped, _ = _signal_when(command, _printed("teacher cnn-large: cached at", output), signal.SIGTERM, output)
+    second = stopped.stdout
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert f"teacher cnn-large: going on from epoch {stopped_after}/20, saved by an earlier attempt" in second
     assert f"teacher cnn-large: epoch {stopped_after}/20 " not in second
