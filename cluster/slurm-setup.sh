@@ -7,7 +7,7 @@
 #
 # Needs root and no systemd: it starts munged (as the munge user), slurmctld -D and slurmd -D in the
 # background, records their pids in the state folder, and waits until the node is idle. The node has every
-# CPU of this machine (nproc) and a modest RealMemory, one partition "debug". slurm.conf is written into the
+# CPU of this machine (nproc, whatever OMP_NUM_THREADS says) and a modest RealMemory, one partition "debug". slurm.conf is written into the
 # state folder and linked from /etc/slurm/slurm.conf, so plain sbatch/squeue/scontrol find it; a machine
 # that already has its own /etc/slurm/slurm.conf is left alone (this script refuses), and so is a cluster of
 # this script that still runs. A link left by one that was killed without its teardown is cleared.
@@ -86,7 +86,9 @@ fi
 
 # --- slurm.conf for this one node ---------------------------------------------------------------------------
 HOST="$(hostname -s)"
-CPUS="$(nproc)"
+# Every CPU this process may run on: plain nproc prints OMP_NUM_THREADS instead when that is set (a shell
+# tuned for one-thread training would describe a one-CPU node, and jobs asking for more would never start).
+CPUS="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
 cat > "$STATE/slurm.conf" <<EOF
 $CONF_MARK: a single-node SLURM for trying cluster/kdsearch.sbatch.
 ClusterName=kdsearch-local

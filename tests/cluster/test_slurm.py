@@ -105,7 +105,8 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A running single-node SLURM; yields the environment for sbatch."""
     _require_slurm()
     _stop_an_earlier_sessions_cluster(tmp_path_factory)
-    env = _env(tmp_path_factory.mktemp("slurm-state"))
+    # One OpenMP thread, as a shell tuned for training may have: the node must still get every CPU.
+    env = {**_env(tmp_path_factory.mktemp("slurm-state")), "OMP_NUM_THREADS": "1"}
     started = subprocess.run([str(SETUP)], env=env, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -158,6 +159,12 @@ def test_setup_refuses_while_another_of_its_clusters_runs(slurm: dict[str, str],
     assert "another cluster of this script is running" in refused.stderr
     assert f"KDSEARCH_SLURM_DIR={slurm['KDSEARCH_SLURM_DIR']}" in refused.stderr  # how to stop it
     assert os.readlink(CONF_LINK) == running
+
+
+def test_the_node_has_every_cpu_of_the_machine_whatever_openmp_says(slurm: dict[str, str]) -> None:
+    shown = subprocess.run(["scontrol", "-o", "show", "node", "vm"], env=slurm, capture_output=True, text=True,
+                           timeout=30)
+    assert dict(re.findall(r"(\w+)=(\S*)", shown.stdout))["CPUTot"] == str(len(os.sched_getaffinity(0)))
 
 
 def test_sbatch_runs_a_search_to_the_end(slurm: dict[str, str], tmp_path: Path, cluster_teacher: str) -> None:
