@@ -9,12 +9,23 @@ The streams are this file's scheduler's two scopes, split by path. xdist's own `
 from ``xdist_group`` marks, but pytest-xdist 3.8 tags a grouped test by rewriting ``item._nodeid``, which pytest
 9 no longer reads: every test became its own unit, spread over both workers, with module fixtures built on each
 and process-driving tests run two at a time.
+
+Two streams share this machine's cores, so every process the suite starts trains on one thread
+(``OMP_NUM_THREADS=1``, inherited by the ``search.py`` processes and SLURM jobs the tests start; Ray's workers
+set their own count from their CPUs). torch's default, one thread per core, is what a run alone on a machine
+wants; two such processes on two cores stall each other at every OpenMP barrier of a tiny model's step: the
+SLURM time-limit test's teacher check, 200 epochs of a small student on the driver, took 87 s in the suite
+against 6 s alone.
 """
 
 from __future__ import annotations
 
-import pytest
-from xdist.scheduler import LoadScopeScheduling
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+from xdist.scheduler import LoadScopeScheduling  # noqa: E402
 
 # The last: one real search per dataset format, sampler and scheduler, there to even out the two streams.
 PROCESS_TESTS = ("tests/cluster/", "tests/tuning/test_resume.py", "tests/tuning/test_disk_full.py",
