@@ -45,6 +45,7 @@ from trainers.teacher_training import (
     TeacherTrainingStopped,
     get_teacher,
 )
+from trainers.teacher_views import ViewLogitsStopped
 
 __all__ = [
     "AUGMENTATIONS",
@@ -64,6 +65,7 @@ __all__ = [
     "TeacherSource",
     "TeacherTrainingStopped",
     "TensorSplits",
+    "ViewLogitsStopped",
     "build_student",
     "build_student_for",
     "build_teacher",

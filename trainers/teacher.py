@@ -96,13 +96,16 @@ class Teacher:
     @classmethod
     def with_cached_outputs(cls, model: nn.Module, name: str, train_images: Images,
                             views_of: DatasetInfo | None = None, background: Sequence[float] | None = None,
-                            view_store: ViewStore | None = None) -> Teacher:
+                            view_store: ViewStore | None = None, stop_requested: Callable[[], bool] | None = None,
+                            log: Callable[[str], None] | None = None) -> Teacher:
         """Wrap ``model`` and compute its outputs on ``train_images`` once; with ``views_of`` (the dataset's
         augmentation) also its logits on every augmented view, where ``fits_view_cache`` allows: in memory,
-        or with ``view_store`` as an fp16 memory map on disk that every trial maps."""
+        or with ``view_store`` as an fp16 memory map on disk that every trial maps (``stop_requested`` and
+        ``log`` as ``build_logits``'s: a stop keeps the views done and raises ``ViewLogitsStopped``)."""
         outputs = compute_outputs(model, train_images)
         if views_of is not None and views_of.augmented and fits_view_cache(views_of, train_images, view_store):
-            outputs.per_view = compute_view_outputs(model, train_images, views_of, background, view_store, name)
+            outputs.per_view = compute_view_outputs(model, train_images, views_of, background, view_store, name,
+                                                    stop_requested=stop_requested, log=log)
         return cls(model, name, outputs)
 
     def to(self, device: torch.device | str) -> Teacher:
@@ -162,7 +165,8 @@ def view_transform(info: DatasetInfo, view: int,
 
 def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
                          background: Sequence[float] | None, view_store: ViewStore | None = None,
-                         teacher_name: str = "") -> TeacherOutputs:
+                         teacher_name: str = "", stop_requested: Callable[[], bool] | None = None,
+                         log: Callable[[str], None] | None = None) -> TeacherOutputs:
     """The teacher's outputs on every view of every image, stacked on a leading view dimension.
 
     Feature maps are dropped (the teacher then runs online for feature losses on augmented views)
@@ -190,7 +194,8 @@ def compute_view_outputs(model: nn.Module, images: Images, info: DatasetInfo,
                 return first.logits
             return compute_outputs(model, images, with_features=False, transform=as_view(view)).logits
 
-        return TeacherOutputs(logits=build_logits(path, shape, logits_of), features={}, logits_path=str(path))
+        logits = build_logits(path, shape, logits_of, stop_requested=stop_requested, log=log)
+        return TeacherOutputs(logits=logits, features={}, logits_path=str(path))
     rest = [compute_outputs(model, images, with_features=bool(names), transform=as_view(view))
             for view in views[1:]]
     per_view = [first, *rest]

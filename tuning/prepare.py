@@ -30,6 +30,7 @@ from trainers import (
     TeacherResult,
     TeacherTrainingStopped,
     TensorSplits,
+    ViewLogitsStopped,
     count_parameters,
     get_teacher,
     load_dataset,
@@ -240,11 +241,13 @@ def stoppable_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> Teacher
 def signals_stop_the_preparation(spec: SearchSpec, log: Log) -> Iterator[None]:
     """While the teacher is trained or loaded, its outputs cached and it is checked, SIGTERM, SIGUSR1 and Ctrl-C
     stop the run where it can go on from: a teacher's training and the teacher check's after their epoch in progress
-    (the first saved for a rerun, the second trained again), the rest (the teacher's per-view logits) once done.
+    (the first saved for a rerun, the second trained again), the teacher's per-view logits after their view in progress
+    (the views done kept for the rerun).
     ``SearchInterrupted`` (exit 3); the same signal again stops at once (``tuning.stop_signal``)."""
     def announce(received: signal.Signals) -> None:
         log(f"{received.name} received: stopping where the run can go on from (a training after its epoch in "
-            "progress, a teacher's saved for the rerun); the signal again stops at once")
+            "progress, a teacher's saved for the rerun; the teacher's logits after their view in progress, the views "
+            "done kept); the signal again stops at once")
 
     with signals_request_a_stop(functools.partial(_stopped_while_preparing, spec), announce, again_stops_at_once=True):
         yield
@@ -254,7 +257,8 @@ def signals_stop_the_preparation(spec: SearchSpec, log: Log) -> Iterator[None]:
 def _stopped_while_preparing(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
     return SearchInterrupted(f"stopped by {received.name} while preparing the teacher; rerun the same command "
                              f"(--run-name {spec.run_name.split('/')[0]}) to go on: a teacher's training goes on "
-                             f"from its last saved epoch (under {spec.teacher_cache_dir})")
+                             f"from its last saved epoch (under {spec.teacher_cache_dir}), its logits on augmented "
+                             f"views from the last view kept (under {spec.data_cache_dir / 'teacher-views'})")
 
 
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:
@@ -358,8 +362,14 @@ def shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace
                 f"{store.budget_bytes / 2**30:.2f}; raise it to cache them)")
     if not views_fit and _student_augmentation(data, space) not in ("none", "searched"):
         return Teacher(result.model, result.name)
-    return Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
-                                       background=data.background, view_store=store)
+    try:
+        return Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
+                                           background=data.background, view_store=store,
+                                           stop_requested=stop_requested, log=log)
+    except ViewLogitsStopped as stopped:
+        log(str(stopped))
+        check_stop()  # raises: the views stop only when a signal asked them to
+        raise
 
 
 def view_store(spec: SearchSpec, data: TensorSplits) -> ViewStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from spaces import ChoiceParam
 from trainers import TeacherResult, build_teacher, student_parameter_count
+from trainers import teacher as teacher_module
 from tuning import build_spec
 from tuning.bounds import student_measures
 from tuning.prepare import (
@@ -21,8 +23,10 @@ from tuning.prepare import (
     check_teacher_name,
     load_data,
     shared_teacher,
+    signals_stop_the_preparation,
     without_idle_interval,
 )
+from tuning.stop_signal import SearchInterrupted
 
 
 @pytest.mark.parametrize(("augment", "expected"), [("auto", "crop"), ("none", "none"), ("crop", "crop"),
@@ -159,3 +163,46 @@ def test_a_local_ray_keeps_its_idle_task_workers(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-2000:]
     reused = completed.stdout.strip().splitlines()[-1].split()
     assert reused[1] != "0" and reused[1] == reused[3], completed.stdout
+
+
+def test_a_signal_while_the_teacher_views_are_cached_stops_after_a_view_and_the_rerun_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGUSR1 (SLURM's time-limit warning) during the per-view logits: exit 3's error after the view in progress,
+    the views done kept; the next preparation computes only the rest, to the logits an unstopped one writes."""
+    # As on a real data set: the views' feature maps are over their memory bound, so logits go view by view to disk.
+    monkeypatch.setattr(teacher_module, "MAX_VIEW_BYTES", 1)
+    spec = build_spec(results_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"), max_train_samples=100,
+                      space_file=_space_file(tmp_path, "augment: true"))
+    data = load_data(spec)
+    model = build_teacher("cnn-large", 1, 10)
+    result = TeacherResult(model=model, name="cnn-large", source="trained", path=None, val_accuracy=0.0, seconds=0.0)
+    forwards: list[int] = []
+
+    def count_and_signal(*_: object) -> None:
+        forwards.append(1)
+        if len(forwards) == 3:  # the plain images, view 0, view 1: the signal comes while view 1 is computed
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    stem = next(model.children())  # runs in every pass, logits alone or with feature maps
+    hook = stem.register_forward_pre_hook(count_and_signal)
+    lines: list[str] = []
+    with pytest.raises(SearchInterrupted, match="stopped by SIGUSR1 while preparing the teacher"):
+        with signals_stop_the_preparation(spec, lines.append):
+            shared_teacher(result, data, spec.space, spec, log=lines.append)
+    hook.remove()
+    assert any(line.startswith("teacher logits: stopped after view 2/9") for line in lines), lines
+    views_folder = tmp_path / "cache" / "teacher-views"
+    assert not list(views_folder.glob("*.npy")) and len(list(views_folder.glob(".*.progress.json"))) == 1
+
+    forwards.clear()
+    hook = stem.register_forward_pre_hook(lambda *_: forwards.append(1))
+    lines.clear()
+    teacher = shared_teacher(result, data, spec.space, spec, log=lines.append)
+    hook.remove()
+    assert len(forwards) == 1 + 1 + 7  # the plain images, view 0 (it sizes the feature maps), views 2 to 8
+    assert any(line.startswith("teacher logits: going on from view 2/9") for line in lines), lines
+    assert teacher.outputs is not None and teacher.outputs.per_view is not None
+    whole = build_spec(results_dir=str(tmp_path), cache_dir=str(tmp_path / "whole"), max_train_samples=100,
+                       space_file=_space_file(tmp_path, "augment: true"))
+    unstopped = shared_teacher(result, data, whole.space, whole, log=lambda _: None)
+    assert torch.equal(teacher.outputs.per_view.logits, unstopped.outputs.per_view.logits)
