@@ -10,6 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from tests.trainers.test_data import write_image_folder, write_manifest
 from trainers.data import DatasetError, TensorSplits, _sources, fingerprint, load_dataset
 from trainers.data._tensors import channel_statistics
 
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (8, 8, 3)  # tiny colour images: decoding a few hundred takes well under a second
 
 
@@ -383,3 +388,77 @@ def test_channel_statistics_match_a_direct_computation(tmp_path: Path) -> None:
     train = splits.images[splits.train_rows].to(torch.float64) / 255
     assert splits.mean == pytest.approx(tuple(train.mean(dim=(0, 2, 3)).tolist()), abs=1e-9)
     assert splits.std == pytest.approx(tuple(train.std(dim=(0, 2, 3)).tolist()), abs=1e-9)
+
+
+# A decode on the process pool, slowed down, keeping its progress after every chunk of 8 images.
+KILLABLE_DECODE = """
+import sys, time
+from pathlib import Path
+from trainers.data import _decode, load_dataset
+_decode.PARALLEL_FROM, _decode.DECODE_CHUNK, _decode.SAVE_EVERY_S = 1, 8, 0.0
+_decode.cores = lambda: 2
+read = _decode._read_image
+def slow(*args):
+    time.sleep(0.05)
+    return read(*args)
+_decode._read_image = slow
+load_dataset("imagefolder", sys.argv[1], cache_dir=Path(sys.argv[2]))
+"""
+
+
+def _killed_decode(root: Path, cache: Path) -> Path:
+    """Start a decode of ``root`` into ``cache``, kill it (the whole job, workers included) once it has kept a
+    chunk, and return its partial folder."""
+    decode = subprocess.Popen([sys.executable, "-c", KILLABLE_DECODE, str(root), str(cache)], cwd=REPO,
+                              start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    progress: list[Path] = []
+    while not progress:
+        assert decode.poll() is None, decode.communicate()[1]
+        assert time.monotonic() < deadline, "the decode kept no progress"
+        time.sleep(0.02)
+        progress = list((cache / "data").glob(".*.partial/decoded.json"))
+    os.killpg(decode.pid, signal.SIGKILL)
+    decode.wait()
+    return progress[0].parent
+
+
+def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from trainers.data import _decode
+
+    monkeypatch.setattr(_decode, "DECODE_CHUNK", 8)
+    read, reads = _decode._read_image, []
+    monkeypatch.setattr(_decode, "_read_image", lambda path, *args: reads.append(path) or read(path, *args))
+    return reads
+
+
+def test_a_killed_decode_goes_on_from_the_chunks_it_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=20, shape=SHAPE)
+    partial = _killed_decode(root, tmp_path / "cache")
+    kept = len(json.loads((partial / "decoded.json").read_text())["chunks"])
+    assert 1 <= kept < 8  # 60 images: chunks of 8
+    reads = _counting_reads(monkeypatch)
+    lines: list[str] = []
+    splits = load(root, tmp_path / "cache", lines)
+    assert len(reads) == 60 - 8 * kept  # only the chunks not kept are decoded
+    assert any(f"going on from {8 * kept} images decoded by an earlier attempt" in line for line in lines), lines
+    fresh = load(root, tmp_path / "fresh")
+    assert torch.equal(splits.images, fresh.images) and entry_meta(splits)["files"] == entry_meta(fresh)["files"]
+    assert [path.name for path in (tmp_path / "cache" / "data").iterdir() if path.name.startswith(".")] == []
+
+
+def test_a_kept_chunk_whose_pixels_changed_is_decoded_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=20, shape=SHAPE)
+    partial = _killed_decode(root, tmp_path / "cache")
+    chunks = json.loads((partial / "decoded.json").read_text())["chunks"]
+    images = np.load(partial / "images.npy", mmap_mode="r+")
+    first_kept = int(min(chunks, key=int))
+    images[first_kept * 8] ^= 1  # a bit of the chunk's first image: its digest fails
+    images.flush()
+    del images
+    reads = _counting_reads(monkeypatch)
+    splits = load(root, tmp_path / "cache")
+    assert len(reads) == 60 - 8 * (len(chunks) - 1)
+    assert torch.equal(splits.images, load(root, tmp_path / "fresh").images)

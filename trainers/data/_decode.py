@@ -8,6 +8,8 @@ into its row of the map. A file that cannot be read is left out with its reason 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import time
@@ -15,9 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from runfolder import atomic_write_json
+from trainers.data._store import PROGRESS_FILE
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -27,6 +32,10 @@ MAX_LOST_FRACTION = 0.01
 # Below this many files one process decodes them: starting workers would cost more than it saves.
 PARALLEL_FROM = 512
 PROGRESS_EVERY_S = 5.0
+# Rows per decode chunk: fixed, so that a decode gone on with on a machine with other cores has the same chunks.
+DECODE_CHUNK = 256
+# How often the chunks decoded so far are recorded (a killed decode loses at most about this much).
+SAVE_EVERY_S = 60.0
 
 # Pillow modes with one grey band ("LA" and "La" add alpha, which is dropped); "I;16" and kin by prefix.
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
@@ -69,36 +78,120 @@ def common_shape(probes: Sequence[Probe | None], image_size: int | None) -> tupl
 
 
 def decode_files(files: Sequence[Path], rows: Sequence[int], images_path: Path, shape: tuple[int, int, int],
-                 log: Log | None, what: str) -> dict[int, str]:
+                 log: Log | None, what: str, save_every_s: float | None = None) -> dict[int, str]:
     """Decode ``files[i]`` into row ``rows[i]`` of the ``.npy`` map at ``images_path``; the failures' reasons,
-    by row."""
+    by row.
+
+    Chunks of ``DECODE_CHUNK`` rows finished are recorded beside the map (``PROGRESS_FILE``, with a digest of each
+    chunk's pixels) at most every ``save_every_s`` (default ``SAVE_EVERY_S``): a decode killed or stopped goes on
+    from them when called again on the same map (its rows and shape the same), and a chunk whose pixels fail their
+    digest is decoded again."""
     tasks = [(row, str(path)) for row, path in zip(rows, files, strict=True)]
-    results = _in_chunks(_decode_chunk, tasks, (str(images_path), shape), log,
-                         f"decoding {len(files):,} images of {what}")
-    return {row: reason for row, reason in results}
+    chunks = [tasks[start:start + DECODE_CHUNK] for start in range(0, len(tasks), DECODE_CHUNK)]
+    doing = f"decoding {len(files):,} images of {what}"
+    progress = _Progress(images_path.with_name(PROGRESS_FILE), tasks, shape,
+                         SAVE_EVERY_S if save_every_s is None else save_every_s)
+    kept = progress.kept(images_path, chunks)
+    if kept and log is not None:
+        log(f"data: {doing}: going on from {sum(len(chunks[index]) for index in kept):,} images decoded by an "
+            f"earlier attempt ({images_path.parent})")
+    left = [index for index in range(len(chunks)) if index not in kept]
+    failures: dict[int, str] = {row: reason for index in kept for row, reason in kept[index]}
+
+    def done(index: int, result: tuple[list[tuple[int, str]], str]) -> None:
+        chunk_failures, digest = result
+        failures.update(chunk_failures)
+        progress.done(index, chunk_failures, digest, images_path)
+
+    _in_chunks(_decode_chunk, [chunks[index] for index in left], (str(images_path), shape), log, doing,
+               on_chunk=lambda position, result: done(left[position], result), chunked=True)
+    return failures
 
 
-def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing: str) -> list:
-    """``work(chunk, *extra)`` over chunks of ``tasks`` on every core, with a progress line and an ETA."""
-    if len(tasks) < PARALLEL_FROM or cores() == 1:
-        return list(work(tasks, *extra))
+class _Progress:
+    """The chunks of one decode finished so far, with their failures and pixel digests, kept in ``path``."""
+
+    def __init__(self, path: Path, tasks: list[tuple[int, str]], shape: tuple[int, int, int],
+                 save_every_s: float) -> None:
+        self.path, self.save_every_s = path, save_every_s
+        # What the record is of: the same rows of the same map (the files' key names the folder already).
+        described = json.dumps([[row for row, _ in tasks], list(shape), DECODE_CHUNK])
+        self.of = hashlib.sha256(described.encode()).hexdigest()
+        self.chunks: dict[int, list] = {}
+        self.saved = time.monotonic()
+
+    def kept(self, images_path: Path, chunks: list[list[tuple[int, str]]]) -> dict[int, list[tuple[int, str]]]:
+        """The failures of each chunk an earlier decode of this map finished whose pixels still match its digest."""
+        try:
+            record = json.loads(self.path.read_text())
+            if record.get("of") != self.of:
+                return {}
+            images = np.load(images_path, mmap_mode="r")
+            kept = {}
+            for index_text, (chunk_failures, digest) in record["chunks"].items():
+                index = int(index_text)
+                if 0 <= index < len(chunks) and _digest(images, chunks[index]) == digest:
+                    kept[index] = [(int(row), str(reason)) for row, reason in chunk_failures]
+                    self.chunks[index] = [chunk_failures, digest]
+            return kept
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def done(self, index: int, chunk_failures: list[tuple[int, str]], digest: str, images_path: Path) -> None:
+        self.chunks[index] = [chunk_failures, digest]
+        if time.monotonic() - self.saved < self.save_every_s:
+            return
+        with open(images_path, "rb") as handle:  # the chunks' pixels on disk before the record names them
+            os.fsync(handle.fileno())
+        chunks = {str(index): value for index, value in self.chunks.items()}
+        atomic_write_json(self.path, {"of": self.of, "chunks": chunks})
+        self.saved = time.monotonic()
+
+
+def _digest(images: np.ndarray, chunk: list[tuple[int, str]]) -> str:
+    digest = hashlib.sha256()
+    for row, _ in chunk:  # each row read in place from the map (a copy of the chunk would cost 3x the hash)
+        digest.update(images[row].data)
+    return digest.hexdigest()
+
+
+def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing: str,
+               on_chunk: Callable[[int, Any], None] | None = None, chunked: bool = False) -> list:
+    """``work(chunk, *extra)`` over chunks of ``tasks`` on every core, with a progress line and an ETA.
+
+    With ``chunked``, ``tasks`` is already a list of chunks, and ``on_chunk(position, result)`` is called in this
+    process as each finishes (their results are not collected)."""
+    chunks = tasks if chunked else None
+    count = sum(map(len, tasks)) if chunked else len(tasks)
+    if count < PARALLEL_FROM or cores() == 1:
+        if not chunked:
+            return list(work(tasks, *extra))
+        for position, chunk in enumerate(tasks):
+            assert on_chunk is not None
+            on_chunk(position, work(chunk, *extra))
+        return []
     workers = cores()
-    size = max(64, len(tasks) // (workers * 16))
-    chunks = [tasks[start:start + size] for start in range(0, len(tasks), size)]
+    if chunks is None:
+        size = max(64, len(tasks) // (workers * 16))
+        chunks = [tasks[start:start + size] for start in range(0, len(tasks), size)]
     results: list = []
     started = last = time.perf_counter()
     done = 0
     # fork: the workers need nothing but Pillow and numpy, and start in milliseconds.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {pool.submit(work, chunk, *extra): len(chunk) for chunk in chunks}
+        futures = {pool.submit(work, chunk, *extra): position for position, chunk in enumerate(chunks)}
         for future in as_completed(futures):
-            results.extend(future.result())
-            done += futures[future]
+            position = futures[future]
+            if on_chunk is not None:
+                on_chunk(position, future.result())
+            else:
+                results.extend(future.result())
+            done += len(chunks[position])
             now = time.perf_counter()
-            if log is not None and (now - last >= PROGRESS_EVERY_S or done == len(tasks)) and now > started:
+            if log is not None and (now - last >= PROGRESS_EVERY_S or done == count) and now > started:
                 rate = done / (now - started)
-                left = (len(tasks) - done) / rate if rate > 0 else 0.0
-                log(f"data: {doing}: {done:,}/{len(tasks):,} ({100 * done / len(tasks):.0f} %), "
+                left = (count - done) / rate if rate > 0 else 0.0
+                log(f"data: {doing}: {done:,}/{count:,} ({100 * done / count:.0f} %), "
                     f"{rate:,.0f} images/s, {_clock(left)} left")
                 last = now
     return results
@@ -128,7 +221,8 @@ def _probe_chunk(tasks: list[tuple[int, str]]) -> list[tuple[int, Probe | None, 
 
 
 def _decode_chunk(tasks: list[tuple[int, str]], images_path: str,
-                  shape: tuple[int, int, int]) -> list[tuple[int, str]]:
+                  shape: tuple[int, int, int]) -> tuple[list[tuple[int, str]], str]:
+    """Decode a chunk into its rows of the map: its failures, and the digest of its rows' pixels."""
     images = np.load(images_path, mmap_mode="r+")
     channels, height, width = shape
     failures = []
@@ -140,8 +234,9 @@ def _decode_chunk(tasks: list[tuple[int, str]], images_path: str,
             continue
         images[row] = pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels
     images.flush()
+    digest = _digest(images, tasks)
     del images
-    return failures
+    return failures, digest
 
 
 def _unusable(path: str) -> str | None:

@@ -7,13 +7,18 @@ the target size), under ``<cache_dir>/data/<key>/``:
     labels.npy   int64 (N,)
     meta.json    the format, the key, what was decoded (files, classes, given splits, skipped files)
 
-An entry is built in a temporary folder beside it and renamed into place (``os.replace``), so a killed
-decode leaves no entry that looks complete. A pointer per source (``sources/<source id>.json``) remembers
+An entry is built in ``.<key>.partial/`` beside it and renamed into place (``os.replace``), so a killed
+decode leaves no entry that looks complete; the decode keeps its progress there (``PROGRESS_FILE``), and the next
+build of the same key goes on from it. The partial folder is locked (``flock``) while it is built: a second
+builder of the same key beside a running one builds in a private temporary folder and keeps no progress.
+
+A pointer per source (``sources/<source id>.json``) remembers
 the last key seen for a folder or manifest, so a changed source is noticed and said, not silently reused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +35,9 @@ import torch
 from runfolder import atomic_write_text
 
 CACHE_FORMAT = 1
+# What a decode has finished, kept beside the images it is writing (``trainers.data._decode``).
+PROGRESS_FILE = "decoded.json"
+_LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -99,11 +107,18 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
     """
     root = cache_dir / "data"
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    work, lock = _work_folder(root, key)
     try:
+        if lock is not None:
+            done = find(cache_dir, key)  # another builder may have finished it while this one waited for the lock
+            if done is not None:
+                shutil.rmtree(work, ignore_errors=True)
+                return done
         images_path = work / "images.npy"
-        array = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
-        del array  # the header is written; fill maps the file itself
+        if not _is_images_file(images_path, shape):  # else an earlier, stopped build's, which the fill goes on with
+            (work / PROGRESS_FILE).unlink(missing_ok=True)
+            array = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=shape)
+            del array  # the header is written; fill maps the file itself
         learned = fill(images_path)
         np.save(work / "labels.npy", np.asarray(labels, dtype=np.int64))
         full = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), **meta, **learned}
@@ -111,6 +126,8 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
         for name in ("images.npy", "labels.npy", "meta.json"):
             with open(work / name, "rb") as handle:
                 os.fsync(handle.fileno())
+        (work / PROGRESS_FILE).unlink(missing_ok=True)
+        (work / _LOCK_FILE).unlink(missing_ok=True)
         final = root / key
         try:
             os.replace(work, final)
@@ -122,8 +139,33 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
             raise OSError(f"the image cache entry {final} could not be read back after writing it")
         return entry
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if lock is None:  # a private folder: nothing to go on from
+            shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _work_folder(root: Path, key: str) -> tuple[Path, int | None]:
+    """``.<key>.partial`` with its lock held (the descriptor), or a private folder while another process holds it."""
+    shared = root / f".{key}.partial"
+    shared.mkdir(exist_ok=True)
+    lock = os.open(shared / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return shared, lock
+    except BlockingIOError:
+        os.close(lock)
+        return Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root)), None
+
+
+def _is_images_file(path: Path, shape: tuple[int, int, int, int]) -> bool:
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return tuple(array.shape) == tuple(shape) and array.dtype == np.uint8
 
 
 def statistics(entry_folder: Path, rows: np.ndarray, pixel_max: float,
