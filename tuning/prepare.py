@@ -37,7 +37,7 @@ from trainers import (
     load_teacher,
     pick_device,
 )
-from trainers.data import fingerprint, view_count
+from trainers.data import DecodeStopped, fingerprint, view_count
 from trainers.models import UnknownModelError, teacher_parameter_count
 from trainers.teacher import MAX_VIEW_FORWARDS, fits_view_cache
 from trainers.teacher_views import ViewStore, default_budget_bytes
@@ -70,13 +70,36 @@ class Prepared:
 
 def load_data(spec: SearchSpec, log: Log | None = None) -> TensorSplits:
     """The dataset as a uint8 store (decoded once into ``spec.data_cache_dir``), or ``UserError`` naming
-    what is wrong."""
+    what is wrong. SIGTERM, SIGUSR1 and Ctrl-C during a decode stop it after the chunks in progress, the images
+    decoded kept for the rerun (``SearchInterrupted``, exit 3); the same signal again stops at once."""
+    def announce(received: signal.Signals) -> None:
+        if log is not None:
+            log(f"{received.name} received: stopping the data's decode after the images in progress, those decoded "
+                "kept for the rerun; the signal again stops at once")
+
+    stopped_while_loading = functools.partial(_stopped_while_loading, spec)
     try:
-        return load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
-                            max_train_samples=spec.max_train_samples, image_size=spec.image_size,
-                            augment=spec.augment, cache_dir=spec.data_cache_dir, log=log)
+        with signals_request_a_stop(stopped_while_loading, announce, again_stops_at_once=True):
+            try:
+                data = load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
+                                    max_train_samples=spec.max_train_samples, image_size=spec.image_size,
+                                    augment=spec.augment, cache_dir=spec.data_cache_dir, log=log,
+                                    stop_requested=stop_requested)
+            except DecodeStopped as stopped:
+                if log is not None:
+                    log(str(stopped))
+                check_stop()  # raises: a decode stops only when a signal asked it to
+                raise
+            check_stop()
+            return data
     except DatasetError as error:
         raise UserError(str(error)) from None
+
+
+def _stopped_while_loading(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
+    return SearchInterrupted(f"stopped by {received.name} while loading the data; rerun the same command "
+                             f"(--run-name {spec.run_name.split('/')[0]}) to go on: a decode goes on from the images "
+                             f"it kept (under {spec.data_cache_dir / 'data'})")
 
 
 def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> int:

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from tests.trainers.test_data import write_image_folder, write_manifest
-from trainers.data import DatasetError, TensorSplits, _sources, fingerprint, load_dataset
+from trainers.data import DatasetError, DecodeStopped, TensorSplits, _sources, fingerprint, load_dataset
 from trainers.data._tensors import channel_statistics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -461,4 +461,31 @@ def test_a_kept_chunk_whose_pixels_changed_is_decoded_again(tmp_path: Path, monk
     reads = _counting_reads(monkeypatch)
     splits = load(root, tmp_path / "cache")
     assert len(reads) == 60 - 8 * (len(chunks) - 1)
+    assert torch.equal(splits.images, load(root, tmp_path / "fresh").images)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_a_stop_request_ends_a_decode_after_its_chunks_in_progress_and_the_next_load_goes_on(
+        pool: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers.data import _decode
+
+    if pool:
+        monkeypatch.setattr(_decode, "PARALLEL_FROM", 1)
+        monkeypatch.setattr(_decode, "cores", lambda: 2)
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=20, shape=SHAPE)
+    reads = _counting_reads(monkeypatch)  # in this process only: the pool's workers count in their own copies
+    kept: list[int] = []
+    with pytest.raises(DecodeStopped, match=r"data: decoding stopped after \d+/60 images, kept in ") as stopped:
+        load_dataset("imagefolder", str(root), cache_dir=tmp_path / "cache",
+                     stop_requested=lambda: kept.append(1) is None and len(kept) > 1)  # true after the first chunk
+    partial = stopped.value.folder
+    assert partial.name.endswith(".partial") and 8 <= stopped.value.done < 60 and stopped.value.done % 8 == 0
+    assert len(json.loads((partial / "decoded.json").read_text())["chunks"]) == stopped.value.done // 8
+    reads.clear()
+    monkeypatch.setattr(_decode, "PARALLEL_FROM", 512)  # the rest in this process, where its reads are counted
+    lines: list[str] = []
+    splits = load(root, tmp_path / "cache", lines)
+    assert len(reads) == 60 - stopped.value.done
+    assert any(f"going on from {stopped.value.done} images decoded by an earlier attempt" in line for line in lines)
     assert torch.equal(splits.images, load(root, tmp_path / "fresh").images)

@@ -206,3 +206,37 @@ def test_a_signal_while_the_teacher_views_are_cached_stops_after_a_view_and_the_
                        space_file=_space_file(tmp_path, "augment: true"))
     unstopped = shared_teacher(result, data, whole.space, whole, log=lambda _: None)
     assert torch.equal(teacher.outputs.per_view.logits, unstopped.outputs.per_view.logits)
+
+
+def test_a_signal_while_the_data_is_decoded_stops_after_the_images_in_progress_and_the_rerun_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.trainers.test_data import write_image_folder
+    from trainers.data import _decode
+
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=20, shape=(8, 8, 3))
+    spec = build_spec(dataset="imagefolder", data_dir=str(root), results_dir=str(tmp_path),
+                      cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setattr(_decode, "DECODE_CHUNK", 8)
+    read, reads, signalled = _decode._read_image, [], []
+
+    def read_and_signal(path: str, *args: object) -> object:
+        reads.append(path)
+        if len(reads) == 10 and not signalled:  # in the second chunk of the first load
+            signalled.append(path)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return read(path, *args)
+
+    monkeypatch.setattr(_decode, "_read_image", read_and_signal)
+    lines: list[str] = []
+    with pytest.raises(SearchInterrupted, match="stopped by SIGTERM while loading the data; rerun the same command"):
+        load_data(spec, lines.append)
+    assert len(reads) == 16 and "data: decoding stopped after 16/60 images, kept in " in lines[-1], lines
+    reads.clear()
+    lines.clear()
+    data = load_data(spec, lines.append)
+    assert len(reads) == 60 - 16 and any("going on from 16 images decoded by an earlier attempt" in line
+                                         for line in lines)
+    whole = load_data(build_spec(dataset="imagefolder", data_dir=str(root), results_dir=str(tmp_path),
+                                 cache_dir=str(tmp_path / "whole")))
+    assert torch.equal(data.train_x.store, whole.train_x.store)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainers.data._decode import DecodeStopped
 from trainers.data._info import (
     AUGMENTATIONS,
     DATASETS,
@@ -56,6 +57,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "USER_DATASETS",
     "DatasetError",
+    "DecodeStopped",
     "DatasetInfo",
     "SplitImages",
     "TensorSplits",
@@ -86,6 +88,7 @@ def load_dataset(
     augment: str = "auto",
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> TensorSplits:
     """Load dataset `name` as a uint8 store with train / val / test splits, normalised when read.
 
@@ -105,7 +108,9 @@ def load_dataset(
 
     `cache_dir`: where the decoded uint8 store is kept (``<cache_dir>/data/<key>/``) and opened as a memory
     map by later runs and by every process the splits are pickled to; a changed source is decoded again
-    (and `log` says so). Without it a user's images are decoded into memory and the built-in files read.
+    (and `log` says so). Without it a user's images are decoded into memory and the built-in files read. A
+    decode into the cache keeps its progress: a killed one goes on where it stopped, and once `stop_requested()`
+    is true it stops after the chunks in progress, raising `DecodeStopped`.
 
     `augment` (one of `AUGMENTATIONS`) sets `info.crop_padding` and `info.horizontal_flip`: "auto" is the
     dataset's known recipe (digits crop 1 px, the MNIST family crop 2, CIFAR crop 4 + flip, SVHN crop 4,
@@ -124,7 +129,8 @@ def load_dataset(
     if max_train_samples is not None and max_train_samples < 1:
         raise DatasetError(f"max_train_samples must be at least 1, got {max_train_samples}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
-    store = open_store(key, data_dir, download=download, image_size=image_size, cache_dir=cache, log=log)
+    store = open_store(key, data_dir, download=download, image_size=image_size, cache_dir=cache, log=log,
+                       stop_requested=stop_requested)
     train, val, test = _split_rows(store, key, val_fraction, test_fraction, seed, log)
     if max_train_samples is not None and max_train_samples < len(train):
         train = train[stratified_subset(store.labels[train], max_train_samples, seed, what=key)]

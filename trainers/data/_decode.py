@@ -12,6 +12,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -77,15 +78,25 @@ def common_shape(probes: Sequence[Probe | None], image_size: int | None) -> tupl
     return channels, height, width
 
 
+class DecodeStopped(Exception):
+    """A stop request ended a decode after ``done`` of ``total`` images, kept in ``folder`` for the next load."""
+
+    def __init__(self, done: int, total: int, folder: Path) -> None:
+        super().__init__(f"data: decoding stopped after {done:,}/{total:,} images, kept in {folder}")
+        self.done, self.total, self.folder = done, total, folder
+
+
 def decode_files(files: Sequence[Path], rows: Sequence[int], images_path: Path, shape: tuple[int, int, int],
-                 log: Log | None, what: str, save_every_s: float | None = None) -> dict[int, str]:
+                 log: Log | None, what: str, save_every_s: float | None = None,
+                 stop_requested: Callable[[], bool] | None = None) -> dict[int, str]:
     """Decode ``files[i]`` into row ``rows[i]`` of the ``.npy`` map at ``images_path``; the failures' reasons,
     by row.
 
     Chunks of ``DECODE_CHUNK`` rows finished are recorded beside the map (``PROGRESS_FILE``, with a digest of each
     chunk's pixels) at most every ``save_every_s`` (default ``SAVE_EVERY_S``): a decode killed or stopped goes on
     from them when called again on the same map (its rows and shape the same), and a chunk whose pixels fail their
-    digest is decoded again."""
+    digest is decoded again. When ``stop_requested()`` turns true, the chunks being decoded are finished, the
+    others not started, the record kept, and ``DecodeStopped`` raised."""
     tasks = [(row, str(path)) for row, path in zip(rows, files, strict=True)]
     chunks = [tasks[start:start + DECODE_CHUNK] for start in range(0, len(tasks), DECODE_CHUNK)]
     doing = f"decoding {len(files):,} images of {what}"
@@ -103,8 +114,12 @@ def decode_files(files: Sequence[Path], rows: Sequence[int], images_path: Path, 
         failures.update(chunk_failures)
         progress.done(index, chunk_failures, digest, images_path)
 
+    stop = stop_requested or (lambda: False)
     _in_chunks(_decode_chunk, [chunks[index] for index in left], (str(images_path), shape), log, doing,
-               on_chunk=lambda position, result: done(left[position], result), chunked=True)
+               on_chunk=lambda position, result: done(left[position], result), chunked=True, should_stop=stop)
+    if len(progress.chunks) < len(chunks):
+        progress.save(images_path)
+        raise DecodeStopped(sum(len(chunks[index]) for index in progress.chunks), len(tasks), images_path.parent)
     return failures
 
 
@@ -139,8 +154,10 @@ class _Progress:
 
     def done(self, index: int, chunk_failures: list[tuple[int, str]], digest: str, images_path: Path) -> None:
         self.chunks[index] = [chunk_failures, digest]
-        if time.monotonic() - self.saved < self.save_every_s:
-            return
+        if time.monotonic() - self.saved >= self.save_every_s:
+            self.save(images_path)
+
+    def save(self, images_path: Path) -> None:
         with open(images_path, "rb") as handle:  # the chunks' pixels on disk before the record names them
             os.fsync(handle.fileno())
         chunks = {str(index): value for index, value in self.chunks.items()}
@@ -156,11 +173,13 @@ def _digest(images: np.ndarray, chunk: list[tuple[int, str]]) -> str:
 
 
 def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing: str,
-               on_chunk: Callable[[int, Any], None] | None = None, chunked: bool = False) -> list:
+               on_chunk: Callable[[int, Any], None] | None = None, chunked: bool = False,
+               should_stop: Callable[[], bool] = lambda: False) -> list:
     """``work(chunk, *extra)`` over chunks of ``tasks`` on every core, with a progress line and an ETA.
 
     With ``chunked``, ``tasks`` is already a list of chunks, and ``on_chunk(position, result)`` is called in this
-    process as each finishes (their results are not collected)."""
+    process as each finishes (their results are not collected). Once ``should_stop()`` is true after a chunk, the
+    chunks not started are dropped and those running are finished."""
     chunks = tasks if chunked else None
     count = sum(map(len, tasks)) if chunked else len(tasks)
     if count < PARALLEL_FROM or cores() == 1:
@@ -168,6 +187,8 @@ def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing
             return list(work(tasks, *extra))
         for position, chunk in enumerate(tasks):
             assert on_chunk is not None
+            if should_stop():
+                break
             on_chunk(position, work(chunk, *extra))
         return []
     workers = cores()
@@ -178,9 +199,12 @@ def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing
     started = last = time.perf_counter()
     done = 0
     # fork: the workers need nothing but Pillow and numpy, and start in milliseconds.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_leave_signals_to_the_parent) as pool:
         futures = {pool.submit(work, chunk, *extra): position for position, chunk in enumerate(chunks)}
         for future in as_completed(futures):
+            if future.cancelled():
+                continue
             position = futures[future]
             if on_chunk is not None:
                 on_chunk(position, future.result())
@@ -194,7 +218,17 @@ def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing
                 log(f"data: {doing}: {done:,}/{count:,} ({100 * done / count:.0f} %), "
                     f"{rate:,.0f} images/s, {_clock(left)} left")
                 last = now
+            if should_stop():
+                for pending in futures:
+                    pending.cancel()  # those not started; a running chunk is finished and handled above
     return results
+
+
+def _leave_signals_to_the_parent() -> None:
+    """A decoding process ignores Ctrl-C, SIGTERM and SIGUSR1 (a terminal's or a batch system's signal reaches the
+    whole process group): the parent decides, finishing or dropping the chunks, and ends the pool itself."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _clock(seconds: float) -> str:

@@ -53,8 +53,9 @@ class Store:
 
 
 def open_store(key: str, data_dir: str | None, *, download: bool, image_size: int | None,
-               cache_dir: Path | None, log: Log | None) -> Store:
-    """The store of dataset ``key`` (a canonical name), from the cache when it holds it."""
+               cache_dir: Path | None, log: Log | None, stop_requested: Callable[[], bool] | None = None) -> Store:
+    """The store of dataset ``key`` (a canonical name), from the cache when it holds it (``stop_requested`` as
+    ``decode_files``', for a decode into the cache)."""
     if key == "digits":
         arrays = read_digits()
         # Pixel values are the integers 0..16, so uint8 holds them exactly like the other datasets' pixels.
@@ -63,7 +64,7 @@ def open_store(key: str, data_dir: str | None, *, download: bool, image_size: in
                      pixel_max=16.0, source={"layout": "embedded", "cache": "in memory"})
     if key in FILE_DATASETS:
         return _builtin_store(key, data_dir, download, cache_dir, log)
-    return _user_store(list_layout(key, data_dir), image_size, cache_dir, log)
+    return _user_store(list_layout(key, data_dir), image_size, cache_dir, log, stop_requested)
 
 
 def _builtin_store(key: str, data_dir: str | None, download: bool, cache_dir: Path | None,
@@ -128,7 +129,8 @@ def _stat(path: Path) -> tuple[str, int | None, int | None]:
     return name, status.st_size, status.st_mtime_ns
 
 
-def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | None, log: Log | None) -> Store:
+def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | None, log: Log | None,
+                stop_requested: Callable[[], bool] | None = None) -> Store:
     """A user's layout through the cache: opened when its files are unchanged, decoded (and said) otherwise."""
     what = str(listing.root)
     identity = {"layout": listing.layout, "root": str(listing.root.resolve()), "image_size": image_size}
@@ -153,7 +155,7 @@ def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | Non
     previous = _store.previous_key(cache_dir, source)
     if previous is not None and log is not None:
         log(f"data: {what} changed since it was cached (files added, removed or modified): decoding it again")
-    entry = _decode(listing, image_size, cache_dir, key, log, what)
+    entry = _decode(listing, image_size, cache_dir, key, log, what, stop_requested)
     try:
         store = _user_entry_store(listing, entry, log, what, how="re-decoded" if previous else "decoded")
     except DatasetError:
@@ -164,7 +166,7 @@ def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | Non
 
 
 def _decode(listing: FileList, image_size: int | None, cache_dir: Path, key: str, log: Log | None,
-            what: str) -> _store.CacheEntry:
+            what: str, stop_requested: Callable[[], bool] | None = None) -> _store.CacheEntry:
     probes, failures = probe_files(listing.files, log, what)
     _check_lost(listing, failures)
     if len(failures) == len(listing.files):
@@ -173,7 +175,8 @@ def _decode(listing: FileList, image_size: int | None, cache_dir: Path, key: str
     readable = [row for row in range(len(listing.files)) if row not in failures]
 
     def fill(images_path: Path) -> dict[str, Any]:
-        lost = decode_files([listing.files[row] for row in readable], readable, images_path, shape[1:], log, what)
+        lost = decode_files([listing.files[row] for row in readable], readable, images_path, shape[1:], log, what,
+                            stop_requested=stop_requested)
         every = {**failures, **lost}
         return {"failed_rows": sorted(every), "failed_reasons": [every[row] for row in sorted(every)]}
 
