@@ -390,37 +390,31 @@ def test_channel_statistics_match_a_direct_computation(tmp_path: Path) -> None:
     assert splits.std == pytest.approx(tuple(train.std(dim=(0, 2, 3)).tolist()), abs=1e-9)
 
 
-# A decode on the process pool, slowed down, keeping its progress after every chunk of 8 images.
-KILLABLE_DECODE = """
-import sys, time
+# A decode on the process pool keeping its progress after every chunk of 8 images, killed with its decoding processes
+# (SIGKILL to its process group, as a batch system ends a job) right after its record first names a chunk.
+KILLED_DECODE = """
+import json, os, signal, sys
 from pathlib import Path
 from trainers.data import _decode, load_dataset
 _decode.PARALLEL_FROM, _decode.DECODE_CHUNK, _decode.SAVE_EVERY_S = 1, 8, 0.0
 _decode.cores = lambda: 2
-read = _decode._read_image
-def slow(*args):
-    time.sleep(0.05)
-    return read(*args)
-_decode._read_image = slow
+done = _decode._Progress.done
+def done_then_killed(self, *args):
+    done(self, *args)
+    if self.path.is_file() and json.loads(self.path.read_text())["chunks"]:
+        os.killpg(0, signal.SIGKILL)
+_decode._Progress.done = done_then_killed
 load_dataset("imagefolder", sys.argv[1], cache_dir=Path(sys.argv[2]))
 """
 
 
 def _killed_decode(root: Path, cache: Path) -> Path:
-    """Start a decode of ``root`` into ``cache``, kill it (the whole job, workers included) once it has kept a
-    chunk, and return its partial folder."""
-    decode = subprocess.Popen([sys.executable, "-c", KILLABLE_DECODE, str(root), str(cache)], cwd=REPO,
-                              start_new_session=True, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    progress: list[Path] = []
-    while not progress:
-        assert decode.poll() is None, decode.communicate()[1]
-        assert time.monotonic() < deadline, "the decode kept no progress"
-        time.sleep(0.02)
-        progress = list((cache / "data").glob(".*.partial/decoded.json"))
-    os.killpg(decode.pid, signal.SIGKILL)
-    decode.wait()
-    return progress[0].parent
+    """A decode of ``root`` into ``cache`` killed once it has kept a chunk; its partial folder."""
+    decode = subprocess.run([sys.executable, "-c", KILLED_DECODE, str(root), str(cache)], cwd=REPO,
+                            start_new_session=True, capture_output=True, text=True, timeout=120)
+    assert decode.returncode == -signal.SIGKILL, decode.stderr
+    [progress] = (cache / "data").glob(".*.partial/decoded.json")
+    return progress.parent
 
 
 def _counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -469,12 +463,14 @@ def test_a_stop_request_ends_a_decode_after_its_chunks_in_progress_and_the_next_
         pool: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from trainers.data import _decode
 
-    if pool:
-        monkeypatch.setattr(_decode, "PARALLEL_FROM", 1)
-        monkeypatch.setattr(_decode, "cores", lambda: 2)
     root = tmp_path / "images"
     write_image_folder(root, per_class=20, shape=SHAPE)
     reads = _counting_reads(monkeypatch)  # in this process only: the pool's workers count in their own copies
+    if pool:
+        monkeypatch.setattr(_decode, "PARALLEL_FROM", 1)
+        monkeypatch.setattr(_decode, "cores", lambda: 2)
+        read = _decode._read_image  # slowed, so that chunks are still waiting when the stop comes
+        monkeypatch.setattr(_decode, "_read_image", lambda *args: time.sleep(0.01) or read(*args))
     kept: list[int] = []
     with pytest.raises(DecodeStopped, match=r"data: decoding stopped after \d+/60 images, kept in ") as stopped:
         load_dataset("imagefolder", str(root), cache_dir=tmp_path / "cache",
@@ -489,3 +485,19 @@ def test_a_stop_request_ends_a_decode_after_its_chunks_in_progress_and_the_next_
     assert len(reads) == 60 - stopped.value.done
     assert any(f"going on from {stopped.value.done} images decoded by an earlier attempt" in line for line in lines)
     assert torch.equal(splits.images, load(root, tmp_path / "fresh").images)
+
+
+def test_a_stopped_decode_of_a_folder_that_then_changed_leaves_nothing_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "images"
+    write_image_folder(root, per_class=20, shape=SHAPE)
+    _counting_reads(monkeypatch)
+    calls: list[int] = []
+    with pytest.raises(DecodeStopped) as stopped:
+        load_dataset("imagefolder", str(root), cache_dir=tmp_path / "cache",
+                     stop_requested=lambda: calls.append(1) is None and len(calls) > 1)
+    assert stopped.value.folder.is_dir()
+    _modify(sorted((root / "cat").iterdir())[0])
+    splits = load(root, tmp_path / "cache")
+    assert sorted(path.name for path in (tmp_path / "cache" / "data").iterdir()) == sorted(
+        ["sources", Path(splits.images_path).parent.name])

@@ -155,6 +155,7 @@ def _user_store(listing: FileList, image_size: int | None, cache_dir: Path | Non
     previous = _store.previous_key(cache_dir, source)
     if previous is not None and log is not None:
         log(f"data: {what} changed since it was cached (files added, removed or modified): decoding it again")
+    _store.begin(cache_dir, source, key)
     entry = _decode(listing, image_size, cache_dir, key, log, what, stop_requested)
     try:
         store = _user_entry_store(listing, entry, log, what, how="re-decoded" if previous else "decoded")

@@ -201,6 +201,36 @@ def previous_key(cache_dir: Path, source_id: str) -> str | None:
         return None
 
 
+def begin(cache_dir: Path, source_id: str, key: str) -> None:
+    """Note that ``key`` is being decoded for this source; the partial folder of another key an earlier decode of it
+    left (stopped, then the source changed) is deleted, unless a process still builds it."""
+    pointer = cache_dir / "data" / "sources" / f"{source_id}.json"
+    try:
+        record = json.loads(pointer.read_text())
+    except (OSError, ValueError):
+        record = {}
+    earlier = record.get("decoding")
+    if earlier is not None and earlier != key:
+        _remove_partial(cache_dir / "data" / f".{earlier}.partial")
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(pointer, json.dumps({**record, "decoding": key}))
+
+
+def _remove_partial(folder: Path) -> None:
+    try:
+        lock = os.open(folder / _LOCK_FILE, os.O_RDWR)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(folder, ignore_errors=True)
+    except BlockingIOError:
+        pass  # still being built
+    finally:
+        os.close(lock)
+
+
 def remember(cache_dir: Path, source_id: str, key: str, source: str) -> None:
     """Record ``key`` as the current content of ``source``; an older entry of it is deleted (it is stale)."""
     old = previous_key(cache_dir, source_id)
