@@ -67,11 +67,13 @@ def test_two_rounds_run_end_to_end(teacher_cache: Path, teacher_checkpoint: str)
     assert 'data-figure="rounds"' in (outcome.run_dir / "report.html").read_text()
 
 
-def test_auto_rounds_stop_at_a_verdict_whose_interval_includes_zero(
+def test_auto_rounds_stop_at_a_verdict_that_is_not_helps(
         teacher_cache: Path, teacher_checkpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Through the command line. With seed 0 the distilled student's interval over the baseline includes zero
-    (two seeds of two-epoch students), so auto runs no second round; whatever the verdicts, a round ran only
-    after one that helped."""
+    """Through the command line. Two seeds of two-epoch students: the distilled student's interval over the
+    baseline (1 degree of freedom) usually includes zero, so auto runs no second round; whatever the verdicts, a
+    round ran only after one that helped. Which verdict seed 0 gives depends on how Ray interleaves the two
+    trials: it included zero in most runs and was all below zero (`hurts`, two equal per-seed losses on 360 test
+    images) in one CI run; two equal gains would give `helps`, and then auto must go on."""
     flags = {**SMALL, **ROUNDS, "rounds": "auto", "teacher_checkpoint": teacher_checkpoint,
              "results_dir": str(teacher_cache), "run_name": "rounds-auto"}
     argv = [part for name, value in flags.items() for part in (f"--{name.replace('_', '-')}", str(value))]
@@ -87,12 +89,12 @@ def test_auto_rounds_stop_at_a_verdict_whose_interval_includes_zero(
     assert all(verdict_before == HELPS for verdict_before in previous[:len(rounds) - 1])
     assert len(rounds) <= AUTO_ROUNDS_CAP
     assert summary["rounds_stop"] == stop_reason(AUTO_ROUNDS_CAP, True, summary["kd_verdict"], verdicts)
-    # The fixed seed's outcome: round 1's interval includes zero, so no round 2.
-    low, high = summary["kd_gain_ci95"]
-    assert low < 0 < high
-    assert len(rounds) == 1
-    assert summary["rounds_stop"] == f"kd_verdict {summary['kd_verdict']}, not helps"
-    assert summary["rounds_best"] == 1
-    assert "Only round 1 ran (kd_verdict" in (run_dir / "report.html").read_text()
+    if summary["kd_verdict"] == HELPS:  # both seeds' gains alike and above zero (a few test images each): on
+        assert len(rounds) >= 2
+    else:  # the usual outcome: round 1 did not help, so no round 2
+        assert len(rounds) == 1
+        assert summary["rounds_stop"] == f"kd_verdict {summary['kd_verdict']}, not helps"
+        assert summary["rounds_best"] == 1
+        assert "Only round 1 ran (kd_verdict" in (run_dir / "report.html").read_text()
     for entry in rounds[1:]:
         assert round_line(entry, summary["test_resolution_points"]) in printed
