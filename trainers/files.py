@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,10 @@ import torch
 from runfolder import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["CorruptFileError", "atomic_torch_save", "atomic_write", "atomic_write_json", "atomic_write_text",
-           "safe_torch_load"]
+           "fsync_path", "lock_without_waiting", "safe_torch_load"]
+
+# What flock raises on storage that has no locks (NFS mounted with nolock, some FUSE file systems).
+_NO_LOCKS_ERRNOS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class CorruptFileError(ValueError):
@@ -41,3 +47,30 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush ``path``'s written pages (a memory map's included) to the disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def lock_without_waiting(path: str | Path) -> int | None:
+    """An exclusive lock on ``path`` (created if missing), taken without waiting: its descriptor (closing it releases
+    the lock), or ``None`` while another process holds it. On storage without locks the descriptor comes back
+    unlocked: the caller goes on as the only builder.
+
+    ``flock``, not ``runfolder``'s ``lockf``: a partial build's lock must outlast numpy opening and closing the locked
+    file (closing any descriptor of a file drops a process's ``lockf`` locks), and it stays held while the decoding
+    processes the builder forks still write (they inherit it)."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except OSError as error:
+        if error.errno not in _NO_LOCKS_ERRNOS:
+            os.close(descriptor)
+            raise
+    return descriptor

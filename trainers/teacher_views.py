@@ -14,7 +14,6 @@ partial file locked by another builder of the same key writes a partial file of 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ from torch import nn
 
 from trainers.data import DatasetInfo, view_count
 from trainers.data._store import map_file
-from trainers.files import atomic_write_json, state_digest
+from trainers.files import atomic_write_json, fsync_path, lock_without_waiting, state_digest
 
 BYTES_PER_LOGIT = 2  # fp16: a teacher's logits need far less than float32's precision for a softened target
 # The default budget: this share of the free space where the file goes (``--teacher-cache-gb`` overrides it).
@@ -94,13 +93,12 @@ def build_logits(path: Path, shape: tuple[int, int, int], fill_view: Callable[[i
     path.parent.mkdir(parents=True, exist_ok=True)
     shared = path.with_name(f".{path.name}.partial")
     progress_path = path.with_name(f".{path.name}.progress.json")
-    lock = os.open(shared, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = lock_without_waiting(shared)
+    if lock is not None:
+        partial, progress = shared, progress_path
+    else:  # another process builds these logits: build them apart, keeping no progress
+        partial, progress = path.with_name(f".{path.name}.{os.getpid()}.partial"), None
     try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            partial, progress = shared, progress_path
-        except BlockingIOError:  # another process builds these logits: build them apart, keeping no progress
-            partial, progress = path.with_name(f".{path.name}.{os.getpid()}.partial"), None
         existing = _complete(path, shape)  # the other builder may have just finished
         if existing is not None:
             if progress is not None:  # held: what is left under the shared name is no one's
@@ -109,7 +107,8 @@ def build_logits(path: Path, shape: tuple[int, int, int], fill_view: Callable[[i
             return existing
         return _fill(path, partial, progress, shape, fill_view, stop_requested, log, save_every_s)
     finally:
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
 
 
 def _complete(path: Path, shape: tuple[int, int, int]) -> torch.Tensor | None:
@@ -132,7 +131,7 @@ def _fill(path: Path, partial: Path, progress: Path | None, shape: tuple[int, in
     try:
         for view in range(len(digests), shape[0]):
             array[view] = fill_view(view).to("cpu", torch.float16).numpy()
-            digests.append(hashlib.sha256(array[view].tobytes()).hexdigest())
+            digests.append(_view_digest(array, view))
             stopping = stop_requested is not None and stop_requested() and view + 1 < shape[0]
             if progress is not None and (stopping or time.monotonic() - saved >= save_every_s):
                 _keep(array, partial, progress, shape, digests)
@@ -141,8 +140,7 @@ def _fill(path: Path, partial: Path, progress: Path | None, shape: tuple[int, in
                 raise ViewLogitsStopped(len(digests), shape[0], partial)
         array.flush()
         del array
-        with open(partial, "rb") as handle:
-            os.fsync(handle.fileno())
+        fsync_path(partial)
         os.replace(partial, path)
     except ViewLogitsStopped:
         if progress is None:  # another process's build holds the shared name: this one's views cannot be kept
@@ -160,11 +158,14 @@ def _fill(path: Path, partial: Path, progress: Path | None, shape: tuple[int, in
     return open_logits(path)
 
 
+def _view_digest(array: np.ndarray, view: int) -> str:
+    return hashlib.sha256(array[view].data).hexdigest()  # read in place: a view is contiguous in the file
+
+
 def _keep(array: np.memmap, partial: Path, progress: Path, shape: tuple[int, int, int], digests: list[str]) -> None:
     """The views done flushed to disk, then recorded (the record never names a view the file may lack)."""
     array.flush()
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
+    fsync_path(partial)
     atomic_write_json(progress, {"shape": list(shape), "digests": digests})
 
 
@@ -183,7 +184,7 @@ def _kept_views(partial: Path, progress: Path, shape: tuple[int, int, int],
             array = np.load(partial, mmap_mode="r")
             if array.shape != shape or array.dtype != np.float16:
                 why = "its file has another shape"
-            elif any(hashlib.sha256(array[view].tobytes()).hexdigest() != digest
+            elif any(_view_digest(array, view) != digest
                      for view, digest in enumerate(digests)):
                 why = "a kept view fails its digest"
             del array

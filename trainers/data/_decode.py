@@ -24,6 +24,7 @@ import numpy as np
 
 from runfolder import atomic_write_json
 from trainers.data._store import PROGRESS_FILE
+from trainers.files import fsync_path
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -54,8 +55,11 @@ def cores() -> int:
 
 def probe_files(files: Sequence[Path], log: Log | None, what: str) -> tuple[list[Probe | None], dict[int, str]]:
     """Each file's (greyscale, width, height) from its header alone, and the reasons of those that fail."""
-    results = _in_chunks(_probe_chunk, [(index, str(path)) for index, path in enumerate(files)], (),
-                         log, f"reading the headers of {len(files):,} images of {what}")
+    tasks = [(index, str(path)) for index, path in enumerate(files)]
+    results: list[tuple[int, Probe | None, str]] = []
+    size = max(64, len(tasks) // (cores() * 16))  # any chunks do: a probe keeps no progress
+    _in_chunks(_probe_chunk, [tasks[start:start + size] for start in range(0, len(tasks), size)], (), log,
+               f"reading the headers of {len(files):,} images of {what}", lambda _, result: results.extend(result))
     probes: list[Probe | None] = [None] * len(files)
     failures: dict[int, str] = {}
     for index, probe, reason in results:
@@ -116,7 +120,7 @@ def decode_files(files: Sequence[Path], rows: Sequence[int], images_path: Path, 
 
     stop = stop_requested or (lambda: False)
     _in_chunks(_decode_chunk, [chunks[index] for index in left], (str(images_path), shape), log, doing,
-               on_chunk=lambda position, result: done(left[position], result), chunked=True, should_stop=stop)
+               lambda position, result: done(left[position], result), should_stop=stop)
     if len(progress.chunks) < len(chunks):
         progress.save(images_path)
         raise DecodeStopped(sum(len(chunks[index]) for index in progress.chunks), len(tasks), images_path.parent)
@@ -158,8 +162,7 @@ class _Progress:
             self.save(images_path)
 
     def save(self, images_path: Path) -> None:
-        with open(images_path, "rb") as handle:  # the chunks' pixels on disk before the record names them
-            os.fsync(handle.fileno())
+        fsync_path(images_path)  # the chunks' pixels on disk before the record names them
         chunks = {str(index): value for index, value in self.chunks.items()}
         atomic_write_json(self.path, {"of": self.of, "chunks": chunks})
         self.saved = time.monotonic()
@@ -172,44 +175,29 @@ def _digest(images: np.ndarray, chunk: list[tuple[int, str]]) -> str:
     return digest.hexdigest()
 
 
-def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing: str,
-               on_chunk: Callable[[int, Any], None] | None = None, chunked: bool = False,
-               should_stop: Callable[[], bool] = lambda: False) -> list:
-    """``work(chunk, *extra)`` over chunks of ``tasks`` on every core, with a progress line and an ETA.
-
-    With ``chunked``, ``tasks`` is already a list of chunks, and ``on_chunk(position, result)`` is called in this
-    process as each finishes (their results are not collected). Once ``should_stop()`` is true after a chunk, the
-    chunks not started are dropped and those running are finished."""
-    chunks = tasks if chunked else None
-    count = sum(map(len, tasks)) if chunked else len(tasks)
+def _in_chunks(work: Callable, chunks: list[list], extra: tuple, log: Log | None, doing: str,
+               on_chunk: Callable[[int, Any], None], should_stop: Callable[[], bool] = lambda: False) -> None:
+    """``work(chunk, *extra)`` over ``chunks`` on every core, with a progress line and an ETA; ``on_chunk(position,
+    result)`` is called in this process as each finishes. Once ``should_stop()`` is true after a chunk, the chunks
+    not started are dropped and those running are finished."""
+    count = sum(map(len, chunks))
     if count < PARALLEL_FROM or cores() == 1:
-        if not chunked:
-            return list(work(tasks, *extra))
-        for position, chunk in enumerate(tasks):
-            assert on_chunk is not None
+        for position, chunk in enumerate(chunks):
             if should_stop():
                 break
             on_chunk(position, work(chunk, *extra))
-        return []
-    workers = cores()
-    if chunks is None:
-        size = max(64, len(tasks) // (workers * 16))
-        chunks = [tasks[start:start + size] for start in range(0, len(tasks), size)]
-    results: list = []
+        return
     started = last = time.perf_counter()
     done = 0
     # fork: the workers need nothing but Pillow and numpy, and start in milliseconds.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+    with ProcessPoolExecutor(cores(), mp_context=multiprocessing.get_context("fork"),
                              initializer=_leave_signals_to_the_parent) as pool:
         futures = {pool.submit(work, chunk, *extra): position for position, chunk in enumerate(chunks)}
         for future in as_completed(futures):
             if future.cancelled():
                 continue
             position = futures[future]
-            if on_chunk is not None:
-                on_chunk(position, future.result())
-            else:
-                results.extend(future.result())
+            on_chunk(position, future.result())
             done += len(chunks[position])
             now = time.perf_counter()
             if log is not None and (now - last >= PROGRESS_EVERY_S or done == count) and now > started:
@@ -221,7 +209,6 @@ def _in_chunks(work: Callable, tasks: list, extra: tuple, log: Log | None, doing
             if should_stop():
                 for pending in futures:
                     pending.cancel()  # those not started; a running chunk is finished and handled above
-    return results
 
 
 def _leave_signals_to_the_parent() -> None:

@@ -18,7 +18,6 @@ the last key seen for a folder or manifest, so a changed source is noticed and s
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from runfolder import atomic_write_text
+from trainers.files import fsync_path, lock_without_waiting
 
 CACHE_FORMAT = 1
 # What a decode has finished, kept beside the images it is writing (``trainers.data._decode``).
@@ -124,8 +124,7 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
         full = {"format": CACHE_FORMAT, "key": key, "shape": list(shape), **meta, **learned}
         (work / "meta.json").write_text(json.dumps(full))
         for name in ("images.npy", "labels.npy", "meta.json"):
-            with open(work / name, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_path(work / name)
         (work / PROGRESS_FILE).unlink(missing_ok=True)
         (work / _LOCK_FILE).unlink(missing_ok=True)
         final = root / key
@@ -151,13 +150,10 @@ def _work_folder(root: Path, key: str) -> tuple[Path, int | None]:
     """``.<key>.partial`` with its lock held (the descriptor), or a private folder while another process holds it."""
     shared = root / f".{key}.partial"
     shared.mkdir(exist_ok=True)
-    lock = os.open(shared / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    lock = lock_without_waiting(shared / _LOCK_FILE)
+    if lock is not None:
         return shared, lock
-    except BlockingIOError:
-        os.close(lock)
-        return Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root)), None
+    return Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root)), None
 
 
 def _is_images_file(path: Path, shape: tuple[int, int, int, int]) -> bool:
@@ -217,16 +213,13 @@ def begin(cache_dir: Path, source_id: str, key: str) -> None:
 
 
 def _remove_partial(folder: Path) -> None:
-    try:
-        lock = os.open(folder / _LOCK_FILE, os.O_RDWR)
-    except OSError:
-        shutil.rmtree(folder, ignore_errors=True)
+    if not folder.is_dir():
         return
+    lock = lock_without_waiting(folder / _LOCK_FILE)
+    if lock is None:
+        return  # still being built
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         shutil.rmtree(folder, ignore_errors=True)
-    except BlockingIOError:
-        pass  # still being built
     finally:
         os.close(lock)
 
