@@ -80,16 +80,11 @@ def load_data(spec: SearchSpec, log: Log | None = None) -> TensorSplits:
     stopped_while_loading = functools.partial(_stopped_while_loading, spec)
     try:
         with signals_request_a_stop(stopped_while_loading, announce, again_stops_at_once=True):
-            try:
+            with _a_stop_ends_the_run(log):
                 data = load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
                                     max_train_samples=spec.max_train_samples, image_size=spec.image_size,
                                     augment=spec.augment, cache_dir=spec.data_cache_dir, log=log,
                                     stop_requested=stop_requested)
-            except DecodeStopped as stopped:
-                if log is not None:
-                    log(str(stopped))
-                check_stop()  # raises: a decode stops only when a signal asked it to
-                raise
             check_stop()
             return data
     except DatasetError as error:
@@ -252,11 +247,20 @@ def obtain_teacher(spec: SearchSpec, data: TensorSplits, log: Log,
 def stoppable_teacher(spec: SearchSpec, data: TensorSplits, log: Log) -> TeacherResult:
     """``obtain_teacher`` inside a ``signals_request_a_stop`` block: a stop request ends a teacher's training
     after the epoch it is in, its state saved for the same command to go on from (``SearchInterrupted``)."""
-    try:
+    with _a_stop_ends_the_run(log):
         return obtain_teacher(spec, data, log, stop_requested)
-    except TeacherTrainingStopped as stopped:
-        log(str(stopped))
-        check_stop()  # raises: a training stops only when a signal asked it to
+
+
+@contextlib.contextmanager
+def _a_stop_ends_the_run(log: Log | None) -> Iterator[None]:
+    """Work that ``stop_requested`` ended (a teacher's training, its per-view logits, a decode: each keeps what it
+    did) is said in the log, then the signal's ``SearchInterrupted`` is raised."""
+    try:
+        yield
+    except (TeacherTrainingStopped, ViewLogitsStopped, DecodeStopped) as stopped:
+        if log is not None:
+            log(str(stopped))
+        check_stop()  # raises: the work stops only when a signal asked it to
         raise
 
 
@@ -385,14 +389,10 @@ def shared_teacher(result: TeacherResult, data: TensorSplits, space: SearchSpace
                 f"{store.budget_bytes / 2**30:.2f}; raise it to cache them)")
     if not views_fit and _student_augmentation(data, space) not in ("none", "searched"):
         return Teacher(result.model, result.name)
-    try:
+    with _a_stop_ends_the_run(log):
         return Teacher.with_cached_outputs(result.model, result.name, data.train_x, views_of=data.info,
                                            background=data.background, view_store=store,
                                            stop_requested=stop_requested, log=log)
-    except ViewLogitsStopped as stopped:
-        log(str(stopped))
-        check_stop()  # raises: the views stop only when a signal asked them to
-        raise
 
 
 def view_store(spec: SearchSpec, data: TensorSplits) -> ViewStore:
