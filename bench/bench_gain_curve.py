@@ -58,7 +58,7 @@ ARMS = ("winner's terms", "textbook terms", "textbook recipe")
 
 def arm_configs(summary: dict[str, Any], teacher_family: str | None) -> dict[Arch, dict[str, dict[str, Any]]]:
     """Per curve architecture: the ``baseline`` configuration and one distilled configuration per ``ARMS``."""
-    # The baseline search's configuration: its recipe, trained without a teacher (``tuning.run.search_baseline``).
+    # The baseline search's configuration: its recipe, trained without a teacher (``tuning.runner.search_baseline``).
     baseline_recipe = {**summary["gain_curve_recipe"]["recipe"], "alpha": 0.0}
     winner_terms = summary["gain_curve_recipe"]["kd_terms"]
     configs = {}

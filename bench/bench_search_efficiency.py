@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_search_efficiency.py --budget 10 --seeds 0
 
 Hyperband's bar: random search given twice the trials and no early stopping. For each seed, both searches run
-the real kdsearch search (``tuning.prepare`` + ``tuning.run.search``: Ray Tune, OptunaSearch, the default space,
+the real kdsearch search (``tuning.prepare`` + ``tuning.runner.search``: Ray Tune, OptunaSearch, the default space,
 15 epochs per full trial, 2 CPU slots) on the same prepared data and teacher; the final stage is not run. Both
 searchers start from the standard hand-set recipe (kdsearch's warm start), so both see it.
 
@@ -28,7 +28,7 @@ import ray  # noqa: E402
 
 from tuning import build_spec  # noqa: E402
 from tuning.prepare import prepare  # noqa: E402
-from tuning.run import search  # noqa: E402
+from tuning.runner import search  # noqa: E402
 
 EPOCH_FRACTION_TARGET = 1 / 3
 

@@ -102,3 +102,36 @@ def test_the_static_check_sees_every_import_form(tmp_path: Path) -> None:
         "from . import sibling\n"
     )
     assert _imported_top_level_names(sample) == {"ray", "optuna", "torch"}
+
+
+# What a Ray worker imports to run kdsearch's code in a fresh process (a trial actor, a final-stage task
+# worker), and the modules it has no use for: each would be paid again by every worker of every search.
+WORKER_MODULES = ("tuning.trainable", "tuning.seed_runs")
+NOT_FOR_WORKERS = ("optuna", "plotly", "reports", "PIL", "triton", "tuning.runner", "tuning.tuner")
+
+WORKER_IMPORT = """
+import json, sys
+import {module}
+print(json.dumps(sorted(name for name in {unwanted!r} if name in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
+def test_a_ray_workers_import_leaves_out_what_only_the_driver_uses(module: str) -> None:
+    completed = subprocess.run([sys.executable, "-c", WORKER_IMPORT.format(module=module, unwanted=NOT_FOR_WORKERS)],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_tuning_package_still_gives_its_public_names() -> None:
+    # tuning/__init__ imports them on first use; ``tuning.run`` is the function, not a module of that name.
+    import tuning
+    from tuning import ResultsDiskFull, RunOutcome, SearchFailed, SearchInterrupted, SearchSpec, UserError, build_spec
+    from tuning import run as run_function
+
+    assert callable(run_function) and run_function.__module__ == "tuning.runner"
+    assert [ResultsDiskFull, RunOutcome, SearchFailed, SearchInterrupted, SearchSpec, UserError, build_spec]
+    assert set(tuning.__all__) <= set(dir(tuning))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        tuning.nothing  # noqa: B018

@@ -102,7 +102,7 @@ class RecipePhase:
         told = told_trials(self.main_records, arch)
         self.log(f"recipe search: {sub_spec.budget} trials of {arch_text(arch)}, the re-check's winning "
                  f"architecture: its KD recipe searched, warm-started from its {len(told)} trials")
-        from tuning.run import check_complete, search  # tuning.run imports this module
+        from tuning.runner import check_complete, search  # tuning.runner imports this module
 
         self.records = search(sub_spec, dataclasses.replace(self.prepared, space=space), resume.decide(sub_spec),
                               self.log, told=told)

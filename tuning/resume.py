@@ -6,7 +6,7 @@ are the run's source of truth; Ray's saved experiment state is used only for wha
 live trials' checkpoints and the searcher's state); the Optuna journal is rebuilt from our records.
 
 ``decide`` reads the folder and returns a ``ResumePlan``; ``apply`` brings our records in line with it;
-``tuning.run`` carries it out. The decision table (each row is unit-tested on small fake run folders):
+``tuning.runner`` carries it out. The decision table (each row is unit-tested on small fake run folders):
 
 ==============================================  ===================================================
 the run folder                                   the plan

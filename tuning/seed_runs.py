@@ -20,9 +20,9 @@ from typing import Any
 import ray
 import torch
 
+from runfolder import COMPLETE
 from trainers import DistillConfig, Teacher, TensorSplits, distill, evaluate, finetune, pick_device
 from trainers.models import build_from_arch, build_student_for
-from tuning.records import COMPLETE
 from tuning.seed_store import SeedRunStore, run_digest
 from tuning.spec import SearchSpec
 from tuning.stop_signal import check_stop

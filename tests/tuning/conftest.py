@@ -13,7 +13,7 @@ import torch
 
 from trainers import DistillConfig, build_student, distill, load_dataset
 from tuning import build_spec, run
-from tuning.run import RunOutcome
+from tuning.runner import RunOutcome
 
 # Tiny but real: Ray Tune + OptunaSearch + the distillation loop on digits.
 SMALL = {"epochs": 2, "scheduler": "none", "top_k": 1, "final_seeds": 1, "finetune_epochs": 0,

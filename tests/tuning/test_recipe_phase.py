@@ -17,7 +17,7 @@ from tuning import build_spec, run
 from tuning.final import top_configs
 from tuning.gain_curve import arch_of
 from tuning.recipe_phase import searched_arch
-from tuning.run import RunOutcome
+from tuning.runner import RunOutcome
 from tuning.seed_runs import searched_run
 
 RECIPE = {"budget": 4, "recipe_budget": 2, "top_k": 2, "final_seeds": 2, "max_params": "4000"}

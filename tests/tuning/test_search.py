@@ -21,7 +21,7 @@ from tuning import SearchSpec, build_spec
 from tuning.gain_curve import arch_of, curve_recipes
 from tuning.journal import open_study
 from tuning.prepare import bounded_space, load_data, obtain_teacher, shared_teacher, without_idle_interval
-from tuning.run import RunOutcome
+from tuning.runner import RunOutcome
 from tuning.seed_runs import SeedTasks, train_seed
 from tuning.trainable import STATE_FILE
 

@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
-from torch.utils.flop_counter import FlopCounterMode
 
 # Expansion of MobileNetV2 blocks; 4 rather than the paper's 6 keeps small students small.
 MOBILENET_EXPAND_RATIO = 4
@@ -343,6 +342,9 @@ def teacher_parameter_count(name: str, in_channels: int, num_classes: int) -> in
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """FLOPs of one forward pass at batch 1 (multiply-adds count as two), from torch's counter, in eval mode
     (the model's mode is restored). Works on the meta device too."""
+    # Imported here: torch's counter imports triton (0.1 s), which a worker that never counts FLOPs skips.
+    from torch.utils.flop_counter import FlopCounterMode
+
     example = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
