@@ -8,6 +8,7 @@ system, from the child's rusage) and wall, and lists the heavy modules each one 
 
     python bench/bench_worker_import.py                        # this checkout
     python bench/bench_worker_import.py --against ../old-tree  # and another checkout, interleaved
+    python bench/bench_worker_import.py --module tuning.trainable --repeats 15   # one module, more imports
 
 With ``--against``, the two checkouts are run alternately (this one first, then the other, ``--repeats`` times)
 and the ratio of their medians is printed: side by side on the same machine, in one run.
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another checkout of kdsearch, timed alternately with this one")
     parser.add_argument("--repeats", type=int, default=7, help="imports per module and checkout (default 7)")
+    parser.add_argument("--module", action="append", choices=WORKER_MODULES,
+                        help="time only this worker module (repeatable; default: both)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         checkouts["against"] = args.against.resolve()
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.repeats} fresh imports per module")
-    for module in WORKER_MODULES:
+    for module in args.module or WORKER_MODULES:
         cpu: dict[str, list[float]] = {name: [] for name in checkouts}
         wall: dict[str, list[float]] = {name: [] for name in checkouts}
         loaded: dict[str, list[str]] = {}
