@@ -5,7 +5,7 @@
 The public names are imported on first use (PEP 562). Every Ray worker, a trial actor or a final-stage task
 worker, imports ``tuning.trainable`` or ``tuning.seed_runs`` in a fresh process before its first trial or task,
 and importing this package eagerly would make each of them import ``tuning.runner`` too, and with it Optuna,
-plotly and the report: about 0.6 s of a core per worker for modules it never uses (BENCHMARKS.md, "What a
+plotly and the report: 0.1-0.8 s of a core per worker for modules it never uses (BENCHMARKS.md, "What a
 Ray worker imports").
 """
 
