@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# The modules each kind of Ray worker imports to run kdsearch's code.
-WORKER_MODULES = ("tuning.trainable", "tuning.seed_runs")
-# Modules a worker has no use for; each one loaded is reported.
-HEAVY = ("optuna", "plotly", "reports", "PIL", "triton", "onnxruntime", "onnx", "torchvision", "tuning.runner",
-         "tuning.tuner")
+sys.path.insert(0, str(REPO))
+
+# What each kind of Ray worker imports, and the modules it has no use for (each one loaded is reported); an older
+# checkout given to --against is timed on the same module names.
+from tuning import DRIVER_ONLY_MODULES as HEAVY  # noqa: E402
+from tuning import WORKER_MODULES  # noqa: E402
 
 
 def time_import(checkout: Path, module: str) -> tuple[float, float, list[str]]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tuning import DRIVER_ONLY_MODULES, WORKER_MODULES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # package -> top-level modules it must never import
@@ -104,11 +106,8 @@ def test_the_static_check_sees_every_import_form(tmp_path: Path) -> None:
     assert _imported_top_level_names(sample) == {"ray", "optuna", "torch"}
 
 
-# What a Ray worker imports to run kdsearch's code in a fresh process (a trial actor, a final-stage task
-# worker), and the modules it has no use for: each would be paid again by every worker of every search.
-WORKER_MODULES = ("tuning.trainable", "tuning.seed_runs")
-NOT_FOR_WORKERS = ("optuna", "plotly", "reports", "PIL", "triton", "tuning.runner", "tuning.tuner")
-
+# A Ray worker imports kdsearch's code in a fresh process (a trial actor, a final-stage task worker): each module
+# it has no use for would be paid again by every worker of every search.
 WORKER_IMPORT = """
 import json, sys
 import {module}
@@ -118,7 +117,8 @@ print(json.dumps(sorted(name for name in {unwanted!r} if name in sys.modules)))
 
 @pytest.mark.parametrize("module", WORKER_MODULES)
 def test_a_ray_workers_import_leaves_out_what_only_the_driver_uses(module: str) -> None:
-    completed = subprocess.run([sys.executable, "-c", WORKER_IMPORT.format(module=module, unwanted=NOT_FOR_WORKERS)],
+    code = WORKER_IMPORT.format(module=module, unwanted=DRIVER_ONLY_MODULES)
+    completed = subprocess.run([sys.executable, "-c", code],
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == []
@@ -132,6 +132,7 @@ def test_the_tuning_package_still_gives_its_public_names() -> None:
 
     assert callable(run_function) and run_function.__module__ == "tuning.runner"
     assert [ResultsDiskFull, RunOutcome, SearchFailed, SearchInterrupted, SearchSpec, UserError, build_spec]
+    assert all(getattr(tuning, name) is not None for name in tuning.__all__)
     assert set(tuning.__all__) <= set(dir(tuning))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         tuning.nothing  # noqa: B018

@@ -23,8 +23,14 @@ _MODULE_OF = {"ResultsDiskFull": "tuning.disk_full", "RunOutcome": "tuning.runne
               "SearchInterrupted": "tuning.runner", "run": "tuning.runner", "SearchSpec": "tuning.spec",
               "UserError": "tuning.spec", "build_spec": "tuning.spec"}
 
-__all__ = ["ResultsDiskFull", "RunOutcome", "SearchFailed", "SearchInterrupted", "SearchSpec", "UserError",
-           "build_spec", "run"]
+__all__ = ["DRIVER_ONLY_MODULES", "WORKER_MODULES", "ResultsDiskFull", "RunOutcome", "SearchFailed",
+           "SearchInterrupted", "SearchSpec", "UserError", "build_spec", "run"]
+
+# What a Ray worker imports to run kdsearch's code (a trial actor, a final-stage task worker), and the modules
+# it must leave to the driver (checked by tests/test_layers.py, timed by bench/bench_worker_import.py).
+WORKER_MODULES = ("tuning.trainable", "tuning.seed_runs")
+DRIVER_ONLY_MODULES = ("optuna", "plotly", "reports", "PIL", "triton", "onnxruntime", "onnx", "torchvision",
+                       "tuning.runner", "tuning.tuner")
 
 
 def __getattr__(name: str) -> Any:
@@ -34,4 +40,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted(set(globals()) | set(_MODULE_OF))
