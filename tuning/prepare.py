@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import signal
@@ -72,29 +71,38 @@ def load_data(spec: SearchSpec, log: Log | None = None) -> TensorSplits:
     """The dataset as a uint8 store (decoded once into ``spec.data_cache_dir``), or ``UserError`` naming
     what is wrong. SIGTERM, SIGUSR1 and Ctrl-C during a decode stop it after the chunks in progress, the images
     decoded kept for the rerun (``SearchInterrupted``, exit 3); the same signal again stops at once."""
-    def announce(received: signal.Signals) -> None:
-        if log is not None:
-            log(f"{received.name} received: stopping the data's decode after the images in progress, those decoded "
-                "kept for the rerun; the signal again stops at once")
-
-    stopped_while_loading = functools.partial(_stopped_while_loading, spec)
     try:
-        with signals_request_a_stop(stopped_while_loading, announce, again_stops_at_once=True):
+        with _signals_stop_where_a_rerun_goes_on(
+                spec, log, "loading the data",
+                stopping="the data's decode after the images in progress, those decoded kept for the rerun",
+                goes_on=f"a decode goes on from the images it kept (under {spec.data_cache_dir / 'data'})"):
             with _a_stop_ends_the_run(log):
                 data = load_dataset(spec.dataset, spec.data_dir, download=spec.download, seed=spec.seed,
                                     max_train_samples=spec.max_train_samples, image_size=spec.image_size,
                                     augment=spec.augment, cache_dir=spec.data_cache_dir, log=log,
                                     stop_requested=stop_requested)
-            check_stop()
-            return data
+        return data
     except DatasetError as error:
         raise UserError(str(error)) from None
 
 
-def _stopped_while_loading(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
-    return SearchInterrupted(f"stopped by {received.name} while loading the data; rerun the same command "
-                             f"(--run-name {spec.run_name.split('/')[0]}) to go on: a decode goes on from the images "
-                             f"it kept (under {spec.data_cache_dir / 'data'})")
+@contextlib.contextmanager
+def _signals_stop_where_a_rerun_goes_on(spec: SearchSpec, log: Log | None, doing: str, stopping: str,
+                                        goes_on: str) -> Iterator[None]:
+    """While the block is ``doing`` something, SIGTERM, SIGUSR1 and Ctrl-C request a stop (``stop_requested``),
+    announced as ``stopping`` what; at the block's end, or where its work stops on the request, ``SearchInterrupted``
+    (exit 3) says what the rerun ``goes_on`` from. The same signal again stops at once (``tuning.stop_signal``)."""
+    def announce(received: signal.Signals) -> None:
+        if log is not None:
+            log(f"{received.name} received: stopping {stopping}; the signal again stops at once")
+
+    def error(received: signal.Signals) -> SearchInterrupted:
+        return SearchInterrupted(f"stopped by {received.name} while {doing}; rerun the same command "
+                                 f"(--run-name {spec.run_name.split('/')[0]}) to go on: {goes_on}")
+
+    with signals_request_a_stop(error, announce, again_stops_at_once=True):
+        yield
+        check_stop()
 
 
 def check_teacher_name(spec: SearchSpec, data: TensorSplits) -> int:
@@ -271,21 +279,14 @@ def signals_stop_the_preparation(spec: SearchSpec, log: Log) -> Iterator[None]:
     (the first saved for a rerun, the second trained again), the teacher's per-view logits after their view in progress
     (the views done kept for the rerun).
     ``SearchInterrupted`` (exit 3); the same signal again stops at once (``tuning.stop_signal``)."""
-    def announce(received: signal.Signals) -> None:
-        log(f"{received.name} received: stopping where the run can go on from (a training after its epoch in "
-            "progress, a teacher's saved for the rerun; the teacher's logits after their view in progress, the views "
-            "done kept); the signal again stops at once")
-
-    with signals_request_a_stop(functools.partial(_stopped_while_preparing, spec), announce, again_stops_at_once=True):
+    with _signals_stop_where_a_rerun_goes_on(
+            spec, log, "preparing the teacher",
+            stopping="where the run can go on from (a training after its epoch in progress, a teacher's saved for the "
+                     "rerun; the teacher's logits after their view in progress, the views done kept)",
+            goes_on=f"a teacher's training goes on from its last saved epoch (under {spec.teacher_cache_dir}), "
+                    f"its logits on augmented views from the last view kept "
+                    f"(under {spec.data_cache_dir / 'teacher-views'})"):
         yield
-        check_stop()
-
-
-def _stopped_while_preparing(spec: SearchSpec, received: signal.Signals) -> SearchInterrupted:
-    return SearchInterrupted(f"stopped by {received.name} while preparing the teacher; rerun the same command "
-                             f"(--run-name {spec.run_name.split('/')[0]}) to go on: a teacher's training goes on "
-                             f"from its last saved epoch (under {spec.teacher_cache_dir}), its logits on augmented "
-                             f"views from the last view kept (under {spec.data_cache_dir / 'teacher-views'})")
 
 
 def prepare(spec: SearchSpec, log: Log = print) -> Prepared:

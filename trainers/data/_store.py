@@ -110,7 +110,7 @@ def build(cache_dir: Path, key: str, shape: tuple[int, int, int, int], labels: n
     work, lock = _work_folder(root, key)
     try:
         if lock is not None:
-            done = find(cache_dir, key)  # another builder may have finished it while this one waited for the lock
+            done = find(cache_dir, key)  # another builder may have finished it since the caller looked
             if done is not None:
                 shutil.rmtree(work, ignore_errors=True)
                 return done
